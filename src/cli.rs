@@ -1,0 +1,164 @@
+//! The subcommands behind `main.rs`: each loads what it needs and reports errors plainly.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::config::Settings;
+use crate::local::{LocalConfig, LocalEndpoint};
+use crate::tinybird::AdminToken;
+use crate::tinybird::mint::mint as mint_token;
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`). Never logs secrets: see `SECURITY`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(config: &Path) -> anyhow::Result<Settings> {
+    Settings::load(config).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        anyhow::anyhow!(
+            "{} has {} problem(s):\n{}",
+            config.display(),
+            problems.len(),
+            list.join("\n")
+        )
+    })
+}
+
+/// `serve --config F`: refuses to start on any problem `check` would print.
+pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    crate::run::run(settings, false, |running| {
+        tracing::info!(app = %running.public_url, listen = %running.bound.app, tinybird = %running.tinybird_url, "tinybird-bff serving");
+    })
+    .await
+}
+
+/// `check --config F`.
+pub fn check(config: &Path) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    println!(
+        "{}: ok ({} users, workspace {}, token ttl {}s)",
+        config.display(),
+        settings.users.ids().count(),
+        settings.workspace_id,
+        settings.token_ttl.as_secs()
+    );
+    Ok(())
+}
+
+/// `mint --config F --user U [--explain]`.
+pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    let record = settings
+        .users
+        .get(user)
+        .with_context(|| format!("no user {user:?} in the users file"))?;
+    let access = settings
+        .grants
+        .evaluate(&record.user)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = crate::tinybird::mint::MintParams {
+        workspace_id: &settings.workspace_id,
+        signing_key: settings.signing_key.secret(),
+        ttl: settings.token_ttl,
+        rps: settings.token_rps,
+        name: &settings.token_name,
+    };
+    let minted = mint_token(
+        &record.user,
+        &access,
+        &params,
+        chrono::Utc::now().timestamp(),
+    )?;
+    if !explain {
+        println!("{}", minted.token);
+        return Ok(());
+    }
+    println!("claims:\n{}", serde_json::to_string_pretty(&minted.claims)?);
+    println!("scopes and the grants behind them:");
+    for pipe in &access.pipes {
+        println!(
+            "  PIPES:READ {} <- {} (fixed params {})",
+            pipe.pipe,
+            pipe.grants.join(", "),
+            serde_json::Value::Object(pipe.fixed_params.clone())
+        );
+    }
+    Ok(())
+}
+
+/// `hash-password`: reads one line from stdin (no echo control; pipe it in or type it).
+pub fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        bail!("empty password: type or pipe the password on standard input");
+    }
+    println!("{}", crate::auth::users::hash_password(password));
+    Ok(())
+}
+
+/// Arguments of `tinybird-bff local`.
+#[derive(Debug, clap::Args)]
+pub struct LocalArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7181")]
+    pub listen: SocketAddr,
+    /// Directory of `.pipe` files [default: the embedded demo pipes].
+    #[arg(long)]
+    pub pipes: Option<PathBuf>,
+    /// SQLite database file to serve [default: generated demo data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Environment variable holding the signing key (the workspace admin token).
+    #[arg(long, default_value = "TINYBIRD_SIGNING_KEY")]
+    pub signing_key_env: String,
+    /// Workspace id JWTs must carry [default: the key's, else "local"].
+    #[arg(long)]
+    pub workspace_id: Option<String>,
+}
+
+/// `local`: the Tinybird-compatible endpoint on its own.
+pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
+    let key = match std::env::var(&args.signing_key_env) {
+        Ok(key) => AdminToken::new(key).with_context(|| format!("${}", args.signing_key_env))?,
+        Err(_) => bail!(
+            "set {} to the signing key JWTs are verified with (any string works locally, e.g. `export {}=p.local-dev-key`)",
+            args.signing_key_env,
+            args.signing_key_env
+        ),
+    };
+    let mut config = LocalConfig::new(key);
+    config.pipes_dir = args.pipes;
+    config.data = args.data;
+    config.workspace_id = args.workspace_id;
+    let (endpoint, problems) = LocalEndpoint::new(config)?;
+    for p in &problems {
+        tracing::error!("{p} (this pipe is not served; the others are)");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("tinybird: http://{}", listener.local_addr()?);
+    println!("workspace_id: {}", endpoint.workspace_id());
+    println!("pipes: {}", endpoint.pipe_names().join(", "));
+    endpoint
+        .serve(listener, crate::run::shutdown_signal())
+        .await?;
+    Ok(())
+}

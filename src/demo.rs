@@ -1,0 +1,97 @@
+//! The offline demo: `cargo run --release` with no arguments.
+//!
+//! One process, two origins (like an app and api.tinybird.co): the BFF and the embedded local
+//! endpoint, with a freshly generated signing key, the embedded demo config and users.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::auth::users::UserDirectory;
+use crate::config::{SessionStoreKind, Settings, TinybirdHost};
+use crate::tinybird::AdminToken;
+
+/// The demo config (also the documented example config).
+pub const CONFIG: &str = include_str!("../demo/config.toml");
+/// The demo users, with argon2id hashes of the passwords below.
+pub const USERS: &str = include_str!("../demo/users.toml");
+/// `(login, password, what they see)`, printed at start.
+pub const LOGINS: &[(&str, &str, &str)] = &[
+    ("alice", "alice-demo", "tenant acme"),
+    ("bob", "bob-demo", "tenant globex"),
+    ("carol", "carol-demo", "tenant initech"),
+    (
+        "admin",
+        "admin-demo",
+        "tenant acme + the cross-tenant overview",
+    ),
+];
+
+/// Command-line overrides of the demo.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// BFF address (default 127.0.0.1:3000; a free port if taken).
+    pub listen: Option<SocketAddr>,
+    /// Local endpoint address (default 127.0.0.1:7181; a free port if taken).
+    pub local_listen: Option<SocketAddr>,
+    /// Token lifetime (default 10 minutes).
+    pub token_ttl: Option<Duration>,
+}
+
+/// The demo's settings, with a generated key and sessions kept in memory.
+pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
+    let key = AdminToken::generate(&uuid::Uuid::new_v4().to_string());
+    let key_text = secrecy::ExposeSecret::expose_secret(key.secret()).to_owned();
+    let env = move |name: &str| (name == "TINYBIRD_SIGNING_KEY").then(|| key_text.clone());
+    let users =
+        UserDirectory::from_toml(USERS, "demo/users.toml").context("embedded demo users")?;
+    let mut settings = Settings::from_toml(
+        CONFIG,
+        "demo/config.toml",
+        Path::new("."),
+        &env,
+        Some(users),
+    )
+    .map_err(|problems| {
+        anyhow::anyhow!(
+            "embedded demo config: {}",
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    // The demo's key changes every run, so its sessions would not outlive it anyway.
+    settings.session_store = SessionStoreKind::Memory;
+    if let Some(addr) = options.listen {
+        settings.listen = addr;
+        let _ = settings.public_url.set_ip_host(addr.ip());
+        let _ = settings.public_url.set_port(Some(addr.port()));
+    }
+    if let Some(addr) = options.local_listen {
+        settings.host = TinybirdHost::Local(addr);
+    }
+    if let Some(ttl) = options.token_ttl {
+        settings.token_ttl = ttl;
+    }
+    Ok(settings)
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let fallback = options.listen.is_none();
+    let settings = settings(&options)?;
+    crate::run::run(settings, fallback, |running| {
+        println!("tinybird-bff demo (offline; Ctrl-C stops it)");
+        println!("app: {}", running.public_url);
+        println!("tinybird: {}", running.tinybird_url);
+        println!("demo logins:");
+        for (user, password, what) in LOGINS {
+            println!("  {user:<6} / {password:<11} {what}");
+        }
+    })
+    .await
+}

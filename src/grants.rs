@@ -1,0 +1,293 @@
+//! Which pipes a user may read and with which fixed params (pure, no I/O).
+//!
+//! Grants are declarative rules from the `[[grants]]` tables of the config. A grant that
+//! matches a user gives them its pipes, each with the grant's fixed params: row filters
+//! that Tinybird takes from the JWT and that always win over query parameters.
+//!
+//! Evaluation fails closed, because a token minted without a row filter its grant asks for
+//! may read every tenant's rows:
+//! - a fixed param whose template reads a missing or blank value (or renders blank) fails
+//!   the whole evaluation, not just that grant. Every value a template reads is checked
+//!   before it renders, and templates have no `default` filter to paper over a gap;
+//! - two matching grants that give the same pipe with different fixed params is a
+//!   conflict, not a union;
+//! - a user no grant matches gets an error, never a token with no scopes.
+//!
+//! Config locations in errors count grants from 0: `grants[0]` is the first `[[grants]]`.
+
+mod config;
+mod template;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::auth::User;
+pub use config::{AttributeValues, GrantConfig, GrantsConfigError, MatchConfig};
+use config::{check_matcher, check_pipes};
+use template::{TemplateProblem, Templates, UserRef};
+
+/// Why a user gets no token.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GrantError {
+    /// No grant matches the user.
+    #[error("user {user} matches no grant: ask an admin to add a grant for their role or tenant")]
+    NoGrant {
+        /// The user's id.
+        user: String,
+    },
+    /// A matching grant's fixed param reads a value the user lacks (or has blank).
+    #[error(
+        "grant {grant} needs attribute `{attribute}` for fixed param {param}, but the user has none (or it is empty): set it on the user, or change the grant"
+    )]
+    MissingAttribute {
+        /// The grant whose fixed param failed.
+        grant: String,
+        /// The fixed param.
+        param: String,
+        /// The value path, e.g. `tenant` or `attributes.region`.
+        attribute: String,
+    },
+    /// Matching grants give the same pipe with different fixed params.
+    #[error(
+        "grants {} all give pipe {pipe} but with different fixed params, so no token is minted: make their fixed params identical or their matches exclusive",
+        grants.join(", ")
+    )]
+    Conflict {
+        /// The pipe in dispute.
+        pipe: String,
+        /// The grants that give it.
+        grants: Vec<String>,
+    },
+}
+
+/// What one user may read: the scopes of their token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Access {
+    /// One entry per pipe, sorted by pipe name; never empty.
+    pub pipes: Vec<PipeAccess>,
+}
+
+impl Access {
+    /// The access to `name`, if the user has any.
+    pub fn pipe(&self, name: &str) -> Option<&PipeAccess> {
+        self.pipes.iter().find(|p| p.pipe == name)
+    }
+}
+
+/// Read access to one pipe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipeAccess {
+    /// Pipe name.
+    pub pipe: String,
+    /// Row filters Tinybird enforces from the JWT.
+    pub fixed_params: serde_json::Map<String, serde_json::Value>,
+    /// The grant(s) that gave this access, in config order.
+    pub grants: Vec<String>,
+    /// Whether proxy mode lets this pipe take SQL (`q`) over its result.
+    pub allow_sql_over_pipe: bool,
+}
+
+/// A fixed param ready to render.
+#[derive(Debug)]
+enum FixedParam {
+    Literal(serde_json::Value),
+    Template { key: String, refs: Vec<UserRef> },
+}
+
+#[derive(Debug)]
+struct CompiledGrant {
+    name: String,
+    pipes: Vec<String>,
+    matcher: MatchConfig,
+    fixed_params: Vec<(String, FixedParam)>,
+    allow_sql_over_pipe: bool,
+}
+
+/// Compiled grants (templates parsed once). Send + Sync.
+#[derive(Debug)]
+pub struct Grants {
+    grants: Vec<CompiledGrant>,
+    templates: Templates,
+}
+
+impl Grants {
+    /// Checks and compiles the config, reporting every problem, not just the first.
+    pub fn compile(grants: &[GrantConfig]) -> Result<Self, Vec<GrantsConfigError>> {
+        let mut errors = Vec::new();
+        let mut templates = Templates::new();
+        let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+        let mut compiled = Vec::with_capacity(grants.len());
+        for (i, grant) in grants.iter().enumerate() {
+            let at = if grant.name.is_empty() {
+                errors.push(GrantsConfigError::EmptyName {
+                    at: format!("grants[{i}]"),
+                });
+                format!("grants[{i}]")
+            } else {
+                format!("grants[{i}] ({:?})", grant.name)
+            };
+            if !grant.name.is_empty() {
+                if let Some(&first) = first_by_name.get(grant.name.as_str()) {
+                    errors.push(GrantsConfigError::DuplicateName {
+                        at: at.clone(),
+                        name: grant.name.clone(),
+                        first,
+                    });
+                } else {
+                    first_by_name.insert(&grant.name, i);
+                }
+            }
+            let pipes = check_pipes(&at, &grant.pipes, &mut errors);
+            check_matcher(&at, &grant.matcher, &mut errors);
+            let mut fixed_params = Vec::new();
+            for (param, value) in &grant.fixed_params {
+                let at = format!("{at}.fixed_params.{param}");
+                let key = format!("{i}/{param}");
+                match compile_param(&mut templates, &key, value) {
+                    Ok(p) => fixed_params.push((param.clone(), p)),
+                    Err(problem) => errors.push(problem.locate(at)),
+                }
+            }
+            compiled.push(CompiledGrant {
+                name: grant.name.clone(),
+                pipes,
+                matcher: grant.matcher.clone(),
+                fixed_params,
+                allow_sql_over_pipe: grant.allow_sql_over_pipe,
+            });
+        }
+        if errors.is_empty() {
+            Ok(Grants {
+                grants: compiled,
+                templates,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// For config checks: every (grant name, pipe) pair, in config order.
+    pub fn referenced_pipes(&self) -> Vec<(String, String)> {
+        self.grants
+            .iter()
+            .flat_map(|g| g.pipes.iter().map(|p| (g.name.clone(), p.clone())))
+            .collect()
+    }
+
+    /// For config checks: every (grant name, value path) fixed-param templates read, where
+    /// a path is `id`, `tenant`, `roles` or `attributes.<name>`; sorted within a grant.
+    pub fn referenced_attributes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for grant in &self.grants {
+            let mut refs: Vec<&UserRef> = grant
+                .fixed_params
+                .iter()
+                .filter_map(|(_, p)| match p {
+                    FixedParam::Template { refs, .. } => Some(refs),
+                    FixedParam::Literal(_) => None,
+                })
+                .flatten()
+                .collect();
+            refs.sort();
+            refs.dedup();
+            out.extend(refs.into_iter().map(|r| (grant.name.clone(), r.path())));
+        }
+        out
+    }
+
+    /// The pure decision: which pipes `user` may read, with which fixed params.
+    pub fn evaluate(&self, user: &User) -> Result<Access, GrantError> {
+        let mut pipes: BTreeMap<&str, PipeAccess> = BTreeMap::new();
+        for grant in self.grants.iter().filter(|g| g.matcher.matches(user)) {
+            let fixed_params = self.render(grant, user)?;
+            for pipe in &grant.pipes {
+                match pipes.get_mut(pipe.as_str()) {
+                    Some(existing) if existing.fixed_params != fixed_params => {
+                        let mut grants = existing.grants.clone();
+                        grants.push(grant.name.clone());
+                        return Err(GrantError::Conflict {
+                            pipe: pipe.clone(),
+                            grants,
+                        });
+                    }
+                    Some(existing) => {
+                        existing.grants.push(grant.name.clone());
+                        existing.allow_sql_over_pipe |= grant.allow_sql_over_pipe;
+                    }
+                    None => {
+                        pipes.insert(
+                            pipe,
+                            PipeAccess {
+                                pipe: pipe.clone(),
+                                fixed_params: fixed_params.clone(),
+                                grants: vec![grant.name.clone()],
+                                allow_sql_over_pipe: grant.allow_sql_over_pipe,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if pipes.is_empty() {
+            return Err(GrantError::NoGrant {
+                user: user.id.clone(),
+            });
+        }
+        Ok(Access {
+            pipes: pipes.into_values().collect(),
+        })
+    }
+
+    fn render(
+        &self,
+        grant: &CompiledGrant,
+        user: &User,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, GrantError> {
+        let mut out = serde_json::Map::new();
+        for (param, value) in &grant.fixed_params {
+            let rendered = match value {
+                FixedParam::Literal(v) => v.clone(),
+                FixedParam::Template { key, refs } => self
+                    .templates
+                    .render(key, refs, user)
+                    .map(serde_json::Value::String)
+                    .map_err(|m| GrantError::MissingAttribute {
+                        grant: grant.name.clone(),
+                        param: param.clone(),
+                        attribute: m.attribute,
+                    })?,
+            };
+            out.insert(param.clone(), rendered);
+        }
+        Ok(out)
+    }
+}
+
+fn compile_param(
+    templates: &mut Templates,
+    key: &str,
+    value: &toml::Value,
+) -> Result<FixedParam, TemplateProblem> {
+    let literal = |v: serde_json::Value| Ok(FixedParam::Literal(v));
+    match value {
+        toml::Value::String(source) => {
+            let refs = templates.add(key, source)?;
+            Ok(FixedParam::Template {
+                key: key.to_owned(),
+                refs,
+            })
+        }
+        toml::Value::Integer(n) => literal((*n).into()),
+        toml::Value::Boolean(b) => literal((*b).into()),
+        toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => literal(serde_json::Value::Number(n)),
+            None => Err(TemplateProblem::Unsupported("a NaN or infinite float")),
+        },
+        toml::Value::Array(_) => Err(TemplateProblem::Unsupported("an array")),
+        toml::Value::Table(_) => Err(TemplateProblem::Unsupported("a table")),
+        toml::Value::Datetime(_) => Err(TemplateProblem::Unsupported("a datetime")),
+    }
+}

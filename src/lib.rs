@@ -1,0 +1,31 @@
+//! tinybird-bff: a backend-for-frontend for Tinybird.
+//!
+//! # Layout
+//!
+//! A request reads top to bottom through these modules:
+//!
+//! - [`app`]: the BFF's state, its router (every route, grouped by caller) and `serve`.
+//! - [`auth`]: who the user is: local users, sessions, CSRF, login throttling.
+//! - [`grants`]: which pipes a user may read, with which fixed params (pure, no I/O).
+//! - [`token`]: `POST /api/token`, minting through [`tinybird::mint`].
+//! - [`tinybird`]: the Tinybird contract: claims, signing, the admin token's shape.
+//! - [`web`]: the browser page and client, embedded from `web/`.
+//! - [`error`]: the one JSON error envelope.
+//!
+//! Around them: [`config`] (the TOML settings and their validation), [`params`] (query and
+//! form parameters as Tinybird reads them), [`local`] (the Tinybird-compatible local
+//! endpoint), [`demo`] (the offline demo), [`run`] (listeners and shutdown) and [`cli`].
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod grants;
+pub mod local;
+pub mod params;
+pub mod run;
+pub mod tinybird;
+pub mod token;
+pub mod web;

@@ -1,0 +1,224 @@
+//! The Tinybird-compatible local endpoint: the "Tinybird" of every offline run.
+//!
+//! It serves pipes (SQL templates in Tinybird's syntax over SQLite) with Tinybird's auth, JSON
+//! shape, status codes and rate limits, so the demo, our tests and our users' tests need no
+//! Tinybird account. Fidelity to the API contract matters here, not the SQL dialect.
+//!
+//! Use it standalone (`tinybird-bff local`) or in-process: build a [`LocalEndpoint`], then
+//! [`LocalEndpoint::serve`] it on any listener (port 0 in tests).
+
+pub mod auth;
+pub mod data;
+pub mod error;
+pub mod format;
+pub mod pipes;
+pub mod query;
+pub mod ratelimit;
+pub mod routes;
+pub mod template;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Method, header};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::tinybird::AdminToken;
+use data::{Database, DemoData};
+use pipes::{PipeLoadError, PipeSet};
+use query::QueryLimits;
+
+/// The demo pipes compiled into the binary: `(file name, contents)`.
+pub const EMBEDDED_PIPES: &[(&str, &str)] = &[
+    (
+        "top_products.pipe",
+        include_str!("../../demo/pipes/top_products.pipe"),
+    ),
+    (
+        "sales_by_day.pipe",
+        include_str!("../../demo/pipes/sales_by_day.pipe"),
+    ),
+    (
+        "recent_orders.pipe",
+        include_str!("../../demo/pipes/recent_orders.pipe"),
+    ),
+    (
+        "orgs_overview.pipe",
+        include_str!("../../demo/pipes/orgs_overview.pipe"),
+    ),
+];
+
+/// Names of the embedded demo pipes (file stems).
+pub fn embedded_pipe_names() -> Vec<String> {
+    EMBEDDED_PIPES
+        .iter()
+        .map(|(file, _)| file.trim_end_matches(".pipe").to_owned())
+        .collect()
+}
+
+/// What to serve and with which key.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The workspace admin token: verifies JWTs and reads everything itself.
+    pub signing_key: AdminToken,
+    /// The workspace id JWTs must carry; defaults to the one in the signing key.
+    pub workspace_id: Option<String>,
+    /// A directory of `.pipe` files; the embedded demo pipes when `None`.
+    pub pipes_dir: Option<PathBuf>,
+    /// A SQLite file to serve; generated demo data when `None`.
+    pub data: Option<PathBuf>,
+    /// Shape of the generated demo data.
+    pub demo: DemoData,
+    /// Per-query time and row budget.
+    pub query_limits: QueryLimits,
+    /// Largest accepted request body (form POSTs, token requests).
+    pub max_body: usize,
+}
+
+impl LocalConfig {
+    /// Defaults around a signing key: embedded pipes, generated data.
+    pub fn new(signing_key: AdminToken) -> Self {
+        Self {
+            signing_key,
+            workspace_id: None,
+            pipes_dir: None,
+            data: None,
+            demo: DemoData::default(),
+            query_limits: QueryLimits::default(),
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+pub struct LocalState {
+    /// Loaded pipes, by name and id.
+    pub pipes: PipeSet,
+    /// The SQLite database the pipes read.
+    pub db: Arc<Database>,
+    /// Signing key, and the admin credential.
+    pub admin: AdminToken,
+    /// The workspace JWTs must name.
+    pub workspace_id: String,
+    /// `limits.rps` counters per JWT name.
+    pub limiter: ratelimit::RpsLimiter,
+    /// Per-query budget.
+    pub query_limits: QueryLimits,
+    /// Body size cap.
+    pub max_body: usize,
+}
+
+/// A ready-to-serve local endpoint.
+#[derive(Clone)]
+pub struct LocalEndpoint {
+    state: Arc<LocalState>,
+}
+
+/// Why the endpoint cannot start at all (a broken pipe file is not one of these).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The pipes directory cannot be read.
+    #[error("cannot read pipes directory {0}: {1}")]
+    PipesDir(PathBuf, std::io::Error),
+    /// The data file cannot be opened, or the demo data cannot be generated.
+    #[error("cannot open data {0}: {1}")]
+    Data(String, rusqlite::Error),
+}
+
+impl LocalEndpoint {
+    /// Loads pipes and data. Broken pipe files come back beside the endpoint: log them; the
+    /// other pipes still serve.
+    pub fn new(config: LocalConfig) -> Result<(Self, Vec<PipeLoadError>), StartError> {
+        let (pipes, problems) = match &config.pipes_dir {
+            Some(dir) => {
+                PipeSet::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
+            }
+            None => PipeSet::from_sources(EMBEDDED_PIPES),
+        };
+        let db = match &config.data {
+            Some(path) => {
+                Database::open(path).map_err(|e| StartError::Data(path.display().to_string(), e))?
+            }
+            None => Database::generate(&config.demo)
+                .map_err(|e| StartError::Data("(generated demo data)".into(), e))?,
+        };
+        let workspace_id = config
+            .workspace_id
+            .or_else(|| config.signing_key.workspace_id())
+            .unwrap_or_else(|| "local".to_owned());
+        let state = LocalState {
+            pipes,
+            db,
+            admin: config.signing_key,
+            workspace_id,
+            limiter: ratelimit::RpsLimiter::default(),
+            query_limits: config.query_limits,
+            max_body: config.max_body,
+        };
+        Ok((
+            Self {
+                state: Arc::new(state),
+            },
+            problems,
+        ))
+    }
+
+    /// The workspace id JWTs must carry.
+    pub fn workspace_id(&self) -> &str {
+        &self.state.workspace_id
+    }
+
+    /// Names of the pipes being served.
+    pub fn pipe_names(&self) -> Vec<String> {
+        self.state.pipes.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The router, with browser-ready CORS (any origin, bearer auth, no cookies).
+    pub fn router(&self) -> Router {
+        let cors = CorsLayer::new()
+            .allow_origin(Any)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderName::from_static("x-ratelimit-reset"),
+            ])
+            .max_age(Duration::from_secs(600));
+        Router::new()
+            .route(
+                "/v0/pipes/{file}",
+                get(routes::pipe)
+                    .post(routes::pipe)
+                    .fallback(routes::method_not_allowed),
+            )
+            .route(
+                "/v0/tokens",
+                post(routes::create_token).fallback(routes::method_not_allowed),
+            )
+            .route(
+                "/v0/tokens/",
+                post(routes::create_token).fallback(routes::method_not_allowed),
+            )
+            .fallback(routes::not_found)
+            .layer(cors)
+            .with_state(Arc::clone(&self.state))
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,69 @@
+//! `POST /api/token`: mint a short-lived Tinybird JWT for the logged-in user.
+//!
+//! The answer carries the server's clock (`server_time`) beside `expires_at`, so a browser with
+//! a skewed clock can still refresh on time.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::login::current_user;
+use crate::error::AppError;
+use crate::grants::GrantError;
+use crate::tinybird::mint::{Minted, mint};
+
+/// The token endpoint's JSON.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub token: String,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// Seconds from `server_time` to `expires_at`.
+    pub expires_in: i64,
+    /// The BFF's clock when minting, Unix seconds.
+    pub server_time: i64,
+    /// The Tinybird base URL to call with it.
+    pub host: String,
+    /// Pipes the token reads.
+    pub pipes: Vec<String>,
+    /// The JWT `name` (rate-limit bucket, usage attribution).
+    pub name: String,
+}
+
+/// `POST /api/token`.
+pub async fn token(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<TokenResponse>, AppError> {
+    let current = current_user(&session).await?;
+    let now = chrono::Utc::now().timestamp();
+    let minted = mint_for(&state, &current.user, now)?;
+    tracing::info!(user = %current.user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
+    Ok(Json(TokenResponse {
+        expires_at: minted.claims.exp,
+        expires_in: minted.claims.exp - now,
+        server_time: now,
+        host: state.tinybird_url.clone(),
+        pipes: minted
+            .claims
+            .scopes
+            .iter()
+            .map(|s| s.resource.clone())
+            .collect(),
+        name: minted.claims.name.clone(),
+        token: minted.token,
+    }))
+}
+
+/// Evaluates grants and mints; every refusal is a 403 that says why.
+pub fn mint_for(state: &AppState, user: &crate::auth::User, now: i64) -> Result<Minted, AppError> {
+    let access = state
+        .settings
+        .grants
+        .evaluate(user)
+        .map_err(|e: GrantError| AppError::Forbidden(e.to_string()))?;
+    mint(user, &access, &state.mint_params(), now).map_err(|e| AppError::Forbidden(e.to_string()))
+}
