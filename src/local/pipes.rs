@@ -1,0 +1,429 @@
+//! Tinybird `.pipe` datafiles loaded into the pipes the local endpoint serves.
+//!
+//! Only what an endpoint needs is read: the pipe `DESCRIPTION >`, each `NODE`'s `SQL >` block
+//! and `TYPE endpoint`. Other keywords (`TOKEN`, `TAGS`, node descriptions, ...) are skipped so
+//! files written for Tinybird load unchanged. The endpoint node is the one marked
+//! `TYPE endpoint`, else the last; nodes it reads by name are not resolved (out of scope).
+//! A broken file is reported with `file:line` beside the pipes that did load, so one typo does
+//! not take the whole demo down.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::template::PipeTemplate;
+
+/// One servable pipe.
+#[derive(Debug)]
+pub struct Pipe {
+    /// The file stem; what `/v0/pipes/<name>.json` and JWT scopes use.
+    pub name: String,
+    /// `t_` + 32 hex chars derived from the name, so ids are stable across restarts.
+    pub id: String,
+    /// The pipe's `DESCRIPTION >` text, dedented (empty when absent).
+    pub description: String,
+    /// The endpoint node's SQL, compiled.
+    pub template: PipeTemplate,
+    /// Where the pipe came from (a path, or the embedded file's name).
+    pub file: PathBuf,
+}
+
+/// A `.pipe` file that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct PipeLoadError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// 1-based line in that file (0 when the file as a whole is at fault, e.g. unreadable).
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The pipes the local endpoint serves, looked up by name or id.
+#[derive(Debug, Default)]
+pub struct PipeSet {
+    /// Sorted by name, so listings are stable.
+    pipes: Vec<Pipe>,
+    /// Name and id of every pipe, to its index in `pipes`.
+    index: HashMap<String, usize>,
+}
+
+impl PipeSet {
+    /// Loads every `*.pipe` file of a directory. Broken files are returned as errors *beside*
+    /// the pipes that loaded (the caller logs them and serves the rest).
+    pub fn load_dir(dir: &Path) -> std::io::Result<(PipeSet, Vec<PipeLoadError>)> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "pipe") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let results = files.into_iter().map(|path| {
+            let contents = std::fs::read_to_string(&path).map_err(|err| PipeLoadError {
+                file: path.clone(),
+                line: 0,
+                message: format!("cannot read the file ({err}); pipe files must be UTF-8"),
+            })?;
+            parse_pipe(&path, &contents)
+        });
+        Ok(Self::build(results))
+    }
+
+    /// Same from in-memory (file name, contents) pairs: used for the pipes embedded in the binary.
+    pub fn from_sources(sources: &[(&str, &str)]) -> (PipeSet, Vec<PipeLoadError>) {
+        Self::build(
+            sources
+                .iter()
+                .map(|(file, contents)| parse_pipe(Path::new(file), contents)),
+        )
+    }
+
+    /// Looks up by pipe name or by pipe id.
+    pub fn get(&self, name_or_id: &str) -> Option<&Pipe> {
+        self.index.get(name_or_id).map(|&i| &self.pipes[i])
+    }
+
+    /// Every pipe, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Pipe> {
+        self.pipes.iter()
+    }
+
+    /// Indexes the pipes that parsed; a second pipe with the same name is an error, the first
+    /// one stays.
+    fn build(
+        results: impl Iterator<Item = Result<Pipe, PipeLoadError>>,
+    ) -> (PipeSet, Vec<PipeLoadError>) {
+        let (mut pipes, mut errors) = (Vec::new(), Vec::new());
+        for result in results {
+            match result {
+                Ok(pipe) => pipes.push(pipe),
+                Err(err) => errors.push(err),
+            }
+        }
+        pipes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut set = PipeSet::default();
+        for pipe in pipes {
+            if let Some(&first) = set.index.get(&pipe.name) {
+                errors.push(PipeLoadError {
+                    message: format!(
+                        "a pipe named {} is already loaded from {}: rename one of the files",
+                        pipe.name,
+                        set.pipes[first].file.display()
+                    ),
+                    file: pipe.file,
+                    line: 0,
+                });
+                continue;
+            }
+            set.index.insert(pipe.name.clone(), set.pipes.len());
+            set.index.insert(pipe.id.clone(), set.pipes.len());
+            set.pipes.push(pipe);
+        }
+        (set, errors)
+    }
+}
+
+/// Whether `name` can be a pipe name: `[A-Za-z_][A-Za-z0-9_]*`, 1 to 128 characters.
+pub fn is_valid_pipe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    first_ok && name.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The deterministic id of a pipe: `t_` + the first 32 hex chars of sha256(name).
+fn pipe_id(name: &str) -> String {
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("t_{}", &digest[..32])
+}
+
+/// A node's SQL and where it starts.
+#[derive(Default)]
+struct Node {
+    sql: String,
+    /// File line of the `SQL >` header; template line `n` is file line `header + n`.
+    header_line: usize,
+    is_endpoint: bool,
+}
+
+fn parse_pipe(file: &Path, contents: &str) -> Result<Pipe, PipeLoadError> {
+    let error = |line: usize, message: String| PipeLoadError {
+        file: file.to_owned(),
+        line,
+        message,
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !is_valid_pipe_name(&name) {
+        return Err(error(
+            0,
+            format!(
+                "'{name}' is not a valid pipe name: rename the file to letters, digits and _ \
+                 (not starting with a digit, at most 128 characters)"
+            ),
+        ));
+    }
+    let lines: Vec<&str> = contents.lines().collect();
+    let mut description = String::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        let number = i + 1;
+        i += 1;
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            return Err(error(
+                number,
+                "indented line outside a block: put it under a `SQL >` or `DESCRIPTION >` \
+                 header, or remove the indentation"
+                    .into(),
+            ));
+        }
+        let (keyword, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        if !keyword.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            return Err(error(
+                number,
+                format!(
+                    "expected a keyword such as NODE, SQL >, DESCRIPTION > or TYPE endpoint, \
+                     found `{line}`"
+                ),
+            ));
+        }
+        let block = if rest == ">" {
+            let (text, next) = read_block(&lines, i);
+            i = next;
+            Some(text)
+        } else {
+            None
+        };
+        match keyword {
+            "NODE" => nodes.push(Node::default()),
+            // After the first node, a DESCRIPTION describes that node, not the pipe.
+            "DESCRIPTION" if nodes.is_empty() => {
+                description = block.unwrap_or_else(|| rest.trim_matches('"').to_owned());
+            }
+            "SQL" => {
+                let Some(sql) = block else {
+                    return Err(error(
+                        number,
+                        "write `SQL >` and the SQL indented below".into(),
+                    ));
+                };
+                if nodes.is_empty() {
+                    nodes.push(Node::default());
+                }
+                let node = nodes.last_mut().expect("a node was just ensured");
+                node.sql = sql;
+                node.header_line = number;
+            }
+            "TYPE" if rest.eq_ignore_ascii_case("endpoint") => {
+                if let Some(node) = nodes.last_mut() {
+                    node.is_endpoint = true;
+                }
+            }
+            // TOKEN, TAGS, TYPE materialized, node DESCRIPTION, ...: not needed to serve.
+            _ => {}
+        }
+    }
+    let node = nodes
+        .iter()
+        .find(|n| n.is_endpoint)
+        .or(nodes.last())
+        .filter(|n| n.header_line > 0)
+        .ok_or_else(|| {
+            error(
+                0,
+                "no SQL found: a pipe needs `NODE <name>`, then `SQL >` with indented SQL, \
+                 then `TYPE endpoint`"
+                    .into(),
+            )
+        })?;
+    let template = PipeTemplate::compile(&node.sql)
+        .map_err(|err| error(node.header_line + err.line, err.message))?;
+    Ok(Pipe {
+        id: pipe_id(&name),
+        name,
+        description,
+        template,
+        file: file.to_owned(),
+    })
+}
+
+/// Reads the indented lines from `start` (blank lines included, trailing ones dropped),
+/// dedented by their common indentation. Returns the text and the index after the block.
+fn read_block(lines: &[&str], start: usize) -> (String, usize) {
+    let mut end = start;
+    while end < lines.len() && (lines[end].trim().is_empty() || lines[end].starts_with([' ', '\t']))
+    {
+        end += 1;
+    }
+    while end > start && lines[end - 1].trim().is_empty() {
+        end -= 1;
+    }
+    let body = &lines[start..end];
+    let indent = body
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let text = body
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (text, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Params;
+
+    const TOP: &str = "DESCRIPTION >
+    Top products by revenue for one organisation
+
+TOKEN read_top READ
+
+NODE endpoint
+SQL >
+    %
+    SELECT product_id, sum(amount) AS revenue
+    FROM orders
+    WHERE org_id = {{ String(org_id) }}
+    GROUP BY product_id
+    ORDER BY revenue DESC
+    LIMIT {{ Int32(limit, 10) }}
+
+TYPE endpoint
+";
+
+    #[test]
+    fn parses_a_single_node_pipe() {
+        let (set, errors) = PipeSet::from_sources(&[("top.pipe", TOP)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let pipe = set.get("top").expect("pipe loaded");
+        assert_eq!(
+            pipe.description,
+            "Top products by revenue for one organisation"
+        );
+        assert_eq!(pipe.template.param_names(), ["limit", "org_id"]);
+        let rendered = pipe
+            .template
+            .render(&Params::parse("org_id=acme").unwrap())
+            .unwrap();
+        assert!(
+            rendered.sql.starts_with("SELECT product_id"),
+            "{}",
+            rendered.sql
+        );
+        assert!(rendered.sql.contains("WHERE org_id = ?\nGROUP BY"));
+        assert_eq!(rendered.binds.len(), 2);
+    }
+
+    #[test]
+    fn looks_up_by_deterministic_id() {
+        let (set, _) = PipeSet::from_sources(&[("top.pipe", TOP)]);
+        let pipe = set.get("top").unwrap();
+        assert!(
+            pipe.id.starts_with("t_") && pipe.id.len() == 34,
+            "{}",
+            pipe.id
+        );
+        assert_eq!(pipe.id, pipe_id("top"));
+        assert_eq!(set.get(&pipe.id).unwrap().name, "top");
+        assert!(set.get("t_00000000000000000000000000000000").is_none());
+    }
+
+    #[test]
+    fn picks_the_endpoint_node_else_the_last() {
+        let multi = "NODE a\nSQL >\n    SELECT 1\nTYPE endpoint\n\nNODE b\nSQL >\n    SELECT 2\n";
+        let last = "NODE a\nSQL >\n    SELECT 1\n\nNODE b\nSQL >\n    SELECT 2\n";
+        let (set, errors) = PipeSet::from_sources(&[("multi.pipe", multi), ("last.pipe", last)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let sql = |name: &str| {
+            let pipe = set.get(name).unwrap();
+            pipe.template.render(&Params::default()).unwrap().sql
+        };
+        assert_eq!(sql("multi"), "SELECT 1");
+        assert_eq!(sql("last"), "SELECT 2");
+        assert_eq!(
+            set.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["last", "multi"]
+        );
+    }
+
+    #[test]
+    fn broken_file_is_reported_with_file_and_line_while_others_load() {
+        let broken = TOP.replace("String(org_id)", "Strin(org_id)");
+        let (set, errors) = PipeSet::from_sources(&[
+            ("top.pipe", TOP),
+            ("broken.pipe", &broken),
+            ("bad-name.pipe", TOP),
+            ("empty.pipe", "DESCRIPTION >\n    nothing\n"),
+        ]);
+        assert!(set.get("top").is_some());
+        assert_eq!(set.iter().count(), 1);
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(
+            messages[0].starts_with("broken.pipe:11: unknown function Strin"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("not a valid pipe name"),
+            "{messages:?}"
+        );
+        assert!(messages[2].contains("no SQL found"), "{messages:?}");
+    }
+
+    #[test]
+    fn template_syntax_error_lines_are_file_lines() {
+        let source = "NODE n\nSQL >\n    %\n    SELECT 1\n    {% if defined(a) %}\n\n";
+        let (_, errors) = PipeSet::from_sources(&[("open.pipe", source)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, PathBuf::from("open.pipe"));
+        assert!(errors[0].line >= 5, "{}", errors[0]);
+    }
+
+    #[test]
+    fn loads_a_directory() {
+        let dir = std::env::temp_dir().join(format!("tbff-pipes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("top.pipe"), TOP).unwrap();
+        std::fs::write(dir.join("bad.pipe"), "NODE x\nSQL >\n    {{ Int32(q) }}\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a pipe").unwrap();
+        let (set, errors) = PipeSet::load_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            set.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["top"]
+        );
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, dir.join("bad.pipe"));
+        assert_eq!(errors[0].line, 3);
+        assert!(PipeSet::load_dir(&dir).is_err());
+    }
+
+    #[test]
+    fn pipe_names() {
+        for good in ["top_products_2", "_x", &"a".repeat(128)] {
+            assert!(is_valid_pipe_name(good), "{good}");
+        }
+        for bad in ["", "2top", "top-products", "tôp", &"a".repeat(129)] {
+            assert!(!is_valid_pipe_name(bad), "{bad}");
+        }
+    }
+}
