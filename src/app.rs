@@ -32,10 +32,14 @@ pub struct App {
     pub settings: Settings,
     /// Base URL browsers call Tinybird at (the remote host, or the local endpoint's address).
     pub tinybird_url: String,
-    /// Failed-login counters.
-    pub throttle: LoginThrottle,
+    /// Failed-login counters per account.
+    pub account_throttle: LoginThrottle,
+    /// Failed-login counters per client address (higher limit: catches guessing across accounts).
+    pub client_throttle: LoginThrottle,
     /// Where sessions live.
     pub sessions: DynStore,
+    /// Proxy mode: upstream client and cached upstream tokens.
+    pub proxy: crate::proxy::Proxy,
 }
 
 /// Handler state.
@@ -52,8 +56,11 @@ impl App {
             }
             SessionStoreKind::Memory => DynStore(Arc::new(MemoryStore::default())),
         };
+        let proxy = crate::proxy::Proxy::new(&settings.proxy, &tinybird_url)?;
         Ok(Arc::new(App {
-            throttle: LoginThrottle::new(settings.throttle.clone()),
+            proxy,
+            account_throttle: LoginThrottle::new(settings.throttle),
+            client_throttle: LoginThrottle::new(settings.client_throttle),
             tinybird_url: tinybird_url.trim_end_matches('/').to_owned(),
             settings,
             sessions,
@@ -94,6 +101,11 @@ pub fn router(state: AppState) -> Router {
         ));
     let api = Router::new()
         .route("/api/me", get(login::me))
+        // Proxy GETs are read-only and need no CSRF header; form POSTs pass the CSRF check inside.
+        .route(
+            "/api/pipes/{file}",
+            get(crate::proxy::pipe).post(crate::proxy::pipe),
+        )
         .merge(csrf_checked)
         .layer(session_layer)
         .with_state(Arc::clone(&state));

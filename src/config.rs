@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// Grants: which users read which pipes with which fixed params.
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
+    /// Proxy mode (`/api/pipes/...`): upstream credentials, retries, timeouts, cache.
+    #[serde(default)]
+    pub proxy: crate::proxy::ProxyConfig,
 }
 
 /// `[tinybird]`.
@@ -123,9 +126,12 @@ impl Default for RawSession {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
-    /// Failures per account or client before a lockout.
+    /// Failures per account before a lockout.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
+    /// Failures per client address (across accounts) before a lockout.
+    #[serde(default = "default_max_client_failures")]
+    pub max_client_failures: u32,
     /// Window the failures are counted in.
     #[serde(default = "default_fifteen_minutes")]
     pub window: String,
@@ -138,6 +144,7 @@ impl Default for RawLogin {
     fn default() -> Self {
         Self {
             max_failures: default_max_failures(),
+            max_client_failures: default_max_client_failures(),
             window: default_fifteen_minutes(),
             lockout: default_fifteen_minutes(),
         }
@@ -181,6 +188,9 @@ fn default_cookie() -> String {
 }
 fn default_max_failures() -> u32 {
     5
+}
+fn default_max_client_failures() -> u32 {
+    20
 }
 fn default_fifteen_minutes() -> String {
     "15m".into()
@@ -231,12 +241,16 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Session cookie name.
     pub cookie_name: String,
-    /// Failed-login throttling.
+    /// Failed-login throttling per account.
     pub throttle: ThrottleConfig,
+    /// Failed-login throttling per client address.
+    pub client_throttle: ThrottleConfig,
     /// Local users.
     pub users: UserDirectory,
     /// Compiled grants.
     pub grants: std::sync::Arc<Grants>,
+    /// Proxy mode settings.
+    pub proxy: crate::proxy::ProxySettings,
 }
 
 /// One thing wrong with the config: where, what, and how to fix it.
@@ -378,6 +392,12 @@ impl Settings {
         if raw.login.max_failures == 0 {
             problems.push(problem("login.max_failures", "must be at least 1"));
         }
+        if raw.login.max_client_failures < raw.login.max_failures {
+            problems.push(problem(
+                "login.max_client_failures",
+                "must be at least login.max_failures (one client may mistype several accounts)",
+            ));
+        }
         let users = match users {
             Some(u) => Some(u),
             None => UserDirectory::load(&base.join(&raw.users.file))
@@ -404,9 +424,13 @@ impl Settings {
         if let Some(g) = &grants {
             check_grant_references(g, known_pipes.as_deref(), users.as_ref(), &mut problems);
         }
+        let proxy = crate::proxy::validate(&raw.proxy, env)
+            .map_err(|p| problems.extend(p))
+            .ok();
         if !problems.is_empty() {
             return Err(problems);
         }
+        let proxy = proxy.expect("no problems, so validated");
         let (
             Some(listen),
             Some(public_url),
@@ -457,8 +481,14 @@ impl Settings {
                 window,
                 lockout,
             },
+            client_throttle: ThrottleConfig {
+                max_failures: raw.login.max_client_failures,
+                window,
+                lockout,
+            },
             users,
             grants: std::sync::Arc::new(grants),
+            proxy,
         })
     }
 }

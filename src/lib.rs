@@ -8,6 +8,7 @@
 //! - [`auth`]: who the user is: local users, sessions, CSRF, login throttling.
 //! - [`grants`]: which pipes a user may read, with which fixed params (pure, no I/O).
 //! - [`token`]: `POST /api/token`, minting through [`tinybird::mint`].
+//! - [`proxy`]: `/api/pipes/...`, the pass-through that calls Tinybird server-side.
 //! - [`tinybird`]: the Tinybird contract: claims, signing, the admin token's shape.
 //! - [`web`]: the browser page and client, embedded from `web/`.
 //! - [`error`]: the one JSON error envelope.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod grants;
 pub mod local;
 pub mod params;
+pub mod proxy;
 pub mod run;
 pub mod tinybird;
 pub mod token;

@@ -55,10 +55,13 @@ pub async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let now = Instant::now();
-    let account = format!("account:{}", body.username);
-    let client = format!("client:{}", peer.ip());
-    for key in [&account, &client] {
-        if let Err(wait) = state.throttle.check(key, now) {
+    let account = body.username.as_str();
+    let client = peer.ip().to_string();
+    for (throttle, key) in [
+        (&state.account_throttle, account),
+        (&state.client_throttle, client.as_str()),
+    ] {
+        if let Err(wait) = throttle.check(key, now) {
             return Err(AppError::TooManyRequests {
                 message: "too many failed logins: wait before trying again".into(),
                 retry_after: wait.as_secs().max(1),
@@ -71,13 +74,13 @@ pub async fn login(
         .verify(&body.username, &body.password)
         .await
     else {
-        state.throttle.record_failure(&account, now);
-        state.throttle.record_failure(&client, now);
+        state.account_throttle.record_failure(account, now);
+        state.client_throttle.record_failure(&client, now);
         tracing::warn!(client = %peer.ip(), "login failed");
         return Err(AppError::Unauthorized("wrong username or password".into()));
     };
-    state.throttle.record_success(&account);
-    state.throttle.record_success(&client);
+    state.account_throttle.record_success(account);
+    state.client_throttle.record_success(&client);
     let display_name = state
         .settings
         .users

@@ -1,0 +1,310 @@
+//! The binary's subcommands, run as a user would run them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{admin_key_text, jwt_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tinybird-bff");
+
+/// A temp dir with the demo config and users, for the config-driven commands.
+fn config_dir(config: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tbff-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tinybird-bff.toml"), config).unwrap();
+    std::fs::write(dir.join("users.toml"), tinybird_bff::demo::USERS).unwrap();
+    dir
+}
+
+fn run(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+        .env_remove("TINYBIRD_SIGNING_KEY_FILE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let (ok, stdout, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (4 users"), "{stdout}");
+}
+
+#[test]
+fn check_lists_every_problem_with_its_key_and_fix() {
+    let broken = tinybird_bff::demo::CONFIG
+        .replace(
+            "host = \"local\"",
+            "host = \"api.tinybird.co/v0\"\nregion = \"eu\"",
+        )
+        .replace("ttl = \"10m\"", "ttl = \"ten minutes\"")
+        .replace("\"top_products\", ", "\"top_prodcts\", ")
+        .replace(
+            "org_id = \"{{ user.tenant }}\"",
+            "org_id = \"{{ user.attributes.org }}\"",
+        );
+    let dir = config_dir(&broken);
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown field `region`"),
+        "unknown keys are errors: {stderr}"
+    );
+    let fixed = broken.replace("\nregion = \"eu\"", "");
+    std::fs::write(dir.join("tinybird-bff.toml"), fixed).unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok);
+    for needle in [
+        "tinybird.host: must be your workspace's API host",
+        "token.ttl: \"ten minutes\" is not a duration",
+        "user.attributes.org is not an attribute",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    // The unknown pipe is only knowable with a pipe list (the remote host has none here).
+    let with_pipes = tinybird_bff::demo::CONFIG.replace("\"top_products\", ", "\"top_prodcts\", ");
+    std::fs::write(dir.join("tinybird-bff.toml"), with_pipes).unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok);
+    assert!(
+        stderr.contains("pipe \"top_prodcts\" does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secrets_come_only_from_the_environment() {
+    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let out = Command::new(BIN)
+        .args(["check", "--config", "tinybird-bff.toml"])
+        .current_dir(&dir)
+        .env_remove("TINYBIRD_SIGNING_KEY")
+        .env_remove("TINYBIRD_SIGNING_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("set TINYBIRD_SIGNING_KEY (or TINYBIRD_SIGNING_KEY_FILE)"),
+        "{stderr}"
+    );
+    std::fs::write(dir.join("key"), format!("{}\n", admin_key_text())).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", "tinybird-bff.toml"])
+        .current_dir(&dir)
+        .env_remove("TINYBIRD_SIGNING_KEY")
+        .env("TINYBIRD_SIGNING_KEY_FILE", "key")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let with_key =
+        tinybird_bff::demo::CONFIG.replace("[token]", "signing_key = \"p.secret\"\n\n[token]");
+    std::fs::write(dir.join("tinybird-bff.toml"), with_key).unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(
+        !ok && stderr.contains("unknown field `signing_key`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mint_prints_a_verifiable_token_and_explains_it() {
+    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let (ok, stdout, stderr) = run(
+        &["mint", "--config", "tinybird-bff.toml", "--user", "alice"],
+        &dir,
+    );
+    assert!(ok, "{stderr}");
+    let claims = tinybird_bff::tinybird::claims::verify(
+        stdout.trim(),
+        admin_key_text().as_bytes(),
+        chrono::Utc::now().timestamp(),
+    )
+    .unwrap();
+    assert_eq!(claims.name, "alice@acme");
+    assert_eq!(claims.scopes.len(), 3);
+    let (ok, stdout, _) = run(
+        &[
+            "mint",
+            "--config",
+            "tinybird-bff.toml",
+            "--user",
+            "admin",
+            "--explain",
+        ],
+        &dir,
+    );
+    assert!(ok);
+    assert!(stdout.contains("\"workspace_id\""), "{stdout}");
+    assert!(
+        stdout.contains("PIPES:READ orgs_overview <- platform-admin"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "PIPES:READ top_products <- tenant-dashboards (fixed params {\"org_id\":\"acme\"})"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("eyJ"),
+        "--explain prints claims, not the token"
+    );
+    let (ok, _, stderr) = run(
+        &["mint", "--config", "tinybird-bff.toml", "--user", "nobody"],
+        &dir,
+    );
+    assert!(!ok && stderr.contains("no user \"nobody\""), "{stderr}");
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_that_verifies() {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let users = tinybird_bff::auth::users::UserDirectory::from_toml(
+        &format!("[[users]]\nid = \"u\"\npassword_hash = \"{hash}\"\n"),
+        "t",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(users.verify("u", "s3cret pass")).is_some());
+    assert!(rt.block_on(users.verify("u", "s3cret")).is_none());
+}
+
+/// Starts the binary and reads stdout until `prefix` lines are all seen.
+fn start(args: &[&str], env_key: bool, prefixes: &[&str]) -> (Child, Vec<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    if env_key {
+        cmd.env("TINYBIRD_SIGNING_KEY", admin_key_text());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut found = Vec::new();
+    for prefix in prefixes {
+        loop {
+            let line = lines
+                .next()
+                .expect("process printed its addresses")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix(prefix) {
+                found.push(rest.trim().to_owned());
+                break;
+            }
+        }
+    }
+    (child, found)
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn local_runs_standalone_and_serves_only_the_tokens_tenant() {
+    let (child, found) = start(
+        &["local", "--listen", "127.0.0.1:0"],
+        true,
+        &["tinybird:", "workspace_id:"],
+    );
+    let url = &found[0];
+    assert_eq!(found[1], crate::helpers::WORKSPACE);
+    let token = jwt_for("cli", &["top_products"], Some("initech"));
+    let body: Value = reqwest::get(format!(
+        "{url}/v0/pipes/top_products.json?org_id=acme&token={token}"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let data = body["data"].as_array().unwrap();
+    assert!(
+        !data.is_empty() && data.iter().all(|r| r["org_id"] == "initech"),
+        "{body}"
+    );
+    assert!(terminate(child).success(), "SIGTERM shuts down cleanly");
+}
+
+#[test]
+fn local_without_a_key_says_how_to_set_one() {
+    let out = Command::new(BIN)
+        .args(["local", "--listen", "127.0.0.1:0"])
+        .env_remove("TINYBIRD_SIGNING_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set TINYBIRD_SIGNING_KEY"));
+}
+
+#[tokio::test]
+async fn the_demo_starts_with_no_arguments_needed_and_stops_on_sigterm() {
+    let (child, found) = start(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--local-listen",
+            "127.0.0.1:0",
+        ],
+        false,
+        &["app:", "tinybird:", "  alice"],
+    );
+    let page = reqwest::get(&found[0]).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let preflight = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v0/pipes/top_products.json", found[1]),
+        )
+        .header("origin", found[0].trim_end_matches('/'))
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert!(
+        found[2].contains("alice-demo"),
+        "prints the demo logins: {:?}",
+        found[2]
+    );
+    assert!(terminate(child).success());
+}

@@ -1,0 +1,220 @@
+//! Test servers and clients: everything binds 127.0.0.1:0 and stops when dropped.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tinybird_bff::local::{LocalConfig, LocalEndpoint};
+use tinybird_bff::tinybird::AdminToken;
+use tinybird_bff::tinybird::claims::{Claims, Limits, Scope, sign};
+use tokio::sync::oneshot;
+
+/// The signing key every test server uses (shaped like a real admin token).
+pub const WORKSPACE: &str = "7d1f3c52-0000-4000-8000-000000000001";
+
+pub fn admin_key() -> AdminToken {
+    // Fixed, so failures are reproducible; `generate` is covered by unit tests.
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"u": WORKSPACE, "id": "test", "host": "local"}).to_string());
+    AdminToken::new(format!("p.{payload}.dGVzdC1zaWduYXR1cmU")).unwrap()
+}
+
+pub fn admin_key_text() -> String {
+    secrecy::ExposeSecret::expose_secret(admin_key().secret()).to_owned()
+}
+
+/// A running local endpoint.
+pub struct LocalServer {
+    pub url: String,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the local endpoint with the embedded pipes and generated data.
+pub async fn spawn_local() -> LocalServer {
+    spawn_local_with(LocalConfig::new(admin_key())).await
+}
+
+/// Starts the local endpoint with a custom config.
+pub async fn spawn_local_with(config: LocalConfig) -> LocalServer {
+    let (endpoint, problems) = LocalEndpoint::new(config).expect("local endpoint starts");
+    assert!(problems.is_empty(), "pipe problems: {problems:?}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(endpoint.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    LocalServer {
+        url: format!("http://{addr}"),
+        addr,
+        stop: Some(tx),
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A JWT for `pipes` with `org_id` fixed (or none), valid for 10 minutes.
+pub fn jwt_for(name: &str, pipes: &[&str], org: Option<&str>) -> String {
+    let scopes = pipes
+        .iter()
+        .map(|p| {
+            let mut fixed = serde_json::Map::new();
+            if let Some(org) = org {
+                fixed.insert("org_id".into(), json!(org));
+            }
+            Scope::pipe(*p, fixed)
+        })
+        .collect();
+    sign_claims(Claims {
+        workspace_id: WORKSPACE.into(),
+        name: name.into(),
+        exp: now() + 600,
+        iat: Some(now()),
+        scopes,
+        limits: None,
+    })
+}
+
+/// Signs arbitrary claims with the test key.
+pub fn sign_claims(claims: Claims) -> String {
+    sign(&claims, admin_key().secret())
+}
+
+/// Signs an arbitrary JSON payload (for malformed-claims tests) with `key`.
+pub fn sign_raw(payload: &Value, key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        payload,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+pub fn limits(rps: i64) -> Option<Limits> {
+    Some(Limits { rps })
+}
+
+/// A plain client (no cookies, no redirects).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A running BFF + local endpoint, from the demo settings, with a cookie-keeping client.
+pub struct TestApp {
+    /// BFF base URL, with a trailing slash.
+    pub url: String,
+    /// The local endpoint's base URL.
+    pub tinybird: String,
+    /// The BFF's bound socket (differs from `url` when the public URL is not local).
+    pub addr: SocketAddr,
+    /// Cookie-keeping client for the BFF.
+    pub client: reqwest::Client,
+    running: Option<tinybird_bff::run::Running>,
+}
+
+impl TestApp {
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+
+    /// POST to the BFF with the CSRF header and a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("x-bff-csrf", "1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
+        self.post("api/login", json!({"username": user, "password": password}))
+            .await
+    }
+
+    /// Logs in as a demo user (`<id>-demo`), asserting success.
+    pub async fn login_as(&self, user: &str) {
+        let r = self.login(user, &format!("{user}-demo")).await;
+        assert_eq!(
+            r.status(),
+            200,
+            "login as {user}: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// `POST /api/token` → JSON.
+    pub async fn token(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}api/token", self.url))
+            .header("x-bff-csrf", "1")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+}
+
+/// A fresh client that keeps cookies.
+pub fn cookie_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Starts the demo's BFF and local endpoint on free ports, sessions in memory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Same, after `tweak` adjusts the settings.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut tinybird_bff::config::Settings)) -> TestApp {
+    let options = tinybird_bff::demo::DemoOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_listen: Some("127.0.0.1:0".parse().unwrap()),
+        token_ttl: None,
+    };
+    let mut settings = tinybird_bff::demo::settings(&options).unwrap();
+    tweak(&mut settings);
+    let running = tinybird_bff::run::start(settings, false).await.unwrap();
+    TestApp {
+        url: running.public_url.to_string(),
+        tinybird: running.tinybird_url.clone(),
+        addr: running.bound.app,
+        client: cookie_client(),
+        running: Some(running),
+    }
+}
