@@ -111,14 +111,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::clone(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async {
+                crate::error::AppError::NotFound("no such API route".into())
+            }),
+        )
         .merge(api)
-        .merge(web::router())
+        .merge(web::router(&origin_of(&state.tinybird_url)))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Path only: query strings may carry tokens.
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             }),
         )
+}
+
+/// `scheme://host[:port]` of a base URL (what CSP's `connect-src` wants).
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_owned())
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -519,7 +519,33 @@ async fn the_page_is_served() {
             .unwrap()
             .starts_with("text/html")
     );
+    let h = r.headers().clone();
     assert!(r.text().await.unwrap().contains("tinybird-bff"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("connect-src 'self' {}", app.tinybird)),
+        "the direct Tinybird origin is allowed: {csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let missing = client()
+        .get(format!("{}api/nope", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such API route")
+    );
     assert_eq!(
         client()
             .get(format!("{}healthz", app.url))
