@@ -66,7 +66,7 @@ pub struct DemoData {
     pub orders: usize,
     /// Days of history, counted back from `anchor`.
     pub days: i64,
-    /// The most recent day of data.
+    /// The most recent day of data (default: yesterday, so no order is in the future).
     pub anchor: NaiveDate,
 }
 
@@ -76,7 +76,8 @@ impl Default for DemoData {
             seed: 42,
             orders: 40_000,
             days: 90,
-            anchor: chrono::Utc::now().date_naive(),
+            // Yesterday (UTC): every generated time of day is then in the past.
+            anchor: chrono::Utc::now().date_naive() - Duration::days(1),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -21,12 +22,15 @@ use crate::tinybird::claims::{Claims, Limits, Scope, sign};
 /// `GET`/`POST /v0/pipes/{pipe}.{format}`.
 pub async fn pipe(
     State(state): State<Arc<LocalState>>,
-    Path(file): Path<String>,
+    file: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Path(file) = file.map_err(|_| {
+        ApiError::not_found("pipe not found: the pipe name in the path is not valid UTF-8")
+    })?;
     let (name, ext) = file.rsplit_once('.').unwrap_or((file.as_str(), "json"));
     let format = Format::from_extension(ext).ok_or_else(|| unsupported_format(ext))?;
     if !is_valid_pipe_name(name) {
@@ -250,11 +254,19 @@ pub async fn create_token(
         .into_response())
 }
 
-/// Any other method on a known route.
+/// Any other method on a route that reads (pipes, SQL).
 pub async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method {method} is not allowed here: use GET or POST"),
+    )
+}
+
+/// Any other method on the Token API.
+pub async fn post_only(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed here: create tokens with POST"),
     )
 }
 
