@@ -1,0 +1,190 @@
+//! What the proxy sends upstream, decided from what the client sent (pure, no I/O).
+//!
+//! The client's parameters pass through as Tinybird would take them, except where they could
+//! widen what the user reads: the user's fixed params (row filters) replace every same-named
+//! parameter, `token` is dropped (the proxy authenticates, never the browser), and `q` (SQL over
+//! the pipe's result) is refused unless the pipe's grant allows it. The path is checked just as
+//! strictly, because it becomes part of the upstream URL.
+
+use crate::grants::PipeAccess;
+use crate::local::pipes::is_valid_pipe_name;
+use crate::params::Params;
+
+/// Extensions Tinybird serves. Anything else is a 400 before any upstream call.
+pub const FORMATS: &[&str] = &[
+    "json",
+    "csv",
+    "csvwithnames",
+    "ndjson",
+    "parquet",
+    "prometheus",
+];
+
+/// Formats whose responses the response cache may keep (text the proxy can buffer as is).
+pub const CACHEABLE_FORMATS: &[&str] = &["json", "csv", "csvwithnames", "ndjson"];
+
+/// A pipe and format taken from the path's last segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// A valid pipe name.
+    pub pipe: String,
+    /// One of [`FORMATS`].
+    pub format: String,
+}
+
+/// Why a request cannot be proxied as sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RewriteError {
+    /// Not a pipe name (including `..`, slashes and other path tricks).
+    #[error("pipe {0:?} not found: pipe names are letters, digits and underscores")]
+    NotAPipe(String),
+    /// An extension Tinybird does not serve.
+    #[error(
+        "format {0:?} is not supported: use .json, .csv, .ndjson (or .csvwithnames, .parquet, .prometheus)"
+    )]
+    Format(String),
+    /// `q` on a pipe whose grant does not allow SQL over it.
+    #[error(
+        "the `q` parameter (SQL over the pipe) is not allowed on pipe {0} through the proxy: ask an admin to set allow_sql_over_pipe on its grant"
+    )]
+    SqlRefused(String),
+}
+
+/// Splits `top_products.json` into pipe and format; no extension means JSON, as in Tinybird.
+pub fn parse_file(file: &str) -> Result<Target, RewriteError> {
+    let (pipe, format) = file.rsplit_once('.').unwrap_or((file, "json"));
+    if !is_valid_pipe_name(pipe) {
+        return Err(RewriteError::NotAPipe(truncate(pipe)));
+    }
+    if !FORMATS.contains(&format) {
+        return Err(RewriteError::Format(truncate(format)));
+    }
+    Ok(Target {
+        pipe: pipe.to_owned(),
+        format: format.to_owned(),
+    })
+}
+
+/// The parameters to send upstream: fixed params win, `token` is gone, `q` only if allowed.
+pub fn effective_params(mut params: Params, access: &PipeAccess) -> Result<Params, RewriteError> {
+    params.remove("token");
+    if params.contains("q") && !access.allow_sql_over_pipe {
+        return Err(RewriteError::SqlRefused(access.pipe.clone()));
+    }
+    for (name, value) in &access.fixed_params {
+        params.set(name, fixed_param_text(value));
+    }
+    Ok(params)
+}
+
+/// A fixed param as a request parameter: strings as they are, arrays comma-joined (Tinybird's
+/// array syntax), other scalars in their JSON spelling.
+pub fn fixed_param_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(fixed_param_text)
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn access(fixed: serde_json::Value, sql: bool) -> PipeAccess {
+        PipeAccess {
+            pipe: "top_products".into(),
+            fixed_params: fixed.as_object().unwrap().clone(),
+            grants: vec!["g".into()],
+            allow_sql_over_pipe: sql,
+        }
+    }
+
+    fn rewrite(query: &str, fixed: serde_json::Value) -> Result<String, RewriteError> {
+        effective_params(Params::parse(query).unwrap(), &access(fixed, false))
+            .map(|p| p.to_query_string())
+    }
+
+    #[test]
+    fn fixed_params_replace_every_client_value_and_other_params_pass() {
+        let out = rewrite(
+            "org_id=globex&days=7&org_id=initech&limit=3",
+            json!({"org_id": "acme"}),
+        )
+        .unwrap();
+        assert_eq!(out, "days=7&limit=3&org_id=acme");
+        assert_eq!(
+            rewrite("days=7", json!({"org_id": "acme"})).unwrap(),
+            "days=7&org_id=acme"
+        );
+        assert_eq!(
+            rewrite("n=1", json!({"n": 5, "on": true, "ids": [1, "b"]})).unwrap(),
+            "n=5&on=true&ids=1%2Cb"
+        );
+    }
+
+    #[test]
+    fn the_clients_token_never_goes_upstream() {
+        assert_eq!(
+            rewrite("token=p.stolen&days=7&token=x", json!({})).unwrap(),
+            "days=7"
+        );
+    }
+
+    #[test]
+    fn sql_over_the_pipe_needs_the_grant() {
+        assert_eq!(
+            rewrite("q=select+*+from+_", json!({})),
+            Err(RewriteError::SqlRefused("top_products".into()))
+        );
+        let allowed = effective_params(
+            Params::parse("q=select+1").unwrap(),
+            &access(json!({}), true),
+        )
+        .unwrap();
+        assert_eq!(allowed.first("q"), Some("select 1"));
+    }
+
+    #[test]
+    fn only_pipe_names_and_known_formats_reach_the_url() {
+        let t = parse_file("top_products.csv").unwrap();
+        assert_eq!(
+            (t.pipe.as_str(), t.format.as_str()),
+            ("top_products", "csv")
+        );
+        assert_eq!(parse_file("top_products").unwrap().format, "json");
+        for bad in [
+            "../v0/tokens.json",
+            "a/b.json",
+            "a%2Fb.json",
+            ".json",
+            "x y.json",
+            "top.products.json",
+        ] {
+            assert!(
+                matches!(parse_file(bad), Err(RewriteError::NotAPipe(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_file("top_products.xml"),
+            Err(RewriteError::Format("xml".into()))
+        );
+        assert!(matches!(
+            parse_file("top_products.json?x"),
+            Err(RewriteError::Format(_))
+        ));
+    }
+}
