@@ -1,21 +1,25 @@
-//! Which pipes a user may read and with which fixed params (pure, no I/O).
+//! Which pipes and data sources a user may read, with which row filters (pure, no I/O).
 //!
 //! Grants are declarative rules from the `[[grants]]` tables of the config. A grant that
 //! matches a user gives them its pipes, each with the grant's fixed params: row filters
-//! that Tinybird takes from the JWT and that always win over query parameters.
+//! that Tinybird takes from the JWT and that always win over query parameters. A grant may
+//! also give data sources for SQL, each through a filter (see [`datasources`]) whose values
+//! are quoted SQL literals (see [`filter`]).
 //!
 //! Evaluation fails closed, because a token minted without a row filter its grant asks for
 //! may read every tenant's rows:
 //! - a fixed param whose template reads a missing or blank value (or renders blank) fails
 //!   the whole evaluation, not just that grant. Every value a template reads is checked
 //!   before it renders, and templates have no `default` filter to paper over a gap;
-//! - two matching grants that give the same pipe with different fixed params is a
-//!   conflict, not a union;
+//! - two matching grants that give the same pipe with different fixed params (or the same
+//!   data source with different filters) is a conflict, not a union;
 //! - a user no grant matches gets an error, never a token with no scopes.
 //!
 //! Config locations in errors count grants from 0: `grants[0]` is the first `[[grants]]`.
 
 mod config;
+pub mod datasources;
+pub mod filter;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -27,6 +31,10 @@ use serde::Serialize;
 use crate::auth::User;
 pub use config::{AttributeValues, GrantConfig, GrantsConfigError, MatchConfig};
 use config::{check_matcher, check_pipes};
+use datasources::CompiledDatasource;
+pub use datasources::DatasourceAccess;
+use filter::FilterTemplates;
+pub use filter::sql_literal;
 use template::{TemplateProblem, Templates, UserRef};
 
 /// Why a user gets no token.
@@ -50,6 +58,29 @@ pub enum GrantError {
         /// The value path, e.g. `tenant` or `attributes.region`.
         attribute: String,
     },
+    /// A matching grant's data-source filter reads a value the user lacks (or has blank).
+    #[error(
+        "grant {grant} needs attribute `{attribute}` for the filter on data source {datasource}, but the user has none (or it is empty, or not a plain value): set it on the user, or change the grant"
+    )]
+    MissingFilterAttribute {
+        /// The grant whose filter failed.
+        grant: String,
+        /// The data source.
+        datasource: String,
+        /// The value path(s), e.g. `tenant`.
+        attribute: String,
+    },
+    /// Matching grants give the same data source with different filters.
+    #[error(
+        "grants {} all give data source {datasource} but with different filters, so no token is minted: make their filters identical or their matches exclusive",
+        grants.join(", ")
+    )]
+    DatasourceConflict {
+        /// The data source in dispute.
+        datasource: String,
+        /// The grants that give it.
+        grants: Vec<String>,
+    },
     /// Matching grants give the same pipe with different fixed params.
     #[error(
         "grants {} all give pipe {pipe} but with different fixed params, so no token is minted: make their fixed params identical or their matches exclusive",
@@ -66,14 +97,22 @@ pub enum GrantError {
 /// What one user may read: the scopes of their token.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Access {
-    /// One entry per pipe, sorted by pipe name; never empty.
+    /// One entry per pipe, sorted by pipe name.
     pub pipes: Vec<PipeAccess>,
+    /// One entry per data source, sorted by name. `pipes` and `datasources` are never both
+    /// empty.
+    pub datasources: Vec<DatasourceAccess>,
 }
 
 impl Access {
     /// The access to `name`, if the user has any.
     pub fn pipe(&self, name: &str) -> Option<&PipeAccess> {
         self.pipes.iter().find(|p| p.pipe == name)
+    }
+
+    /// The access to data source `name`, if the user has any.
+    pub fn datasource(&self, name: &str) -> Option<&DatasourceAccess> {
+        self.datasources.iter().find(|d| d.datasource == name)
     }
 }
 
@@ -104,6 +143,7 @@ struct CompiledGrant {
     matcher: MatchConfig,
     fixed_params: Vec<(String, FixedParam)>,
     allow_sql_over_pipe: bool,
+    datasources: Vec<CompiledDatasource>,
 }
 
 /// Compiled grants (templates parsed once). Send + Sync.
@@ -111,6 +151,7 @@ struct CompiledGrant {
 pub struct Grants {
     grants: Vec<CompiledGrant>,
     templates: Templates,
+    filters: FilterTemplates,
 }
 
 impl Grants {
@@ -118,6 +159,7 @@ impl Grants {
     pub fn compile(grants: &[GrantConfig]) -> Result<Self, Vec<GrantsConfigError>> {
         let mut errors = Vec::new();
         let mut templates = Templates::new();
+        let mut filters = FilterTemplates::new();
         let mut first_by_name: HashMap<&str, usize> = HashMap::new();
         let mut compiled = Vec::with_capacity(grants.len());
         for (i, grant) in grants.iter().enumerate() {
@@ -140,7 +182,14 @@ impl Grants {
                     first_by_name.insert(&grant.name, i);
                 }
             }
-            let pipes = check_pipes(&at, &grant.pipes, &mut errors);
+            let pipes = check_pipes(
+                &at,
+                &grant.pipes,
+                !grant.datasources.is_empty(),
+                &mut errors,
+            );
+            let datasources =
+                datasources::compile(i, &at, &grant.datasources, &mut filters, &mut errors);
             check_matcher(&at, &grant.matcher, &mut errors);
             let mut fixed_params = Vec::new();
             for (param, value) in &grant.fixed_params {
@@ -157,12 +206,14 @@ impl Grants {
                 matcher: grant.matcher.clone(),
                 fixed_params,
                 allow_sql_over_pipe: grant.allow_sql_over_pipe,
+                datasources,
             });
         }
         if errors.is_empty() {
             Ok(Grants {
                 grants: compiled,
                 templates,
+                filters,
             })
         } else {
             Err(errors)
@@ -177,8 +228,22 @@ impl Grants {
             .collect()
     }
 
-    /// For config checks: every (grant name, value path) fixed-param templates read, where
-    /// a path is `id`, `tenant`, `roles` or `attributes.<name>`; sorted within a grant.
+    /// For config checks: every (grant name, data source) pair, in config order (data
+    /// sources sorted by name within a grant).
+    pub fn referenced_datasources(&self) -> Vec<(String, String)> {
+        self.grants
+            .iter()
+            .flat_map(|g| {
+                g.datasources
+                    .iter()
+                    .map(|d| (g.name.clone(), d.name.clone()))
+            })
+            .collect()
+    }
+
+    /// For config checks: every (grant name, value path) that fixed-param and filter
+    /// templates read, where a path is `id`, `tenant`, `roles` or `attributes.<name>`;
+    /// sorted within a grant.
     pub fn referenced_attributes(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for grant in &self.grants {
@@ -189,6 +254,7 @@ impl Grants {
                     FixedParam::Template { refs, .. } => Some(refs),
                     FixedParam::Literal(_) => None,
                 })
+                .chain(grant.datasources.iter().map(|d| &d.refs))
                 .flatten()
                 .collect();
             refs.sort();
@@ -198,11 +264,20 @@ impl Grants {
         out
     }
 
-    /// The pure decision: which pipes `user` may read, with which fixed params.
+    /// The pure decision: which pipes `user` may read, with which fixed params, and which
+    /// data sources, through which filters.
     pub fn evaluate(&self, user: &User) -> Result<Access, GrantError> {
         let mut pipes: BTreeMap<&str, PipeAccess> = BTreeMap::new();
+        let mut datasources: BTreeMap<String, DatasourceAccess> = BTreeMap::new();
         for grant in self.grants.iter().filter(|g| g.matcher.matches(user)) {
             let fixed_params = self.render(grant, user)?;
+            datasources::grant_into(
+                &mut datasources,
+                &grant.name,
+                &grant.datasources,
+                &self.filters,
+                user,
+            )?;
             for pipe in &grant.pipes {
                 match pipes.get_mut(pipe.as_str()) {
                     Some(existing) if existing.fixed_params != fixed_params => {
@@ -231,13 +306,14 @@ impl Grants {
                 }
             }
         }
-        if pipes.is_empty() {
+        if pipes.is_empty() && datasources.is_empty() {
             return Err(GrantError::NoGrant {
                 user: user.id.clone(),
             });
         }
         Ok(Access {
             pipes: pipes.into_values().collect(),
+            datasources: datasources.into_values().collect(),
         })
     }
 

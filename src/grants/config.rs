@@ -16,7 +16,8 @@ use crate::auth::User;
 pub struct GrantConfig {
     /// Unique name, shown in errors, in `--explain` and in [`PipeAccess::grants`].
     pub name: String,
-    /// The pipes this grant lets a matching user read.
+    /// The pipes this grant lets a matching user read (may be empty if `datasources` is not).
+    #[serde(default)]
     pub pipes: Vec<String>,
     /// Who the grant applies to.
     #[serde(rename = "match")]
@@ -27,6 +28,10 @@ pub struct GrantConfig {
     /// Whether proxy mode lets these pipes take SQL (`q`) over their result.
     #[serde(default)]
     pub allow_sql_over_pipe: bool,
+    /// Data sources a matching user may read with SQL, each through a row filter: an SQL
+    /// boolean expression whose `{{ ... }}` values are spliced in as quoted SQL literals.
+    #[serde(default)]
+    pub datasources: BTreeMap<String, String>,
 }
 
 /// The `[grants.match]` table: every condition given must hold.
@@ -119,8 +124,10 @@ pub enum GrantsConfigError {
         /// Index of the first grant with this name.
         first: usize,
     },
-    /// A grant lists no pipes, or an empty pipe name.
-    #[error("{at} is empty: list the pipes this grant may read, e.g. pipes = [\"top_products\"]")]
+    /// A grant lists no pipes (and no data sources), or an empty pipe name.
+    #[error(
+        "{at} is empty: list the pipes this grant may read, e.g. pipes = [\"top_products\"], or give data sources with datasources = {{ orders = \"org_id = {{{{ user.tenant }}}}\" }}"
+    )]
     NoPipes {
         /// Config location, e.g. `grants[2] ("x").pipes`.
         at: String,
@@ -177,6 +184,26 @@ pub enum GrantsConfigError {
         /// The offending TOML type.
         kind: &'static str,
     },
+    /// A data-source name that is not a plain identifier.
+    #[error(
+        "{at}: {name:?} is not a data source name: use letters, digits and underscores, not starting with a digit"
+    )]
+    InvalidDatasourceName {
+        /// Config location, e.g. `grants[0] ("x").datasources`.
+        at: String,
+        /// The offending name.
+        name: String,
+    },
+    /// A data-source filter that would splice a value somewhere other than a plain literal.
+    #[error(
+        "{at} is not a safe filter ({reason}): write values bare, e.g. `org_id = {{{{ user.tenant }}}}`; each value becomes a quoted, escaped SQL literal"
+    )]
+    UnsafeFilter {
+        /// Config location of the filter.
+        at: String,
+        /// What is wrong with where a value goes.
+        reason: String,
+    },
     /// A fixed param that is always empty, so no token could ever be minted for the grant.
     #[error("{at} is always empty, so this grant could never mint a token: give it a value")]
     EmptyValue {
@@ -194,17 +221,20 @@ impl TemplateProblem {
             }
             TemplateProblem::AlwaysEmpty => GrantsConfigError::EmptyValue { at },
             TemplateProblem::Unsupported(kind) => GrantsConfigError::UnsupportedValue { at, kind },
+            TemplateProblem::UnsafeSql(reason) => GrantsConfigError::UnsafeFilter { at, reason },
         }
     }
 }
 
-/// Returns the grant's pipes without duplicates, recording empty lists or names.
+/// Returns the grant's pipes without duplicates, recording empty names, and an empty list
+/// when the grant gives no data sources either.
 pub(super) fn check_pipes(
     at: &str,
     pipes: &[String],
+    has_datasources: bool,
     errors: &mut Vec<GrantsConfigError>,
 ) -> Vec<String> {
-    if pipes.is_empty() {
+    if pipes.is_empty() && !has_datasources {
         errors.push(GrantsConfigError::NoPipes {
             at: format!("{at}.pipes"),
         });

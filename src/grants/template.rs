@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, filters};
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, ErrorKind, Output, State, UndefinedBehavior, filters};
 use serde::Serialize;
 
 use crate::auth::User;
@@ -55,6 +56,8 @@ pub(super) enum TemplateProblem {
     AlwaysEmpty,
     /// Not a template at all: a TOML value of a type Tinybird cannot take.
     Unsupported(&'static str),
+    /// A data-source filter that would put a value somewhere other than a plain literal.
+    UnsafeSql(String),
 }
 
 /// Why a template could not be rendered for a user.
@@ -89,8 +92,29 @@ impl Templates {
         Templates { env }
     }
 
+    /// Like [`Templates::new`], but every `{{ ... }}` value is written by `formatter`
+    /// (data-source filters quote each value as an SQL literal this way).
+    pub(super) fn with_formatter<F>(formatter: F) -> Self
+    where
+        F: Fn(&mut Output, &State, &Value) -> Result<(), minijinja::Error> + Send + Sync + 'static,
+    {
+        let mut templates = Self::new();
+        templates.env.set_formatter(formatter);
+        templates
+    }
+
     /// Parses and checks `source` under the unique `key`, returning what it reads.
     pub(super) fn add(&mut self, key: &str, source: &str) -> Result<Vec<UserRef>, TemplateProblem> {
+        self.add_probed(key, source).map(|(refs, _)| refs)
+    }
+
+    /// [`Templates::add`], also returning the dry run's output (rendered for a user whose
+    /// every value is `1`), or `None` when the dry run failed on data.
+    pub(super) fn add_probed(
+        &mut self,
+        key: &str,
+        source: &str,
+    ) -> Result<(Vec<UserRef>, Option<String>), TemplateProblem> {
         // Statements (`set`, `for`, `include`, ...) would make the static reference check
         // unreliable and have no use in a one-value row filter.
         if source.contains("{%") {
@@ -147,7 +171,8 @@ impl Templates {
             Ok(out) if refs.is_empty() && out.trim().is_empty() => {
                 Err(TemplateProblem::AlwaysEmpty)
             }
-            _ => Ok(refs),
+            Ok(out) => Ok((refs, Some(out))),
+            Err(_) => Ok((refs, None)),
         }
     }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::*;
 
 mod compile;
+mod datasources;
 mod evaluate;
 
 #[derive(Deserialize)]

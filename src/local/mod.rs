@@ -15,6 +15,7 @@ pub mod pipes;
 pub mod query;
 pub mod ratelimit;
 pub mod routes;
+pub mod sql;
 pub mod template;
 
 use std::future::Future;
@@ -200,11 +201,17 @@ impl LocalEndpoint {
             )
             .route(
                 "/v0/tokens",
-                post(routes::create_token).fallback(routes::method_not_allowed),
+                post(routes::create_token).fallback(routes::post_only),
             )
             .route(
                 "/v0/tokens/",
-                post(routes::create_token).fallback(routes::method_not_allowed),
+                post(routes::create_token).fallback(routes::post_only),
+            )
+            .route(
+                "/v0/sql",
+                get(sql::sql)
+                    .post(sql::sql)
+                    .fallback(routes::method_not_allowed),
             )
             .fallback(routes::not_found)
             .layer(cors)

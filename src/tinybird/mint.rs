@@ -10,7 +10,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::claims::{Claims, Limits, Scope, sign};
+use super::claims::{Claims, Limits, Scope, ScopeType, sign};
 use crate::auth::User;
 use crate::grants::Access;
 
@@ -104,7 +104,8 @@ pub struct Minted {
     pub claims: Claims,
 }
 
-/// Builds and signs the claims: one `PIPES:READ` scope per granted pipe, with its fixed params.
+/// Builds and signs the claims: one `PIPES:READ` scope per granted pipe, with its fixed
+/// params, then one `DATASOURCES:READ` scope per granted data source, with its filter.
 pub fn mint(
     user: &User,
     access: &Access,
@@ -115,6 +116,12 @@ pub fn mint(
         .pipes
         .iter()
         .map(|p| Scope::pipe(p.pipe.clone(), p.fixed_params.clone()))
+        .chain(access.datasources.iter().map(|d| Scope {
+            scope_type: ScopeType::DatasourcesRead,
+            resource: d.datasource.clone(),
+            fixed_params: None,
+            filter: Some(d.filter.clone()),
+        }))
         .collect();
     let claims = Claims {
         workspace_id: params.workspace_id.to_owned(),
@@ -157,5 +164,31 @@ mod tests {
         assert!(t.render(&user(None)).is_err());
         let blank = NameTemplate::compile("  ").unwrap();
         assert!(blank.render(&user(None)).is_err());
+    }
+
+    #[test]
+    fn data_sources_become_datasources_read_scopes_with_their_filter() {
+        let access = Access {
+            pipes: vec![],
+            datasources: vec![crate::grants::DatasourceAccess {
+                datasource: "orders".into(),
+                filter: "org_id = 'acme'".into(),
+                grants: vec!["tenant-sql".into()],
+            }],
+        };
+        let key = SecretString::from("p.k");
+        let name = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
+        let params = MintParams {
+            workspace_id: "ws",
+            signing_key: &key,
+            ttl: Duration::from_secs(60),
+            rps: None,
+            name: &name,
+        };
+        let minted = mint(&user(Some("acme")), &access, &params, 1_000).unwrap();
+        assert_eq!(
+            serde_json::to_value(&minted.claims.scopes).unwrap(),
+            serde_json::json!([{"type": "DATASOURCES:READ", "resource": "orders", "filter": "org_id = 'acme'"}])
+        );
     }
 }

@@ -1,0 +1,305 @@
+//! `GET`/`POST /v0/sql`: ad-hoc SQL over data sources, with row-level security.
+//!
+//! A JWT's `DATASOURCES:READ` scopes name the data sources (tables) it may read, each with
+//! an SQL `filter` that Tinybird adds to every read of it. Here SQLite enforces that, for
+//! any shape of query (joins, subqueries, `UNION`, CTEs named like a data source,
+//! `main.orders`, `OR 1=1` in the user's own `WHERE`), in two passes on the pooled
+//! connection (see [`sandbox`]):
+//!
+//! 1. **Check.** Every granted data source becomes an empty `temp` table with its name and
+//!    columns, so the statement resolves every name exactly as it will in pass 2. It is
+//!    compiled with an authorizer ([`policy`]) that refuses *any* read of `main`, pragmas,
+//!    `ATTACH`, writes and functions off an allow-list; it must be one read-only statement,
+//!    not `EXPLAIN`. Then its bytecode (`EXPLAIN`) must open no b-tree outside `temp` and
+//!    no virtual table. The bytecode check exists because SQLite never asks the authorizer
+//!    about the columns of a `USING`/`NATURAL` join, so `FROM (SELECT 'globex' AS org_id)
+//!    JOIN main.orders USING (org_id)` would otherwise count another tenant's rows.
+//! 2. **Run.** The stand-ins are replaced by views: `temp."orders"` reads a secret-named
+//!    `temp` view that alone reads `main."orders" WHERE (<filter>)`. Unqualified names find
+//!    `temp` first, so the user's `orders` is the filtered view. The authorizer now allows
+//!    `main` reads only when the innermost view is a secret one (SQLite reports that
+//!    "accessor"; a CTE or view the user names `orders` cannot pass for it), then the
+//!    statement runs `query_only`, with the time, row and value-length limits.
+//!
+//! The admin token reads every table unfiltered, under the same read-only, allow-listed
+//! rules. A JWT with no `DATASOURCES:READ` scope gets a 403; so does any statement that
+//! reads a data source its token does not grant, or reads one around its filter. Statements
+//! that are not plain reads get a 400.
+//!
+//! Differences from Tinybird: SQLite's SQL dialect, JSON as the default format, no pipes as
+//! tables, and data sources are the tables of the database (`orders`, `products`, `orgs` in
+//! the demo); views in a `--data` file cannot be granted.
+
+pub mod policy;
+pub mod sandbox;
+pub mod statement;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::LocalState;
+use super::auth::{Caller, authenticate, presented_token};
+use super::error::ApiError;
+use super::format::{self, Format};
+use super::query::{QueryError, QueryOutput};
+use super::ratelimit::Decision;
+use crate::params::Params;
+use crate::tinybird::claims::{Claims, Limits, Scope, ScopeType};
+use policy::Denial;
+use statement::{SqlFormat, split_format};
+
+/// What a caller may read with SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlAccess {
+    /// The workspace admin token: every table, unfiltered.
+    Admin,
+    /// Data source name to its filter (`None`: the scope has no filter, so every row).
+    Filtered(BTreeMap<String, Option<String>>),
+}
+
+impl SqlAccess {
+    /// The access a verified caller has; a JWT without `DATASOURCES:READ` scopes has none.
+    pub fn for_caller(caller: &Caller) -> Result<Self, SqlError> {
+        match caller {
+            Caller::Admin => Ok(SqlAccess::Admin),
+            Caller::Jwt(claims) => Self::from_scopes(&claims.scopes),
+        }
+    }
+
+    /// Collects the `DATASOURCES:READ` scopes; two for one data source must agree.
+    pub fn from_scopes(scopes: &[Scope]) -> Result<Self, SqlError> {
+        let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for scope in scopes
+            .iter()
+            .filter(|s| s.scope_type == ScopeType::DatasourcesRead)
+        {
+            match out.get(&scope.resource) {
+                Some(existing) if *existing != scope.filter => {
+                    return Err(SqlError::Scopes(format!(
+                        "token has two DATASOURCES:READ scopes for {} with different filters: mint one",
+                        scope.resource
+                    )));
+                }
+                _ => {
+                    out.insert(scope.resource.clone(), scope.filter.clone());
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(SqlError::Scopes(
+                "token has no DATASOURCES:READ scope: /v0/sql reads data sources, and PIPES:READ scopes do not cover it".into(),
+            ));
+        }
+        Ok(SqlAccess::Filtered(out))
+    }
+}
+
+/// Why a `/v0/sql` statement did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The token cannot use `/v0/sql` at all (403).
+    #[error("{0}")]
+    Scopes(String),
+    /// The statement reads something the token may not read, or around a filter (403).
+    #[error("{0}")]
+    Denied(Denial),
+    /// Not one plain read, or a function off the allow-list (400).
+    #[error("{0}")]
+    Statement(String),
+    /// A token's filter does not compile against the data source (400).
+    #[error("the token's filter for data source {datasource} does not work here: {message}")]
+    BadFilter {
+        /// The data source.
+        datasource: String,
+        /// SQLite's complaint.
+        message: String,
+    },
+    /// SQLite refused the query: syntax, unknown column, ... (400).
+    #[error("query failed: {0}")]
+    Sql(String),
+    /// Past the time (408) or row (400) budget.
+    #[error(transparent)]
+    Query(QueryError),
+    /// Setting up the connection failed (500).
+    #[error("internal error preparing the query: {0}")]
+    Internal(String),
+}
+
+impl SqlError {
+    /// The HTTP status Tinybird would answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SqlError::Scopes(_) => StatusCode::FORBIDDEN,
+            SqlError::Denied(d) if d.is_access() => StatusCode::FORBIDDEN,
+            SqlError::Query(QueryError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            SqlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
+/// `GET /v0/sql?q=...` and `POST /v0/sql` (form `q`, or the query as the raw body).
+pub async fn sql(
+    State(state): State<Arc<LocalState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (params, raw) = request(&state, &method, &uri, &headers, body).await?;
+    let now = chrono::Utc::now().timestamp();
+    let caller = authenticate(
+        presented_token(&headers, &params)?,
+        &state.admin,
+        &state.workspace_id,
+        now,
+    )?;
+    let access = SqlAccess::for_caller(&caller)?;
+    let rate = rate_limit(&state, &caller);
+    if let Some(d) = rate.filter(|d| !d.allowed) {
+        return Err(too_many_requests(&d));
+    }
+    let query = params
+        .first("q")
+        .map(str::to_owned)
+        .or(raw)
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing query: send it as `q` (GET or form POST) or as the POST body",
+            )
+        })?;
+    let (sql, format) = split_format(&query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sql = sql.to_owned();
+    let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
+    let conn = state.db.acquire().await;
+    let limits = state.query_limits;
+    let out = tokio::task::spawn_blocking(move || sandbox::run(&conn, &sql, &access, limits))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
+        .map_err(|e| {
+            tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
+            ApiError::from(e)
+        })?;
+    let (content_type, text) = render(&out, format, quote_64bit);
+    let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
+    if let Some(d) = rate {
+        let h = response.headers_mut();
+        h.insert("x-ratelimit-limit", d.limit.into());
+        h.insert("x-ratelimit-remaining", d.remaining.into());
+        h.insert(
+            "x-ratelimit-reset",
+            (d.reset.as_secs_f64().ceil() as u64).into(),
+        );
+    }
+    Ok(response)
+}
+
+/// Query parameters (plus a form body), or the raw body as the query.
+async fn request(
+    state: &LocalState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Params, Option<String>), ApiError> {
+    let mut params = Params::parse(uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if method != Method::POST {
+        return Ok((params, None));
+    }
+    let limit = state.max_body;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes"),
+        )
+    })?;
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        params
+            .extend(Params::parse_bytes(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?);
+        return Ok((params, None));
+    }
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::bad_request("the query body is not valid UTF-8"))?;
+    Ok((params, Some(text)))
+}
+
+/// `limits.rps` per JWT name, as for pipes: counts this request, `None` when unlimited.
+fn rate_limit(state: &LocalState, caller: &Caller) -> Option<Decision> {
+    let Caller::Jwt(Claims {
+        name,
+        limits: Some(Limits { rps }),
+        ..
+    }) = caller
+    else {
+        return None;
+    };
+    state.limiter.check(name, *rps, Instant::now())
+}
+
+/// The 429 for a spent `limits.rps` window, with the headers clients wait on.
+fn too_many_requests(d: &Decision) -> ApiError {
+    let wait = d.reset.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many requests: the token name's limit is {} requests per second",
+            d.limit
+        ),
+    )
+    .with_header("retry-after", wait)
+    .with_header("x-ratelimit-limit", d.limit)
+    .with_header("x-ratelimit-remaining", 0)
+    .with_header("x-ratelimit-reset", wait)
+}
+
+fn render(out: &QueryOutput, format: SqlFormat, quote_64bit: bool) -> (&'static str, String) {
+    match format {
+        SqlFormat::Json => (
+            Format::Json.content_type(),
+            format::render(out, Format::Json, quote_64bit),
+        ),
+        SqlFormat::JsonEachRow => (
+            Format::Ndjson.content_type(),
+            format::render(out, Format::Ndjson, quote_64bit),
+        ),
+        SqlFormat::CsvWithNames => (
+            Format::Csv.content_type(),
+            format::render(out, Format::Csv, quote_64bit),
+        ),
+        SqlFormat::Csv => {
+            // ClickHouse's plain CSV has no header row: render the header alone to cut it.
+            let header_only = QueryOutput {
+                columns: out.columns.clone(),
+                rows: Vec::new(),
+                rows_read: 0,
+                bytes_read: 0,
+                elapsed: out.elapsed,
+            };
+            let header = format::render(&header_only, Format::Csv, quote_64bit);
+            let body = format::render(out, Format::Csv, quote_64bit);
+            let rows = body.strip_prefix(&header).unwrap_or(&body).to_owned();
+            (Format::Csv.content_type(), rows)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
