@@ -1,0 +1,330 @@
+//! The BFF's own rate limits, per user and per tenant, on token minting and proxy calls.
+//!
+//! - [`gcra`]: the algorithm (pure) and the in-memory buckets used without Redis;
+//! - [`redis_gcra`]: the same algorithm as one Lua script, shared by every instance;
+//! - [`config`]: `[limits]`, global and per grant;
+//! - [`login`]: failed-login throttling on the same store (memory or Redis).
+//!
+//! Routes use [`enforce`] as a route layer (`/api/token`, `/api/pipes/...`): it finds the
+//! user (bearer token or session, like the handlers), checks their buckets, and answers 429
+//! with `Retry-After` and `X-RateLimit-Limit/Remaining/Reset` (seconds until the bucket is
+//! full), or passes the request on and adds the same headers to the answer. Other routes can
+//! call [`Limiter::check`] directly.
+//!
+//! This is the first of two layers: the JWT's `limits.rps` makes Tinybird count direct
+//! browser calls per JWT `name` too (see docs/operations.md).
+
+pub mod config;
+pub mod gcra;
+pub mod login;
+pub mod redis_gcra;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::User;
+use crate::error::AppError;
+use crate::grants::Grants;
+use crate::metrics::Metrics;
+use crate::redis::Redis;
+pub use config::{FailMode, LimitSettings, LimitsConfig};
+use gcra::{MemoryBuckets, Outcome};
+
+/// What is being limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /api/token`.
+    Token = 0,
+    /// `/api/pipes/...` (proxy mode).
+    Proxy = 1,
+}
+
+impl Scope {
+    /// `token` or `proxy` (config keys, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Token => "token",
+            Scope::Proxy => "proxy",
+        }
+    }
+}
+
+/// Whose bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// One bucket per user id.
+    User = 0,
+    /// One bucket per tenant, shared by its users.
+    Tenant = 1,
+}
+
+impl Per {
+    /// `user` or `tenant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Per::User => "user",
+            Per::Tenant => "tenant",
+        }
+    }
+}
+
+/// The state of the bucket that decided, for the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateInfo {
+    /// The burst: requests allowed at once.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// Which bucket.
+    pub per: Per,
+}
+
+impl RateInfo {
+    /// Adds `X-RateLimit-Limit`, `-Remaining` and `-Reset` (whole seconds, rounded up).
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(ceil_secs(self.reset)),
+        );
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_micros().div_ceil(1_000_000) as u64
+}
+
+/// Why a request may not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limited {
+    /// Over the limit: 429.
+    Exceeded {
+        /// The bucket that refused.
+        info: RateInfo,
+        /// When a retry would pass.
+        retry_after: Duration,
+        /// What was limited.
+        scope: Scope,
+    },
+    /// Redis is down and `limits.on_redis_error = "closed"`: 503.
+    Unavailable,
+}
+
+impl IntoResponse for Limited {
+    fn into_response(self) -> Response {
+        let Limited::Exceeded {
+            info, retry_after, ..
+        } = &self
+        else {
+            return AppError::from(self).into_response();
+        };
+        let (info, retry_after) = (*info, *retry_after);
+        let mut response = AppError::from(self).into_response();
+        info.write_headers(response.headers_mut());
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(ceil_secs(retry_after).max(1)),
+        );
+        response
+    }
+}
+
+impl From<Limited> for AppError {
+    /// Keeps `Retry-After`; the `X-RateLimit-*` headers need [`Limited`]'s own response.
+    fn from(l: Limited) -> Self {
+        match l {
+            Limited::Exceeded {
+                info,
+                retry_after,
+                scope,
+            } => AppError::TooManyRequests {
+                message: format!(
+                    "rate limit exceeded ({} requests per {}): retry after {} s",
+                    scope.as_str(),
+                    info.per.as_str(),
+                    ceil_secs(retry_after).max(1)
+                ),
+                retry_after: ceil_secs(retry_after).max(1),
+            },
+            Limited::Unavailable => AppError::Unavailable(
+                "rate limiting is unavailable (shared store down); try again shortly".into(),
+            ),
+        }
+    }
+}
+
+enum Backend {
+    Memory(MemoryBuckets),
+    Redis(Redis),
+}
+
+/// Checks users' buckets; one per [`App`](crate::app::App).
+pub struct Limiter {
+    settings: LimitSettings,
+    grants: Arc<Grants>,
+    backend: Backend,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("settings", &self.settings)
+            .field(
+                "backend",
+                &match self.backend {
+                    Backend::Memory(_) => "memory",
+                    Backend::Redis(_) => "redis",
+                },
+            )
+            .finish()
+    }
+}
+
+impl Limiter {
+    /// Buckets in `redis` when given (shared by all instances), else in this process.
+    pub fn new(
+        settings: LimitSettings,
+        grants: Arc<Grants>,
+        redis: Option<Redis>,
+        metrics: Metrics,
+    ) -> Self {
+        let backend = match redis {
+            Some(r) => Backend::Redis(r),
+            None => Backend::Memory(MemoryBuckets::new()),
+        };
+        Self {
+            settings,
+            grants,
+            backend,
+            metrics,
+        }
+    }
+
+    /// Whether any limit is configured (else [`enforce`] does not even look up the user).
+    pub fn is_enabled(&self) -> bool {
+        !self.settings.is_empty()
+    }
+
+    /// Counts one `scope` request by `user`: `Ok(None)` when no limit applies to them,
+    /// `Ok(Some(info))` when within limits, [`Limited`] otherwise. One Redis round trip.
+    pub async fn check(&self, scope: Scope, user: &User) -> Result<Option<RateInfo>, Limited> {
+        if self.settings.is_empty() {
+            return Ok(None);
+        }
+        let user_grants = if self.settings.grants.is_empty() {
+            Vec::new()
+        } else {
+            self.grants
+                .evaluate(user)
+                .map(|a| {
+                    let pipes = a.pipes.into_iter().flat_map(|p| p.grants);
+                    pipes
+                        .chain(a.datasources.into_iter().flat_map(|d| d.grants))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut buckets = Vec::with_capacity(2);
+        let mut pers = Vec::with_capacity(2);
+        for (per, id) in [
+            (Per::User, Some(&user.id)),
+            (Per::Tenant, user.tenant.as_ref()),
+        ] {
+            let (Some(id), Some(rate)) = (id, self.settings.rate_for(per, scope, &user_grants))
+            else {
+                continue;
+            };
+            let key = format!("rl:{}:{}:{id}", scope.as_str(), per.as_str());
+            buckets.push((key, rate.interval_us(), rate.burst));
+            pers.push((per, rate.burst));
+        }
+        if buckets.is_empty() {
+            return Ok(None);
+        }
+        let outcome: Outcome = match &self.backend {
+            Backend::Memory(m) => m.check(&buckets, Instant::now()),
+            Backend::Redis(r) => match redis_gcra::check(r, &buckets).await {
+                Ok(o) => o,
+                Err(e) => {
+                    return match self.settings.on_redis_error {
+                        FailMode::Open => {
+                            tracing::debug!(error = %e, "rate limit skipped: redis unavailable (on_redis_error = open)");
+                            Ok(None)
+                        }
+                        FailMode::Closed => Err(Limited::Unavailable),
+                    };
+                }
+            },
+        };
+        let (per, limit) = pers[outcome.binding.min(pers.len() - 1)];
+        let d = outcome.decision;
+        let info = RateInfo {
+            limit,
+            remaining: d.remaining,
+            reset: Duration::from_micros(d.reset_us),
+            per,
+        };
+        if outcome.allowed {
+            return Ok(Some(info));
+        }
+        self.metrics
+            .rate_limited(scope.as_str(), per.as_str(), user.tenant.as_deref());
+        tracing::info!(user = %user.id, scope = scope.as_str(), per = per.as_str(), "rate limited");
+        Err(Limited::Exceeded {
+            info,
+            retry_after: Duration::from_micros(d.retry_after_us),
+            scope,
+        })
+    }
+}
+
+/// Request extension set by [`enforce`] once it has counted the request, so a handler knows
+/// not to count it again. Absent when no limit is configured or no user was found.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked(pub Option<RateInfo>);
+
+/// Route layer: limits `scope` for the request's user, from its bearer token or its session
+/// (see the module docs). Requests without a user pass untouched (no [`Checked`] extension):
+/// the handler answers them 401.
+pub async fn enforce(
+    State((state, scope)): State<(AppState, Scope)>,
+    session: Session,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.limits.is_enabled() {
+        return next.run(request).await;
+    }
+    let user = match crate::auth::current_user_any(&state, &session, request.headers()).await {
+        Ok(user) => user,
+        Err(AppError::Unauthorized(_)) => return next.run(request).await,
+        Err(e) => return e.into_response(),
+    };
+    match state.limits.check(scope, &user).await {
+        Ok(None) => {
+            request.extensions_mut().insert(Checked(None));
+            next.run(request).await
+        }
+        Ok(Some(info)) => {
+            request.extensions_mut().insert(Checked(Some(info)));
+            let mut response = next.run(request).await;
+            // A handler's own 429 (Tinybird's, relayed by the proxy) keeps its headers.
+            if response.status() != StatusCode::TOO_MANY_REQUESTS {
+                info.write_headers(response.headers_mut());
+            }
+            response
+        }
+        Err(limited) => limited.into_response(),
+    }
+}
