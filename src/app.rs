@@ -3,8 +3,13 @@
 //! Routes, grouped by who calls them:
 //! - the browser page: `GET /` and its assets (`web/`, embedded in the binary);
 //! - the app's JavaScript, with the session cookie: `/api/login`, `/api/logout`, `/api/me`,
-//!   `/api/token` (POSTs pass the CSRF check in `auth::csrf`);
-//! - operators: `/healthz`.
+//!   `/api/providers`, `/api/token` (POSTs pass the CSRF check in `auth::csrf`, except
+//!   `/api/token` with `Authorization: Bearer <IdP token>`, which has no cookie: `auth::bearer`);
+//! - browsers sent to and back from identity providers: `/auth/{provider}/login`,
+//!   `/auth/{provider}/callback` (`auth::oidc::flow`);
+//! - admins in the web app: `/api/admin/usage` (role `admin`);
+//! - operators: `/healthz`, `/readyz` (also on the admin listener, with `/metrics`: see
+//!   [`crate::health`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,8 +25,10 @@ use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
 
 use crate::auth::session_store::FileSessionStore;
 use crate::auth::store::DynStore;
-use crate::auth::throttle::LoginThrottle;
-use crate::auth::{csrf, login};
+use crate::ratelimit::login::SharedThrottle;
+use crate::ratelimit::{Limiter, Scope};
+use crate::auth::redis_store::{self, ObservedStore, RedisSessionStore};
+use crate::auth::{csrf, login, oidc};
 use crate::config::{SessionStoreKind, Settings};
 use crate::tinybird::mint::MintParams;
 use crate::{token, web};
@@ -32,35 +39,74 @@ pub struct App {
     pub settings: Settings,
     /// Base URL browsers call Tinybird at (the remote host, or the local endpoint's address).
     pub tinybird_url: String,
-    /// Failed-login counters per account.
-    pub account_throttle: LoginThrottle,
+    /// Failed-login counters per account (in Redis when configured: shared by instances).
+    pub account_throttle: SharedThrottle,
     /// Failed-login counters per client address (higher limit: catches guessing across accounts).
-    pub client_throttle: LoginThrottle,
+    pub client_throttle: SharedThrottle,
     /// Where sessions live.
     pub sessions: DynStore,
     /// Proxy mode: upstream client and cached upstream tokens.
     pub proxy: crate::proxy::Proxy,
+    /// The shared Redis, when configured (sessions, limits, throttles).
+    pub redis: Option<crate::redis::Redis>,
+    /// Per-user and per-tenant rate limits on `/api/token` and `/api/pipes/...`.
+    pub limits: Limiter,
+    /// This instance's Prometheus metrics and usage ring.
+    pub metrics: crate::metrics::Metrics,
+    /// The audit log.
+    pub audit: crate::audit::Audit,
+    /// Readiness checks.
+    pub health: crate::health::Health,
+    /// Identity providers: discovery, keys, login and bearer-token verification.
+    pub oidc: crate::auth::oidc::OidcProviders,
 }
 
 /// Handler state.
 pub type AppState = Arc<App>;
 
 impl App {
-    /// Builds the state; opens the session store.
+    /// Builds the state; opens the session store and the audit output, prepares Redis.
     pub fn new(settings: Settings, tinybird_url: String) -> anyhow::Result<AppState> {
-        let sessions = match &settings.session_store {
-            SessionStoreKind::File(dir) => {
-                DynStore(Arc::new(FileSessionStore::open(dir.clone()).map_err(
-                    |e| anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display()),
-                )?))
-            }
-            SessionStoreKind::Memory => DynStore(Arc::new(MemoryStore::default())),
+        let metrics = crate::metrics::Metrics::new();
+        let redis = match &settings.redis {
+            Some(r) => Some(crate::redis::Redis::new(r, metrics.clone())?),
+            None => None,
         };
+        let store: Arc<dyn tower_sessions::SessionStore> = match &settings.session_store {
+            SessionStoreKind::File(dir) => {
+                Arc::new(FileSessionStore::open(dir.clone()).map_err(|e| {
+                    anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
+                })?)
+            }
+            SessionStoreKind::Memory => Arc::new(MemoryStore::default()),
+            SessionStoreKind::Redis => Arc::new(RedisSessionStore::new(
+                redis.clone().expect("validated: session.store = redis needs [redis]"),
+            )),
+        };
+        let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
         let proxy = crate::proxy::Proxy::new(&settings.proxy, &tinybird_url)?;
+        let fail = settings.limits.on_redis_error;
+        let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
         Ok(Arc::new(App {
+            oidc,
             proxy,
-            account_throttle: LoginThrottle::new(settings.throttle),
-            client_throttle: LoginThrottle::new(settings.client_throttle),
+            account_throttle: SharedThrottle::new("account", settings.throttle, redis.clone(), fail),
+            client_throttle: SharedThrottle::new(
+                "client",
+                settings.client_throttle,
+                redis.clone(),
+                fail,
+            ),
+            limits: Limiter::new(
+                settings.limits.clone(),
+                Arc::clone(&settings.grants),
+                redis.clone(),
+                metrics.clone(),
+            ),
+            audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
+            health: crate::health::Health::new(&settings)?,
+            redis,
+            metrics,
             tinybird_url: tinybird_url.trim_end_matches('/').to_owned(),
             settings,
             sessions,
@@ -94,23 +140,54 @@ pub fn router(state: AppState) -> Router {
     let csrf_checked = Router::new()
         .route("/api/login", post(login::login))
         .route("/api/logout", post(login::logout))
-        .route("/api/token", post(token::token))
         .route_layer(middleware::from_fn_with_state(
             s.public_url.clone(),
             csrf::require,
         ));
+    // A bearer-authenticated token request carries no cookie, so CSRF applies only without one.
+    let token_route = Router::new()
+        .route(
+            "/api/token",
+            post(token::token).route_layer(middleware::from_fn_with_state(
+                (Arc::clone(&state), Scope::Token),
+                crate::ratelimit::enforce,
+            )),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            s.public_url.clone(),
+            crate::auth::bearer::csrf_unless_bearer,
+        ));
+    // Browser navigations to and from identity providers (GETs: top-level redirects).
+    let oidc_routes = Router::new()
+        .route("/api/providers", get(oidc::flow::providers))
+        .route("/auth/{provider}/login", get(oidc::flow::login))
+        .route("/auth/{provider}/callback", get(oidc::flow::callback));
     let api = Router::new()
         .route("/api/me", get(login::me))
         // Proxy GETs are read-only and need no CSRF header; form POSTs pass the CSRF check inside.
         .route(
             "/api/pipes/{file}",
-            get(crate::proxy::pipe).post(crate::proxy::pipe),
+            get(crate::proxy::pipe)
+                .post(crate::proxy::pipe)
+                .route_layer(middleware::from_fn_with_state(
+                    (Arc::clone(&state), Scope::Proxy),
+                    crate::ratelimit::enforce,
+                )),
         )
+        .route("/api/admin/usage", get(crate::metrics::usage::admin_usage))
         .merge(csrf_checked)
+        .merge(token_route)
+        .merge(oidc_routes)
         .layer(session_layer)
+        // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
+        .layer(middleware::from_fn(redis_store::session_unavailable))
         .with_state(Arc::clone(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(crate::health::readyz).with_state(Arc::clone(&state)),
+        )
         .route(
             "/api/{*rest}",
             axum::routing::any(|| async {

@@ -11,14 +11,47 @@ use crate::local::{LocalConfig, LocalEndpoint};
 use crate::tinybird::AdminToken;
 use crate::tinybird::mint::mint as mint_token;
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`). Never logs secrets: see `SECURITY`.
+/// The log output, swappable once the config (`[log] format`) has been read.
+type FormatLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+static LOG_FORMAT: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<FormatLayer, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+fn format_layer(format: crate::audit::LogFormat) -> FormatLayer {
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        crate::audit::LogFormat::Text => layer.boxed(),
+        crate::audit::LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+/// Logs to stderr as text; `RUST_LOG` filters (default `info`). Never logs secrets: see
+/// `SECURITY`. Logging starts before the config is read; [`set_log_format`] switches to JSON.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let (layer, handle) =
+        tracing_subscriber::reload::Layer::new(format_layer(crate::audit::LogFormat::Text));
+    if tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_FORMAT.set(handle);
+    }
+}
+
+/// Switches the application log to `format` (`[log] format`); no-op without [`init_logging`].
+pub fn set_log_format(format: crate::audit::LogFormat) {
+    if let Some(handle) = LOG_FORMAT.get() {
+        let _ = handle.reload(format_layer(format));
+    }
 }
 
 fn load(config: &Path) -> anyhow::Result<Settings> {
@@ -36,8 +69,9 @@ fn load(config: &Path) -> anyhow::Result<Settings> {
 /// `serve --config F`: refuses to start on any problem `check` would print.
 pub async fn serve(config: &Path) -> anyhow::Result<()> {
     let settings = load(config)?;
+    set_log_format(settings.log_format);
     crate::run::run(settings, false, |running| {
-        tracing::info!(app = %running.public_url, listen = %running.bound.app, tinybird = %running.tinybird_url, "tinybird-bff serving");
+        tracing::info!(app = %running.public_url, listen = %running.bound.app, tinybird = %running.tinybird_url, admin = ?running.bound.admin, "tinybird-bff serving");
     })
     .await
 }
@@ -91,6 +125,14 @@ pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
             pipe.pipe,
             pipe.grants.join(", "),
             serde_json::Value::Object(pipe.fixed_params.clone())
+        );
+    }
+    for ds in &access.datasources {
+        println!(
+            "  DATASOURCES:READ {} <- {} (filter {})",
+            ds.datasource,
+            ds.grants.join(", "),
+            ds.filter
         );
     }
     Ok(())

@@ -18,6 +18,8 @@ use crate::grants::{GrantConfig, Grants};
 use crate::tinybird::AdminToken;
 use crate::tinybird::mint::NameTemplate;
 
+mod ops;
+
 /// The config file as written. Every table denies unknown keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,14 +40,33 @@ pub struct RawConfig {
     /// Failed-login throttling.
     #[serde(default)]
     pub login: RawLogin,
-    /// Local users.
-    pub users: RawUsers,
+    /// Local users; optional when `[oidc.<name>]` providers log users in.
+    #[serde(default)]
+    pub users: Option<RawUsers>,
+    /// Identity providers (OIDC login and bearer tokens), by name.
+    #[serde(default)]
+    pub oidc: std::collections::BTreeMap<String, crate::auth::oidc::config::RawOidcProvider>,
     /// Grants: which users read which pipes with which fixed params.
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
     /// Proxy mode (`/api/pipes/...`): upstream credentials, retries, timeouts, cache.
     #[serde(default)]
     pub proxy: crate::proxy::ProxyConfig,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `"127.0.0.1:9300"`; off when unset.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// Shared Redis for sessions (`session.store = "redis"`), rate limits and login throttling.
+    #[serde(default)]
+    pub redis: Option<crate::redis::RedisConfig>,
+    /// The BFF's own rate limits.
+    #[serde(default)]
+    pub limits: crate::ratelimit::LimitsConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// The application log.
+    #[serde(default)]
+    pub log: crate::audit::LogConfig,
 }
 
 /// `[tinybird]`.
@@ -212,6 +233,8 @@ pub enum SessionStoreKind {
     File(PathBuf),
     /// In memory: sessions end with the process.
     Memory,
+    /// In the shared Redis (`[redis]`): every instance sees every session.
+    Redis,
 }
 
 /// Validated settings: everything the BFF needs, secrets included.
@@ -247,10 +270,22 @@ pub struct Settings {
     pub client_throttle: ThrottleConfig,
     /// Local users.
     pub users: UserDirectory,
+    /// Identity providers (OIDC login, bearer tokens), in name order.
+    pub oidc: Vec<crate::auth::oidc::OidcProviderSettings>,
     /// Compiled grants.
     pub grants: std::sync::Arc<Grants>,
     /// Proxy mode settings.
     pub proxy: crate::proxy::ProxySettings,
+    /// Admin listener address, when enabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// Shared Redis, when configured.
+    pub redis: Option<crate::redis::RedisSettings>,
+    /// Rate limits.
+    pub limits: crate::ratelimit::LimitSettings,
+    /// Where audit lines go.
+    pub audit: crate::audit::AuditOutput,
+    /// Application log format.
+    pub log_format: crate::audit::LogFormat,
 }
 
 /// One thing wrong with the config: where, what, and how to fix it.
@@ -366,10 +401,18 @@ impl Settings {
         let session_store = match raw.session.store.as_str() {
             "file" => Some(SessionStoreKind::File(base.join(&raw.session.dir))),
             "memory" => Some(SessionStoreKind::Memory),
+            "redis" if raw.redis.is_some() => Some(SessionStoreKind::Redis),
+            "redis" => {
+                problems.push(problem(
+                    "session.store",
+                    "is \"redis\" but there is no [redis] table: add one with url = \"redis://host:6379/0\"",
+                ));
+                None
+            }
             _ => {
                 problems.push(problem(
                     "session.store",
-                    "must be \"file\" (persistent, default) or \"memory\"",
+                    "must be \"file\" (persistent, default), \"memory\" or \"redis\" (shared by instances)",
                 ));
                 None
             }
@@ -400,9 +443,16 @@ impl Settings {
         }
         let users = match users {
             Some(u) => Some(u),
-            None => UserDirectory::load(&base.join(&raw.users.file))
-                .map_err(|e| problems.push(problem("users.file", e.to_string())))
-                .ok(),
+            None => match &raw.users {
+                Some(u) => UserDirectory::load(&base.join(&u.file))
+                    .map_err(|e| problems.push(problem("users.file", e.to_string())))
+                    .ok(),
+                None if raw.oidc.is_empty() => {
+                    problems.push(problem("users", "nobody can log in: add [users] file = \"users.toml\" for local users, or an [oidc.<name>] identity provider"));
+                    None
+                }
+                None => Some(UserDirectory::default()),
+            },
         };
         let known_pipes = raw.tinybird.pipes.clone().or_else(|| match host {
             Some(TinybirdHost::Local(_)) => Some(crate::local::embedded_pipe_names()),
@@ -421,16 +471,31 @@ impl Settings {
                 "no [[grants]]: nobody could read any pipe; add at least one grant",
             ));
         }
+        let oidc = crate::auth::oidc::config::validate(&raw.oidc, base, env)
+            .map_err(|p| problems.extend(p))
+            .ok();
         if let Some(g) = &grants {
-            check_grant_references(g, known_pipes.as_deref(), users.as_ref(), &mut problems);
+            let oidc_settings = oidc.as_deref().unwrap_or_default();
+            check_grant_references(
+                g,
+                known_pipes.as_deref(),
+                users.as_ref(),
+                oidc_settings,
+                &mut problems,
+            );
         }
         let proxy = crate::proxy::validate(&raw.proxy, env)
+            .map_err(|p| problems.extend(p))
+            .ok();
+        let ops_settings = ops::validate(&raw, base, env)
             .map_err(|p| problems.extend(p))
             .ok();
         if !problems.is_empty() {
             return Err(problems);
         }
         let proxy = proxy.expect("no problems, so validated");
+        let oidc = oidc.expect("no problems, so validated");
+        let ops_settings = ops_settings.expect("no problems, so validated");
         let (
             Some(listen),
             Some(public_url),
@@ -487,8 +552,14 @@ impl Settings {
                 lockout,
             },
             users,
+            oidc,
             grants: std::sync::Arc::new(grants),
             proxy,
+            admin_listen: ops_settings.admin_listen,
+            redis: ops_settings.redis,
+            limits: ops_settings.limits,
+            audit: ops_settings.audit,
+            log_format: ops_settings.log_format,
         })
     }
 }
@@ -498,6 +569,7 @@ fn check_grant_references(
     grants: &Grants,
     pipes: Option<&[String]>,
     users: Option<&UserDirectory>,
+    oidc: &[crate::auth::oidc::OidcProviderSettings],
     problems: &mut Vec<Problem>,
 ) {
     if let Some(pipes) = pipes {
@@ -526,11 +598,20 @@ fn check_grant_references(
             );
         }
     }
+    // Identity providers set the attributes their claims mapping names.
+    for provider in oidc {
+        known.extend(
+            provider
+                .claims
+                .attribute_names()
+                .map(|k| format!("attributes.{k}")),
+        );
+    }
     for (grant, attribute) in grants.referenced_attributes() {
         if !known.contains(&attribute) {
             problems.push(problem(
                 format!("grants ({grant}).fixed_params"),
-                format!("user.{attribute} is not an attribute of any user; add it to the users file or fix the template"),
+                format!("user.{attribute} is not an attribute of any user; add it to the users file (or an [oidc.<name>.claims.attributes] mapping) or fix the template"),
             ));
         }
     }

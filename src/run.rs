@@ -18,6 +18,8 @@ pub struct Bound {
     pub app: SocketAddr,
     /// The embedded local endpoint, when running.
     pub local: Option<SocketAddr>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), when enabled.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Binds `addr`; when `fallback` and the port is taken, binds an ephemeral port instead.
@@ -80,6 +82,11 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
     };
     let app_listener = bind(settings.listen, fallback_ports).await?;
     let app_addr = app_listener.local_addr()?;
+    let admin_listener = match settings.admin_listen {
+        Some(addr) => Some(bind(addr, fallback_ports).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut tasks = Vec::new();
     let (tinybird_url, local_addr) = match settings.host.clone() {
         TinybirdHost::Remote(url) => (url.as_str().trim_end_matches('/').to_owned(), None),
@@ -106,6 +113,13 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
     }
     let public_url = settings.public_url.clone();
     let state = App::new(settings, tinybird_url.clone())?;
+    if let Some(listener) = admin_listener {
+        tasks.push(tokio::spawn(crate::health::serve_admin(
+            state.clone(),
+            listener,
+            stopped(stop_rx.clone()),
+        )));
+    }
     tasks.push(tokio::spawn(app::serve(
         state,
         app_listener,
@@ -115,6 +129,7 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         bound: Bound {
             app: app_addr,
             local: local_addr,
+            admin: admin_addr,
         },
         public_url,
         tinybird_url,

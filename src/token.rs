@@ -9,9 +9,10 @@ use serde::Serialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::auth::login::current_user;
+use crate::auth::current_user_any;
 use crate::error::AppError;
 use crate::grants::GrantError;
+use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{Minted, mint};
 
 /// The token endpoint's JSON.
@@ -29,33 +30,45 @@ pub struct TokenResponse {
     pub host: String,
     /// Pipes the token reads.
     pub pipes: Vec<String>,
+    /// Data sources the token reads with SQL (`/v0/sql`), each through its row filter.
+    pub datasources: Vec<String>,
     /// The JWT `name` (rate-limit bucket, usage attribution).
     pub name: String,
 }
 
-/// `POST /api/token`.
+/// `POST /api/token`: for the session's user, or the user an `Authorization: Bearer <IdP
+/// access token>` proves (then the session is not consulted at all).
 pub async fn token(
     State(state): State<AppState>,
     session: Session,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<TokenResponse>, AppError> {
-    let current = current_user(&session).await?;
+    let user = current_user_any(&state, &session, &headers).await?;
     let now = chrono::Utc::now().timestamp();
-    let minted = mint_for(&state, &current.user, now)?;
-    tracing::info!(user = %current.user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
+    let minted = mint_for(&state, &user, now)?;
+    tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
+    state.metrics.token_minted(user.tenant.as_deref());
+    state.audit.token_minted(&user, &minted);
     Ok(Json(TokenResponse {
         expires_at: minted.claims.exp,
         expires_in: minted.claims.exp - now,
         server_time: now,
         host: state.tinybird_url.clone(),
-        pipes: minted
-            .claims
-            .scopes
-            .iter()
-            .map(|s| s.resource.clone())
-            .collect(),
+        pipes: resources(&minted, ScopeType::PipesRead),
+        datasources: resources(&minted, ScopeType::DatasourcesRead),
         name: minted.claims.name.clone(),
         token: minted.token,
     }))
+}
+
+fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
+    minted
+        .claims
+        .scopes
+        .iter()
+        .filter(|s| s.scope_type == scope_type)
+        .map(|s| s.resource.clone())
+        .collect()
 }
 
 /// Evaluates grants and mints; every refusal is a 403 that says why.

@@ -400,7 +400,12 @@ function wire() {
   }
   $('logout-btn').addEventListener('click', async () => {
     try {
-      await tb.logout();
+      const providerLogout = await tb.logout();
+      // After an OIDC login, end the provider's session too (it redirects back here).
+      if (providerLogout) {
+        window.location.assign(providerLogout);
+        return;
+      }
     } catch (e) {
       log('error', `Logout: ${describe(e)}`);
     }

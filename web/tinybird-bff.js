@@ -352,12 +352,16 @@ export class TinybirdBffClient {
    * Ends the BFF session and forgets the token. The JWT itself stays valid at
    * Tinybird until it expires (JWTs cannot be revoked): keep TTLs short.
    * Later queries fail with {@link SignedOutError} until {@link TinybirdBffClient#login}.
-   * @returns {Promise<void>}
+   * After an OIDC login the BFF may answer with the provider's end-session URL: it is
+   * returned, and the page should navigate there to end the provider's session too.
+   * @returns {Promise<string|undefined>} the provider's logout URL, if any
    */
   async logout() {
     try {
       const res = await this.#bff('POST', '/logout');
       if (!res.ok && res.status !== 401) throw errorFor(res, await readBody(res), 'bff');
+      if (res.status === 200) return (await readBody(res))?.redirect;
+      return undefined;
     } finally {
       this.#forget();
       this.#emit('signedout', { reason: 'logout' });

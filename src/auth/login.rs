@@ -32,11 +32,39 @@ pub struct SessionUser {
 }
 
 /// The logged-in user of a session, or 401.
+///
+/// Also keeps an active session alive: the store only learns of activity when the session is
+/// saved, and saving on every request would cost a disk write per request with the file store,
+/// so the session is re-saved (its expiry pushed to now + ttl) once a tenth of the inactivity
+/// timeout has passed since the last save. A session thus ends between 0.9 and 1 times
+/// `session.ttl` after the user's last request.
 pub async fn current_user(session: &Session) -> Result<SessionUser, AppError> {
-    session
+    let user = session
         .get::<SessionUser>(USER_KEY)
         .await?
-        .ok_or_else(|| AppError::Unauthorized("not signed in: log in first".into()))
+        .ok_or_else(|| AppError::Unauthorized("not signed in: log in first".into()))?;
+    if let Some(tower_sessions::Expiry::OnInactivity(ttl)) = session.expiry() {
+        let now = chrono::Utc::now().timestamp();
+        let saved_at = session.get::<i64>(SAVED_AT_KEY).await?.unwrap_or(0);
+        if now - saved_at >= ttl.whole_seconds() / 10 {
+            session.insert(SAVED_AT_KEY, now).await?;
+        }
+    }
+    Ok(user)
+}
+
+/// Session key of the Unix time the session was last saved (see [`current_user`]).
+const SAVED_AT_KEY: &str = "saved_at";
+
+/// Starts a logged-in session for `record` (OIDC login): renews the session id first, so a
+/// session id planted before login is worthless after it.
+pub async fn start_session(session: &Session, record: &SessionUser) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.insert(USER_KEY, record).await?;
+    session
+        .insert(SAVED_AT_KEY, chrono::Utc::now().timestamp())
+        .await?;
+    Ok(())
 }
 
 /// `POST /api/login` body.
@@ -61,11 +89,12 @@ pub async fn login(
         (&state.account_throttle, account),
         (&state.client_throttle, client.as_str()),
     ] {
-        if let Err(wait) = throttle.check(key, now) {
-            return Err(AppError::TooManyRequests {
-                message: "too many failed logins: wait before trying again".into(),
-                retry_after: wait.as_secs().max(1),
-            });
+        if let Err(e) = throttle.check(key, now).await {
+            if matches!(e, AppError::TooManyRequests { .. }) {
+                state.metrics.login("throttled");
+                state.audit.login_failed(account, peer.ip(), "throttled");
+            }
+            return Err(e);
         }
     }
     let Some(user) = state
@@ -74,13 +103,15 @@ pub async fn login(
         .verify(&body.username, &body.password)
         .await
     else {
-        state.account_throttle.record_failure(account, now);
-        state.client_throttle.record_failure(&client, now);
+        state.account_throttle.record_failure(account, now).await;
+        state.client_throttle.record_failure(&client, now).await;
+        state.metrics.login("failed");
+        state.audit.login_failed(account, peer.ip(), "password");
         tracing::warn!(client = %peer.ip(), "login failed");
         return Err(AppError::Unauthorized("wrong username or password".into()));
     };
-    state.account_throttle.record_success(account);
-    state.client_throttle.record_success(&client);
+    state.account_throttle.record_success(account).await;
+    state.client_throttle.record_success(&client).await;
     let display_name = state
         .settings
         .users
@@ -89,17 +120,33 @@ pub async fn login(
     session.cycle_id().await?;
     let record = SessionUser { user, display_name };
     session.insert(USER_KEY, &record).await?;
+    session.insert(SAVED_AT_KEY, chrono::Utc::now().timestamp()).await?;
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
+    state.metrics.login("ok");
+    state.audit.login(&record.user, peer.ip());
     Ok(Json(serde_json::json!({ "user": record })))
 }
 
-/// `POST /api/logout`: ends the session server-side.
-pub async fn logout(session: Session) -> Result<StatusCode, AppError> {
+/// `POST /api/logout`: ends the session server-side. After an OIDC login at a provider with
+/// an end-session endpoint, answers `{"redirect": url}` for the page to navigate to (the
+/// provider's logout); else 204.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<axum::response::Response, AppError> {
     if let Some(user) = session.get::<SessionUser>(USER_KEY).await? {
         tracing::info!(user = %user.user.id, "logout");
+        state.metrics.logout();
+        state.audit.logout(&user.user);
     }
+    let redirect = super::oidc::flow::end_session_url(&state, &session).await?;
     session.flush().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(match redirect {
+        Some(url) => axum::response::IntoResponse::into_response(Json(
+            serde_json::json!({ "redirect": url }),
+        )),
+        None => axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT),
+    })
 }
 
 /// `GET /api/me`: the user and what their grants give them.

@@ -75,6 +75,7 @@ async fn the_token_response_and_claims_follow_the_contract_exactly() {
             "server_time",
             "host",
             "pipes",
+            "datasources",
             "name"
         ]
     );
@@ -119,6 +120,9 @@ async fn the_token_response_and_claims_follow_the_contract_exactly() {
             {"type": "PIPES:READ", "resource": "recent_orders", "fixed_params": {"org_id": "globex"}},
             {"type": "PIPES:READ", "resource": "sales_by_day", "fixed_params": {"org_id": "globex"}},
             {"type": "PIPES:READ", "resource": "top_products", "fixed_params": {"org_id": "globex"}},
+            {"type": "DATASOURCES:READ", "resource": "orders", "filter": "org_id = 'globex'"},
+            {"type": "DATASOURCES:READ", "resource": "orgs", "filter": "org_id = 'globex'"},
+            {"type": "DATASOURCES:READ", "resource": "products", "filter": "org_id = 'globex'"},
         ])
     );
     app.stop().await;
@@ -572,5 +576,20 @@ async fn minted_claims_verify_with_the_signing_key() {
         crate::helpers::admin_key().bytes(),
     );
     assert_eq!(claims["workspace_id"], crate::helpers::WORKSPACE);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_active_session_is_kept_alive_without_a_write_per_request() {
+    let app = spawn_app_with(|s| s.session_ttl = std::time::Duration::from_secs(20)).await;
+    app.login_as("alice").await;
+    let soon = app.get("api/me").await;
+    assert_eq!(soon.status(), 200);
+    assert!(soon.headers().get("set-cookie").is_none(), "no save (and no new cookie) right after login");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let later = app.get("api/me").await;
+    assert_eq!(later.status(), 200);
+    let cookie = later.headers().get("set-cookie").expect("a tenth of the ttl later the session is re-saved");
+    assert!(cookie.to_str().unwrap().contains("Max-Age=20"), "{cookie:?}");
     app.stop().await;
 }

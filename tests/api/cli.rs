@@ -138,7 +138,7 @@ fn mint_prints_a_verifiable_token_and_explains_it() {
     )
     .unwrap();
     assert_eq!(claims.name, "alice@acme");
-    assert_eq!(claims.scopes.len(), 3);
+    assert_eq!(claims.scopes.len(), 6, "3 pipes + 3 data sources");
     let (ok, stdout, _) = run(
         &[
             "mint",
@@ -226,6 +226,8 @@ fn start(args: &[&str], env_key: bool, prefixes: &[&str]) -> (Child, Vec<String>
             }
         }
     }
+    // Keep reading: a closed pipe would kill the process at its next line of output.
+    std::thread::spawn(move || lines.for_each(drop));
     (child, found)
 }
 

@@ -1,0 +1,17 @@
+//! The one integration-test binary: real sockets on port 0, real servers in-process.
+//!
+//! - `helpers`: spawn the local endpoint and the BFF, mint test JWTs, a cookie-keeping client.
+//! - `local`: the Tinybird-compatible local endpoint against the contract.
+//! - `interop`: independent clients (PyJWT, curl, `@tinybirdco/sdk`) against our servers.
+//! - `bff`: login, sessions, CSRF, grants and the token endpoint.
+//! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`).
+
+mod bff;
+mod cli;
+mod helpers;
+mod interop;
+mod local;
+mod oidc;
+mod scale;
+mod proxy;
+mod sql;
