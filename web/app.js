@@ -1,9 +1,12 @@
-// The demo page: log in, a tenant dashboard served through web/tinybird-bff.js,
-// a direct-vs-proxy latency comparison, and the current token laid bare.
+// The demo page: log in (password or an identity provider), a tenant dashboard
+// served through web/tinybird-bff.js, an SQL console over the tenant's data
+// sources on both paths, a direct-vs-proxy latency comparison, and the current
+// token laid bare.
 // No framework and no build step; all DOM writes use textContent (never
 // innerHTML with data) and classes (never inline styles), so a strict CSP holds.
 import { createClient, SignedOutError, RateLimitedError } from './tinybird-bff.js';
 import { renderSalesChart, renderCompareCharts, summarize, clearCharts } from './charts.js';
+import { createSqlConsole } from './sql-console.js';
 
 const $ = (id) => document.getElementById(id);
 const MODE_KEY = 'tinybird-bff.mode';
@@ -17,9 +20,10 @@ const QUERIES = {
 const tb = createClient({ bff: '/api', mode: savedMode() });
 // Handy from the console (and for the browser tests): `tbDemo.client.tokenInfo()`.
 window.tbDemo = { client: tb };
+const sqlConsole = createSqlConsole(tb, { onSignedOut: (err) => signedOut(err) });
 
 const COMPARE_HINT = 'Runs the query alternately through each path (after one warm-up each) and plots how long the browser waited.';
-const state = { me: null, tokens: 0, comparing: false, ticker: null };
+const state = { me: null, tokens: 0, comparing: false, ticker: null, providers: null };
 
 // ---------- client events ----------
 
@@ -86,6 +90,39 @@ function showLogin(notice) {
   n.textContent = notice ?? '';
   toggle(n, Boolean(notice));
   $('login-username').focus();
+  loadProviders();
+}
+
+/** Sign-in options: one link per identity provider; the password form only with local users. */
+async function loadProviders() {
+  if (!state.providers) {
+    try {
+      state.providers = await tb.providers();
+    } catch (err) {
+      log('error', `Sign-in providers: ${describe(err)}`);
+      return; // the password form stays, as before providers existed
+    }
+  }
+  renderProviders(state.providers);
+}
+
+function renderProviders({ local, providers }) {
+  // Only same-site paths (`//host` and `/\host` are other origins to a browser): a
+  // login_url is a route of this BFF.
+  const usable = providers.filter((p) => typeof p.login_url === 'string' && /^\/(?![/\\])/.test(p.login_url));
+  const box = $('login-providers');
+  box.replaceChildren(...usable.map((p) => {
+    const a = document.createElement('a');
+    a.className = 'btn btn-block btn-provider';
+    a.href = `${p.login_url}?return_to=/`;
+    a.dataset.testid = `provider-${p.name}`;
+    a.textContent = `Sign in with ${p.display_name || p.name}`;
+    return a;
+  }));
+  toggle(box, usable.length > 0);
+  toggle($('login-or'), usable.length > 0 && local);
+  toggle($('login-form'), local);
+  toggle(document.querySelector('.demo-logins'), local);
 }
 
 function showDashboard(me) {
@@ -108,6 +145,7 @@ function showDashboard(me) {
   state.ticker = setInterval(renderToken, 1000);
   renderToken();
   renderExposure();
+  sqlConsole.show(me.datasources ?? []);
   loadDashboard();
 }
 
@@ -175,6 +213,7 @@ function resetDashboard() {
   $('token-expires').textContent = '–';
   $('compare-status').textContent = COMPARE_HINT;
   delete $('compare-status').dataset.done;
+  sqlConsole.reset();
   hide($('fallback-banner'));
   clearCharts();
 }
@@ -266,15 +305,17 @@ function renderExposure() {
   const qs = new URLSearchParams(Object.entries(QUERIES[pipe] ?? {})).toString();
   const direct = $('exposure-direct');
   if (info) {
-    const fixed = (info.claims.scopes ?? [])
-      .map((s) => `${s.resource}: ${Object.entries(s.fixed_params ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '(no row filter)'}`);
+    // Pipes carry fixed_params; data sources (SQL) carry a filter Tinybird adds to every read.
+    const filters = (info.claims.scopes ?? []).map((s) => (s.type === 'DATASOURCES:READ'
+      ? `${s.resource} (data source): filter ${s.filter || '(none: every row)'}`
+      : `${s.resource}: ${Object.entries(s.fixed_params ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '(no row filter)'}`));
     direct.textContent = [
       `GET ${info.host}/v0/pipes/${pipe}.json?${qs}`,
       `Authorization: Bearer ${info.token.slice(0, 24)}…${info.token.slice(-8)}`,
       `  (${info.token.length} chars, readable by page scripts)`,
       '',
-      'fixed_params in the token:',
-      ...fixed.map((f) => `  ${f}`),
+      'Row filters in the token (fixed_params, filter):',
+      ...filters.map((f) => `  ${f}`),
     ].join('\n');
   } else {
     direct.textContent = tb.getMode() === 'proxy' ? 'Proxy mode: no token fetched.' : 'No token fetched yet.';

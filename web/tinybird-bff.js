@@ -16,6 +16,7 @@
  * const tb = createClient({ bff: '/api' });
  * const res = await tb.query('top_products', { limit: 10 });
  * console.log(res.path, res.data); // 'direct' | 'proxy', rows as Tinybird sent them
+ * const n = await tb.sql('SELECT count(*) AS n FROM orders'); // SQL over data sources, row-filtered
  *
  * @module tinybird-bff
  */
@@ -50,6 +51,7 @@
  * @property {object} claims The decoded JWT payload (not verified: the browser has no key, Tinybird verifies).
  * @property {string} host Tinybird base URL the token is for.
  * @property {string[]} pipes Pipes the token may read.
+ * @property {string[]} datasources Data sources the token may read with SQL (each through its row filter).
  * @property {number} expiresAt Unix seconds, server clock.
  * @property {number} expiresIn Lifetime in seconds as minted.
  * @property {number} serverOffsetMs Server clock minus local clock, measured at fetch.
@@ -59,14 +61,16 @@
 
 /**
  * @typedef {object} FallbackEvent
- * @property {string} pipe The query that failed on the direct path.
+ * @property {string} pipe The pipe whose query failed on the direct path (`sql` for {@link TinybirdBffClient#sql}).
+ * @property {'pipe'|'sql'} kind What was asked.
  * @property {string} reason Why (the network error's message).
  * @property {number} until Local ms timestamp until which `auto` uses the proxy.
  */
 
 /**
  * @typedef {object} QueryEvent
- * @property {string} pipe
+ * @property {string} pipe The pipe, or `sql` for {@link TinybirdBffClient#sql}.
+ * @property {'pipe'|'sql'} kind What was asked.
  * @property {Path} path Which path served the final answer.
  * @property {number} status HTTP status of the final answer.
  * @property {number} elapsedMs Wall time including retries and fallback.
@@ -264,7 +268,7 @@ export class TinybirdBffClient {
    * @throws {SignedOutError|ForbiddenError|RateLimitedError|NetworkError|QueryError}
    */
   async query(pipe, params = {}, opts = {}) {
-    const r = await this.#execute(pipe, 'json', toSearchParams(params), opts);
+    const r = await this.#execute(pipeTarget(pipe, 'json'), toSearchParams(params), opts);
     const body = await readBody(r.response);
     if (!r.response.ok) throw errorFor(r.response, body, r.path);
     if (body === null || typeof body !== 'object') {
@@ -285,10 +289,38 @@ export class TinybirdBffClient {
   async queryText(pipe, params = {}, opts = {}) {
     const format = opts.format ?? 'csv';
     if (!FORMATS.includes(format)) throw new TypeError(`Unknown format "${format}"; use one of ${FORMATS.join(', ')}.`);
-    const r = await this.#execute(pipe, format, toSearchParams(params), opts);
-    if (!r.response.ok) throw errorFor(r.response, await readBody(r.response), r.path);
-    const { path, elapsedMs, retries, fellBack } = r;
-    return { text: await r.response.text(), path, status: r.response.status, elapsedMs, retries, fellBack };
+    const r = await this.#execute(pipeTarget(pipe, format), toSearchParams(params), opts);
+    return textResult(r);
+  }
+
+  /**
+   * Runs SQL over the data sources the user's grants give (`SELECT count(*) FROM orders`),
+   * each read through its row filter: Tinybird applies the filter from the JWT's
+   * `DATASOURCES:READ` scopes on the direct path (`GET {host}/v0/sql?q=` with the JWT), and
+   * on the proxy path (`GET /api/sql?q=` with the session cookie) the BFF calls Tinybird with
+   * the user's own JWT. Long queries go as a form `POST`. Same token refresh, 403 refresh-and-
+   * retry, 429/5xx retries and fallback to the proxy as {@link TinybirdBffClient#query}.
+   *
+   * Resolves to Tinybird's JSON body decorated like `query()`'s (`path`, `elapsedMs`,
+   * `retries`, `fellBack`). With `text: true` it resolves to `{text, path, status, ...}`
+   * instead, for a query ending in `FORMAT CSV`, `CSVWithNames` or `JSONEachRow`.
+   * @param {string} query one SQL statement, optionally ending in a `FORMAT` clause
+   * @param {{path?: Path, signal?: AbortSignal, text?: boolean}} [opts] `path` forces one path for this call only
+   * @returns {Promise<object>}
+   * @throws {SignedOutError|ForbiddenError|RateLimitedError|NetworkError|QueryError} 403 when the user may read no data source (or not that one)
+   */
+  async sql(query, opts = {}) {
+    if (typeof query !== 'string' || query.trim() === '') throw new TypeError('query must be a non-empty SQL string');
+    const r = await this.#execute(SQL_TARGET, new URLSearchParams({ q: query }), opts);
+    if (opts.text) return textResult(r);
+    const body = await readBody(r.response);
+    if (!r.response.ok) throw errorFor(r.response, body, r.path);
+    if (body === null || typeof body !== 'object') {
+      throw new QueryError(`Expected JSON from ${r.path} for the SQL query, got something else: for a FORMAT other than JSON, pass { text: true }.`, {
+        status: r.response.status, path: r.path,
+      });
+    }
+    return decorate(body, r);
   }
 
   /**
@@ -322,6 +354,7 @@ export class TinybirdBffClient {
       ...t,
       claims: { ...t.claims },
       pipes: [...t.pipes],
+      datasources: [...t.datasources],
       secondsLeft: Math.max(0, t.expiresAt - serverNow),
       refreshAt: t.expiresAt - this.#margin(t),
     };
@@ -369,8 +402,21 @@ export class TinybirdBffClient {
   }
 
   /**
-   * The signed-in user and their pipes (`GET {bff}/me`).
-   * @returns {Promise<{user: object, pipes: object[]}>}
+   * How users may sign in (`GET {bff}/providers`): `local` says whether the password form
+   * applies; each provider's `login_url` starts its sign-in (add `?return_to=/path`).
+   * @returns {Promise<{local: boolean, providers: {name: string, display_name: string, login_url: string}[]}>}
+   */
+  async providers() {
+    const res = await this.#bff('GET', '/providers');
+    const body = await readBody(res);
+    if (!res.ok) throw errorFor(res, body, 'bff');
+    return { local: body?.local !== false, providers: Array.isArray(body?.providers) ? body.providers : [] };
+  }
+
+  /**
+   * The signed-in user, their pipes (with fixed params) and data sources (with filters)
+   * (`GET {bff}/me`).
+   * @returns {Promise<{user: object, pipes: object[], datasources: object[]}>}
    * @throws {SignedOutError} when nobody is signed in
    */
   async me() {
@@ -388,21 +434,22 @@ export class TinybirdBffClient {
 
   // ---- internals ----
 
-  async #execute(pipe, format, sp, { path: forced, signal } = {}) {
-    if (typeof pipe !== 'string' || pipe === '') throw new TypeError('pipe must be a non-empty string');
+  /** Runs one read on the chosen path. `target`: {kind, label, direct, proxy} (URL paths). */
+  async #execute(target, sp, { path: forced, signal } = {}) {
+    const { kind, label: pipe } = target;
     const started = this.#o.now();
     const stats = { retries: 0, fellBack: false };
     const path = forced ? checkPath(forced) : this.#mode === 'auto' ? this.state().next : this.#mode;
     let response;
     let used = path;
     if (path === 'proxy') {
-      response = await this.#viaProxy(pipe, format, sp, signal, stats);
+      response = await this.#viaProxy(target, sp, signal, stats);
     } else {
       try {
-        response = await this.#viaDirect(pipe, format, sp, signal, stats);
+        response = await this.#viaDirect(target, sp, signal, stats);
         if (this.#mode === 'auto' && !forced && this.#directDownUntil) {
           this.#directDownUntil = 0;
-          this.#emit('recovered', { pipe });
+          this.#emit('recovered', { pipe, kind });
         }
       } catch (err) {
         // Only a failure the proxy can route around: the browser could not reach
@@ -410,22 +457,22 @@ export class TinybirdBffClient {
         const canFallBack = err instanceof NetworkError && err.path === 'direct';
         if (forced || this.#mode !== 'auto' || !canFallBack || signal?.aborted) throw err;
         this.#directDownUntil = this.#o.now() + this.#o.proxyStickySeconds * 1000;
-        this.#emit('fallback', { pipe, reason: err.cause?.message ?? err.message, until: this.#directDownUntil });
+        this.#emit('fallback', { pipe, kind, reason: err.cause?.message ?? err.message, until: this.#directDownUntil });
         stats.fellBack = true;
         used = 'proxy';
-        response = await this.#viaProxy(pipe, format, sp, signal, stats);
+        response = await this.#viaProxy(target, sp, signal, stats);
       }
     }
     const result = { response, path: used, elapsedMs: this.#o.now() - started, ...stats };
-    this.#emit('query', { pipe, path: used, status: response.status, elapsedMs: result.elapsedMs, retries: stats.retries, fellBack: stats.fellBack });
+    this.#emit('query', { pipe, kind, path: used, status: response.status, elapsedMs: result.elapsedMs, retries: stats.retries, fellBack: stats.fellBack });
     return result;
   }
 
-  async #viaDirect(pipe, format, sp, signal, stats) {
+  async #viaDirect(target, sp, signal, stats) {
     let refreshedOnce = false;
     for (let attempt = 1; ; attempt++) {
       const tok = await abortable(this.#freshToken(), signal);
-      const url = `${tok.host.replace(/\/+$/, '')}/v0/pipes/${encodeURIComponent(pipe)}.${format}`;
+      const url = `${tok.host.replace(/\/+$/, '')}${target.direct}`;
       const res = await this.#send('direct', url, sp, { Authorization: `Bearer ${tok.token}` }, 'omit', signal);
       // 403 is how Tinybird says "expired / not in scope"; a fresh token fixes the
       // first (and a grant added since the last mint), so try exactly once more.
@@ -440,8 +487,8 @@ export class TinybirdBffClient {
     }
   }
 
-  async #viaProxy(pipe, format, sp, signal, stats) {
-    const url = `${this.#o.bff}/pipes/${encodeURIComponent(pipe)}.${format}`;
+  async #viaProxy(target, sp, signal, stats) {
+    const url = `${this.#o.bff}${target.proxy}`;
     for (let attempt = 1; ; attempt++) {
       const res = await this.#send('proxy', url, sp, { 'X-BFF-CSRF': '1' }, 'same-origin', signal);
       if (res.status === 401) this.#signedOut('proxy-401');
@@ -521,7 +568,8 @@ export class TinybirdBffClient {
         name: body.name ?? claims.name ?? '',
         claims,
         host: body.host,
-        pipes: Array.isArray(body.pipes) ? body.pipes : (claims.scopes ?? []).map((s) => s.resource),
+        pipes: Array.isArray(body.pipes) ? body.pipes : scopeResources(claims, (t) => t !== 'DATASOURCES:READ'),
+        datasources: Array.isArray(body.datasources) ? body.datasources : scopeResources(claims, (t) => t === 'DATASOURCES:READ'),
         expiresAt: body.expires_at,
         expiresIn: Number.isFinite(body.expires_in) ? body.expires_in : body.expires_at - serverTime,
         serverOffsetMs: serverTime * 1000 - (sent + received) / 2,
@@ -593,7 +641,7 @@ export class TinybirdBffClient {
     const body = init.body ?? (req && method === 'POST' ? await req.text() : null);
     if (method === 'POST' && body) for (const [k, v] of new URLSearchParams(String(body))) sp.append(k, v);
     sp.delete('token'); // the caller's token (an SDK placeholder) is replaced by ours
-    const r = await this.#execute(decodeURIComponent(m[1]), m[2], sp, { signal: init.signal ?? req?.signal });
+    const r = await this.#execute(pipeTarget(decodeURIComponent(m[1]), m[2]), sp, { signal: init.signal ?? req?.signal });
     return r.response;
   }
 
@@ -606,6 +654,26 @@ export class TinybirdBffClient {
       }
     }
   }
+}
+
+/** Where a pipe read goes on each path (URL paths under the Tinybird host and the BFF base). */
+function pipeTarget(pipe, format) {
+  if (typeof pipe !== 'string' || pipe === '') throw new TypeError('pipe must be a non-empty string');
+  const file = `${encodeURIComponent(pipe)}.${format}`;
+  return { kind: 'pipe', label: pipe, direct: `/v0/pipes/${file}`, proxy: `/pipes/${file}` };
+}
+
+/** Where SQL goes: Tinybird's `/v0/sql`, or the BFF's `/api/sql` (which calls it with the user's JWT). */
+const SQL_TARGET = Object.freeze({ kind: 'sql', label: 'sql', direct: '/v0/sql', proxy: '/sql' });
+
+function scopeResources(claims, typeMatches) {
+  return (claims.scopes ?? []).filter((s) => typeMatches(s.type)).map((s) => s.resource);
+}
+
+async function textResult(r) {
+  if (!r.response.ok) throw errorFor(r.response, await readBody(r.response), r.path);
+  const { path, elapsedMs, retries, fellBack } = r;
+  return { text: await r.response.text(), path, status: r.response.status, elapsedMs, retries, fellBack };
 }
 
 function checkMode(mode) {

@@ -149,17 +149,21 @@ pub async fn logout(
     })
 }
 
-/// `GET /api/me`: the user and what their grants give them.
+/// `GET /api/me`: the user and what their grants give them: pipes with their fixed params,
+/// data sources with their rendered filters.
 pub async fn me(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let current = current_user(&session).await?;
-    let (pipes, grant_error) = match state.settings.grants.evaluate(&current.user) {
-        Ok(access) => (access.pipes, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    let (pipes, datasources, grant_error) = match state.settings.grants.evaluate(&current.user) {
+        Ok(access) => (access.pipes, access.datasources, None),
+        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };
-    Ok(Json(
-        serde_json::json!({ "user": current, "pipes": pipes, "grant_error": grant_error }),
-    ))
+    Ok(Json(serde_json::json!({
+        "user": current,
+        "pipes": pipes,
+        "datasources": datasources,
+        "grant_error": grant_error,
+    })))
 }

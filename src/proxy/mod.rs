@@ -14,7 +14,9 @@
 //! - [`credentials`]: the per-user upstream JWT cache;
 //! - [`cache`]: the optional short response cache with single-flight;
 //! - `crate::tinybird::upstream`: the pooled client, retries and backoff;
-//! - [`respond`]: status, headers and a capped streamed body back to the client.
+//! - [`respond`]: status, headers and a capped streamed body back to the client;
+//! - [`sql`]: `/api/sql`, Tinybird's `/v0/sql` for users whose grants give data sources,
+//!   always with the user's JWT (its `DATASOURCES:READ` filters are the row filter).
 //!
 //! See docs/proxy.md for the settings, the retry policy and the trade-offs against the direct
 //! path.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod credentials;
 pub mod respond;
 pub mod rewrite;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,7 +129,8 @@ impl Proxy {
             form: call.form,
         };
         let (outcome, attempts) = self.upstream.call(&pipe_call).await;
-        let mut response = respond(outcome, self.max_response_bytes, &call.target.pipe)
+        let what = format!("pipe {}", call.target.pipe);
+        let mut response = respond(outcome, self.max_response_bytes, &what)
             .unwrap_or_else(IntoResponse::into_response);
         response.extensions_mut().insert(Attempts(attempts));
         response
@@ -163,10 +167,19 @@ pub async fn pipe(
         response.headers_mut().insert("x-bff-cache", value);
     }
     let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
+    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
+    let tenant = response
+        .extensions()
+        .get::<TenantLabel>()
+        .and_then(|t| t.0.as_deref());
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .proxy_request(tenant, &pipe, status, attempts, started.elapsed());
     tracing::info!(
         pipe = %pipe,
-        status = response.status().as_u16(),
-        attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0),
+        status,
+        attempts,
         cache = cache.map_or("-", CacheStatus::as_str),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "proxied pipe call"
@@ -191,14 +204,20 @@ async fn handle(
         form: method == Method::POST,
         target,
     };
-    match state.proxy.cache_ttl(&call.target) {
-        None => Ok((state.proxy.fetch(&call).await, None)),
+    let (mut response, status) = match state.proxy.cache_ttl(&call.target) {
+        None => (state.proxy.fetch(&call).await, None),
         Some(ttl) => {
             let (response, status) = through_cache(state, &user, call, ttl).await?;
-            Ok((response, Some(status)))
+            (response, Some(status))
         }
-    }
+    };
+    response.extensions_mut().insert(TenantLabel(user.tenant));
+    Ok((response, status))
 }
+
+/// The caller's tenant, carried on the response to the metrics in [`pipe`].
+#[derive(Clone)]
+struct TenantLabel(Option<String>);
 
 /// Who and what: logged in, the CSRF check for a `POST`, a pipe that exists, a grant for it.
 async fn authorize(

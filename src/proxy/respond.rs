@@ -52,6 +52,11 @@ pub enum ProxyError {
     /// Tinybird did not answer in time (504).
     #[error("{0}")]
     GatewayTimeout(String),
+    /// `/api/sql` with `credentials = "static"`: one read token would read every tenant (501).
+    #[error(
+        "/api/sql is off on this server because [proxy] credentials = \"static\": a static read token would read every tenant's rows unfiltered. Set credentials = \"jwt\" (the default), or call {{tinybird}}/v0/sql directly with the JWT from POST /api/token"
+    )]
+    SqlNeedsJwt,
 }
 
 impl ProxyError {
@@ -65,6 +70,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::SqlNeedsJwt => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -82,10 +88,11 @@ impl IntoResponse for ProxyError {
     }
 }
 
-/// The client's response for an upstream outcome.
-pub fn respond(outcome: Outcome, max_bytes: u64, pipe: &str) -> Result<Response, ProxyError> {
+/// The client's response for an upstream outcome; `what` names the read in messages and logs
+/// (`pipe top_products`, `SQL`).
+pub fn respond(outcome: Outcome, max_bytes: u64, what: &str) -> Result<Response, ProxyError> {
     match outcome {
-        Outcome::Response(r) => forward(r, max_bytes, pipe),
+        Outcome::Response(r) => forward(r, max_bytes, what),
         Outcome::Unreachable(m) | Outcome::Failed(m) => Err(ProxyError::BadGateway(m)),
         Outcome::TimedOut(m) => Err(ProxyError::GatewayTimeout(m)),
     }
@@ -95,11 +102,11 @@ pub fn respond(outcome: Outcome, max_bytes: u64, pipe: &str) -> Result<Response,
 pub fn forward(
     upstream: reqwest::Response,
     max_bytes: u64,
-    pipe: &str,
+    what: &str,
 ) -> Result<Response, ProxyError> {
     if let Some(announced) = upstream.content_length().filter(|n| *n > max_bytes) {
         return Err(ProxyError::BadGateway(format!(
-            "Tinybird's response for pipe {pipe} is {announced} bytes, over the proxy's max_response_bytes ({max_bytes}): ask for fewer rows (a smaller limit, narrower filters) or raise proxy.max_response_bytes"
+            "Tinybird's response for {what} is {announced} bytes, over the proxy's max_response_bytes ({max_bytes}): ask for fewer rows (a smaller limit, narrower filters) or raise proxy.max_response_bytes"
         )));
     }
     if upstream.status() == reqwest::StatusCode::UNAUTHORIZED {
@@ -116,7 +123,7 @@ pub fn forward(
     let chunks = upstream
         .bytes_stream()
         .map(|chunk| chunk.map_err(reqwest::Error::without_url));
-    let body = capped(chunks, max_bytes, pipe.to_owned());
+    let body = capped(chunks, max_bytes, what.to_owned());
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -138,10 +145,11 @@ pub fn forwarded_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
 
 /// Passes chunks through until more than `max` bytes went by, then fails the stream, which
 /// aborts the client's response (it sees a truncated body, never a complete-looking one).
+/// `what` (`pipe top_products`, `SQL`) goes in the warning logged when that happens.
 pub fn capped<S, E>(
     stream: S,
     max: u64,
-    pipe: String,
+    what: String,
 ) -> impl Stream<Item = Result<Bytes, axum::BoxError>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -154,13 +162,13 @@ where
         }
         let item: Result<Bytes, axum::BoxError> = match chunk {
             Err(e) => {
-                tracing::warn!(pipe = %pipe, error = %e, "upstream body broke off");
+                tracing::warn!(read = %what, error = %e, "upstream body broke off");
                 Err(format!("upstream body broke off: {e}").into())
             }
             Ok(chunk) => {
                 *seen += chunk.len() as u64;
                 if *seen > max {
-                    tracing::warn!(pipe = %pipe, max_bytes = max, "response cut at max_response_bytes");
+                    tracing::warn!(read = %what, max_bytes = max, "response cut at max_response_bytes");
                     Err(format!("response cut at max_response_bytes ({max})").into())
                 } else {
                     Ok(chunk)
@@ -250,5 +258,6 @@ mod tests {
         assert_eq!(status(RewriteError::SqlRefused("x".into()).into()), 403);
         assert_eq!(status(AppError::Unauthorized("x".into()).into()), 401);
         assert_eq!(status(ProxyError::UriTooLong(1)), 414);
+        assert_eq!(status(ProxyError::SqlNeedsJwt), 501);
     }
 }

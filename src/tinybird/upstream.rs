@@ -270,9 +270,27 @@ impl Upstream {
             return (Outcome::Failed("invalid pipe name or format".into()), 0);
         }
         let url = format!("{}/v0/pipes/{}.{}", self.base, call.pipe, call.format);
-        let query = call.params.to_query_string();
+        self.call_url(&url, call.params, call.bearer, call.form)
+            .await
+    }
+
+    /// Calls `{base}/v0/sql` with the query in `params` (`q`), with the same retries: SQL
+    /// reads are idempotent (a `GET`, or a form `POST` that only carries the query).
+    pub async fn sql(&self, params: &Params, bearer: &SecretString, form: bool) -> (Outcome, u32) {
+        let url = format!("{}/v0/sql", self.base);
+        self.call_url(&url, params, bearer, form).await
+    }
+
+    async fn call_url(
+        &self,
+        url: &str,
+        params: &Params,
+        bearer: &SecretString,
+        form: bool,
+    ) -> (Outcome, u32) {
+        let query = params.to_query_string();
         let (result, attempts) =
-            with_retries(&self.policy, || self.attempt(&url, &query, call)).await;
+            with_retries(&self.policy, || self.attempt(url, &query, bearer, form)).await;
         let outcome = match result {
             Retried::Done(response) | Retried::Failed(Failure::Status(response)) => {
                 Outcome::Response(response)
@@ -290,9 +308,10 @@ impl Upstream {
         &self,
         url: &str,
         query: &str,
-        call: &PipeCall<'_>,
+        bearer: &SecretString,
+        form: bool,
     ) -> Result<reqwest::Response, Failure> {
-        let request = if call.form {
+        let request = if form {
             self.client
                 .post(url)
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -303,7 +322,7 @@ impl Upstream {
             self.client.get(format!("{url}?{query}"))
         };
         let response = request
-            .bearer_auth(call.bearer.expose_secret())
+            .bearer_auth(bearer.expose_secret())
             .send()
             .await
             .map_err(|e| Failure::Transport(e.without_url()))?;

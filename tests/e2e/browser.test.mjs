@@ -1,7 +1,8 @@
 // Browser tests of the demo page against the real `tinybird-bff demo` binary:
 // login, tenant isolation on the direct path, token refresh before expiry,
 // fallback to the proxy when Tinybird's origin is blocked, logout, and a
-// second tenant. Each test starts its own server on free ports.
+// second tenant. Each test starts its own server on free ports. The SQL console
+// and the sign-in providers have their own files (sql-console, login-providers).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -81,7 +82,10 @@ test('direct queries return only the tenant rows, even with org_id=globex added 
     assert.ok(orgs.length > 0);
     assert.deepEqual([...new Set(orgs)], ['acme']);
     const claims = JSON.parse(await page.textContent('[data-testid=token-claims]'));
-    assert.ok(claims.scopes.every((s) => s.fixed_params?.org_id === 'acme'), 'every scope is pinned to acme');
+    const pipeScopes = claims.scopes.filter((s) => s.type === 'PIPES:READ');
+    const sqlScopes = claims.scopes.filter((s) => s.type === 'DATASOURCES:READ');
+    assert.ok(pipeScopes.length > 0 && pipeScopes.every((s) => s.fixed_params?.org_id === 'acme'), 'every pipe scope is pinned to acme');
+    assert.ok(sqlScopes.length > 0 && sqlScopes.every((s) => s.filter === "org_id = 'acme'"), 'every data source is filtered to acme');
     assert.ok(!claims.scopes.some((s) => s.resource === 'orgs_overview'), 'no admin pipe in a tenant token');
 
     // Rewrite every Tinybird call to ask for globex: fixed_params must win.
@@ -274,7 +278,7 @@ test('a second tenant sees only its own rows; only admin sees every organisation
     const bobOrders = await column(page, 'recent-orders', 1);
     assert.deepEqual(bobOrders.filter((o) => aliceOrders.includes(o)), [], 'no order of alice is shown to bob');
     const claims = JSON.parse(await page.textContent('[data-testid=token-claims]'));
-    assert.ok(claims.scopes.every((s) => s.fixed_params?.org_id === 'globex'));
+    assert.ok(claims.scopes.every((s) => (s.type === 'DATASOURCES:READ' ? s.filter === "org_id = 'globex'" : s.fixed_params?.org_id === 'globex')));
     await page.click('[data-testid=logout]');
     await page.locator('[data-testid=login-view]').waitFor({ state: 'visible' });
 

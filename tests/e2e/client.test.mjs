@@ -1,6 +1,7 @@
 // Unit tests of web/tinybird-bff.js against a fake fetch (no server, no browser):
 // token fetch/refresh/dedupe, server-clock expiry, 403 refresh+retry, fallback
-// rules, 429 handling, sign-out, and the fetch adapter for @tinybirdco/sdk.
+// rules, 429 handling, sign-out, the fetch adapter for @tinybirdco/sdk, SQL on both
+// paths (sql()) and the sign-in providers list.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -37,6 +38,7 @@ function fakeWorld({ ttl = 600, skewMs = 0 } = {}) {
     tokenGate: null, // a promise the token route waits on (to test dedupe)
     direct: (req) => json(200, ROWS),
     proxy: (req) => json(200, ROWS),
+    providers: () => json(200, { local: true, providers: [] }),
     now: () => clock.t,
     sleeps: [],
     sleep: async (ms) => { w.sleeps.push(ms); clock.t += ms; },
@@ -46,15 +48,16 @@ function fakeWorld({ ttl = 600, skewMs = 0 } = {}) {
     const req = { url: String(url), method: init.method ?? 'GET', headers: new Headers(init.headers), body: init.body, credentials: init.credentials };
     w.calls.push(req);
     if (req.url.startsWith(TB)) return w.direct(req);
-    if (req.url.startsWith('/api/pipes/')) return w.loggedIn ? w.proxy(req) : json(401, { error: 'not logged in' });
+    if (req.url.startsWith('/api/pipes/') || req.url.startsWith('/api/sql')) return w.loggedIn ? w.proxy(req) : json(401, { error: 'not logged in' });
+    if (req.url === '/api/providers') return w.providers(req);
     if (req.url === '/api/token') {
       if (w.tokenGate) await w.tokenGate;
       if (!w.loggedIn) return json(401, { error: 'not logged in' });
       const now = w.serverNow();
       const n = w.tokensIssued.length + 1;
-      const token = jwt({ workspace_id: 'ws', name: `u_alice_${n}`, exp: now + ttl, scopes: [{ type: 'PIPES:READ', resource: 'top_products', fixed_params: { org_id: 'acme' } }] });
+      const token = jwt({ workspace_id: 'ws', name: `u_alice_${n}`, exp: now + ttl, scopes: [{ type: 'PIPES:READ', resource: 'top_products', fixed_params: { org_id: 'acme' } }, { type: 'DATASOURCES:READ', resource: 'orders', filter: "org_id = 'acme'" }] });
       w.tokensIssued.push(token);
-      return json(200, { token, expires_at: now + ttl, expires_in: ttl, server_time: now, host: TB, pipes: ['top_products'], name: `u_alice_${n}` });
+      return json(200, { token, expires_at: now + ttl, expires_in: ttl, server_time: now, host: TB, pipes: ['top_products'], datasources: ['orders'], name: `u_alice_${n}` });
     }
     if (req.url === '/api/logout') { w.loggedIn = false; return new Response(null, { status: 204 }); }
     if (req.url === '/api/login') {
@@ -395,4 +398,95 @@ test('helpers: JWT decoding, Retry-After, params', () => {
   assert.equal(parseRetryAfter(new Date(10_000).toUTCString(), 4_000), 6);
   assert.equal(toSearchParams({ a: 1, b: [true, 'x'], c: null }).toString(), 'a=1&b=true&b=x');
   assert.throws(() => toSearchParams({ token: 'x' }), TypeError);
+});
+
+// ---- sql() ----
+
+const COUNT = { meta: [{ name: 'n', type: 'UInt64' }], data: [{ n: '42' }], rows: 1 };
+
+test('sql() goes direct to /v0/sql with the JWT, and to /api/sql with the cookie', async () => {
+  const w = fakeWorld();
+  w.direct = () => json(200, COUNT);
+  w.proxy = () => json(200, COUNT);
+  const queries = [];
+  const tb = w.client({ onQuery: (e) => queries.push(e) });
+  const direct = await tb.sql('SELECT count(*) AS n FROM orders');
+  assert.equal(direct.path, 'direct');
+  assert.deepEqual(direct.data, [{ n: '42' }]);
+  assert.deepEqual(JSON.parse(JSON.stringify(direct)), COUNT);
+  const call = w.calls.find((c) => c.url.startsWith(TB));
+  assert.equal(call.url, `${TB}/v0/sql?q=SELECT+count%28*%29+AS+n+FROM+orders`);
+  assert.equal(call.method, 'GET');
+  assert.equal(call.headers.get('authorization'), `Bearer ${w.tokensIssued[0]}`);
+  assert.deepEqual(tb.tokenInfo().datasources, ['orders']);
+
+  const proxied = await tb.sql('SELECT count(*) AS n FROM orders', { path: 'proxy' });
+  assert.equal(proxied.path, 'proxy');
+  const pcall = w.calls.find((c) => c.url.startsWith('/api/sql'));
+  assert.equal(pcall.url, '/api/sql?q=SELECT+count%28*%29+AS+n+FROM+orders');
+  assert.equal(pcall.headers.get('authorization'), null, 'no token goes to the proxy');
+  assert.equal(pcall.credentials, 'same-origin');
+  assert.equal(w.tokenCalls(), 1);
+  assert.deepEqual(queries.map((q) => [q.kind, q.pipe, q.path]), [['sql', 'sql', 'direct'], ['sql', 'sql', 'proxy']]);
+  await assert.rejects(tb.sql('  '), TypeError);
+});
+
+test('long SQL is sent as a form POST on both paths', async () => {
+  const w = fakeWorld();
+  w.direct = () => json(200, COUNT);
+  w.proxy = () => json(200, COUNT);
+  const tb = w.client({ maxUrlLength: 200 });
+  const q = `SELECT count(*) FROM orders WHERE customer IN (${Array.from({ length: 40 }, (_, i) => `'c${i}'`).join(', ')})`;
+  await tb.sql(q, { path: 'direct' });
+  await tb.sql(q, { path: 'proxy' });
+  const [d, p] = [w.calls.find((c) => c.url.startsWith(TB)), w.calls.find((c) => c.url.startsWith('/api/sql'))];
+  assert.deepEqual([d.method, d.url, p.method, p.url], ['POST', `${TB}/v0/sql`, 'POST', '/api/sql']);
+  for (const c of [d, p]) {
+    assert.equal(new URLSearchParams(c.body).get('q'), q);
+    assert.equal(c.headers.get('content-type'), 'application/x-www-form-urlencoded');
+  }
+  assert.match(d.headers.get('authorization'), /^Bearer /);
+  assert.equal(p.headers.get('x-bff-csrf'), '1', 'a cookie POST carries the CSRF header');
+});
+
+test('sql() refreshes once on 403, waits out 429s and falls back to the proxy like query()', async () => {
+  const w = fakeWorld();
+  const tb = w.client();
+  await tb.getToken();
+  const stale = w.tokensIssued[0];
+  let limited = 1;
+  w.direct = (req) => {
+    if (req.headers.get('authorization') === `Bearer ${stale}`) return json(403, { error: 'expired' });
+    if (limited-- > 0) return json(429, { error: 'slow down' }, { 'Retry-After': '2' });
+    return json(200, COUNT);
+  };
+  const res = await tb.sql('SELECT count(*) AS n FROM orders');
+  assert.deepEqual([res.path, res.retries, w.tokenCalls()], ['direct', 1, 2]);
+  assert.deepEqual(w.sleeps, [2000]);
+
+  w.direct = () => { throw new TypeError('Failed to fetch'); };
+  w.proxy = () => json(200, COUNT);
+  const fell = await tb.sql('SELECT count(*) AS n FROM orders');
+  assert.deepEqual([fell.path, fell.fellBack], ['proxy', true]);
+
+  w.proxy = () => json(403, { error: 'no grant gives you a data source' });
+  await assert.rejects(tb.sql('SELECT 1', { path: 'proxy' }), (e) => e instanceof ForbiddenError && /data source/.test(e.message));
+});
+
+test('sql() with text: true returns a FORMAT CSV answer as text', async () => {
+  const w = fakeWorld();
+  w.direct = () => new Response('42\n', { status: 200, headers: { 'Content-Type': 'text/csv' } });
+  const tb = w.client();
+  const res = await tb.sql('SELECT count(*) FROM orders FORMAT CSV', { text: true });
+  assert.deepEqual([res.text, res.path, res.status], ['42\n', 'direct', 200]);
+  await assert.rejects(tb.sql('SELECT count(*) FROM orders FORMAT CSV'), (e) => e instanceof QueryError && /text: true/.test(e.message));
+});
+
+test('providers() lists the sign-in options', async () => {
+  const w = fakeWorld();
+  const tb = w.client();
+  assert.deepEqual(await tb.providers(), { local: true, providers: [] });
+  const google = { name: 'google', display_name: 'Google', login_url: '/auth/google/login' };
+  w.providers = () => json(200, { local: false, providers: [google] });
+  assert.deepEqual(await tb.providers(), { local: false, providers: [google] });
 });

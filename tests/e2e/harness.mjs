@@ -133,3 +133,40 @@ export function artifact(name) {
 export function unexpectedConsoleErrors(log, allow = []) {
   return log.console.filter((t) => !/status of 401/.test(t) && !allow.some((re) => re.test(t)));
 }
+
+/**
+ * Runs `fn` with a fresh server and page on `browser`; always stops both, and adds the
+ * server's output to a failure.
+ */
+export async function withApp(browser, opts, fn) {
+  const server = await startServer(opts);
+  let ctx;
+  try {
+    ctx = await openApp(browser, server);
+    await fn({ server, ...ctx });
+  } catch (err) {
+    err.message += `\n--- server output ---\n${server.output().slice(-4000)}`;
+    throw err;
+  } finally {
+    await ctx?.context.close();
+    await server.stop();
+  }
+}
+
+/**
+ * Logs `user` in through the API (no browser) and returns a `fetch` bound to that session:
+ * `call(path, init)` against the BFF with the cookie and the CSRF header.
+ */
+export async function apiSession(server, user) {
+  const res = await fetch(`${server.app}/api/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-BFF-CSRF': '1' },
+    body: JSON.stringify({ username: user, password: `${user}-demo` }),
+  });
+  if (!res.ok) throw new Error(`API login as ${user}: ${res.status} ${await res.text()}`);
+  const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  return (path, init = {}) => fetch(`${server.app}${path}`, {
+    ...init,
+    headers: { Cookie: cookie, 'X-BFF-CSRF': '1', ...(init.headers ?? {}) },
+  });
+}

@@ -37,6 +37,10 @@ async fn metrics_and_usage_count_a_known_sequence() {
     let admin = cookie_client();
     assert_eq!(a.login(&admin, "admin", "admin-demo").await, 200);
     assert_eq!(a.token(&admin).await.status(), 200);
+    for _ in 0..2 {
+        let r = a.get(&admin, "api/pipes/top_products.json?limit=1").await;
+        assert_eq!(r.status(), 200);
+    }
 
     let metrics = a.metrics().await;
     let value = |series: &str| {
@@ -53,6 +57,14 @@ async fn metrics_and_usage_count_a_known_sequence() {
         1.0
     );
     assert_eq!(value("tbff_logouts_total"), 1.0);
+    assert_eq!(
+        value("tbff_proxy_requests_total{tenant=\"acme\",pipe=\"top_products\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("tbff_upstream_latency_seconds_count{pipe=\"top_products\"}"),
+        2.0
+    );
 
     // Usage: admins only, per tenant per minute, the current minute last.
     assert_eq!(a.get(&alice, "api/admin/usage").await.status(), 401);
@@ -72,7 +84,7 @@ async fn metrics_and_usage_count_a_known_sequence() {
     };
     assert_eq!(
         (sum("tokens"), sum("rate_limited"), sum("proxy_requests")),
-        (3, 1, 0)
+        (3, 1, 2)
     );
     a.stop().await;
 }
