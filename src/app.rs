@@ -174,6 +174,16 @@ pub fn router(state: AppState) -> Router {
                     crate::ratelimit::enforce,
                 )),
         )
+        // SQL over data sources through the proxy: the same auth, CSRF, limits and retries.
+        .route(
+            "/api/sql",
+            get(crate::proxy::sql::sql)
+                .post(crate::proxy::sql::sql)
+                .route_layer(middleware::from_fn_with_state(
+                    (Arc::clone(&state), Scope::Proxy),
+                    crate::ratelimit::enforce,
+                )),
+        )
         .route("/api/admin/usage", get(crate::metrics::usage::admin_usage))
         .merge(csrf_checked)
         .merge(token_route)
@@ -196,6 +206,8 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .merge(web::router(&origin_of(&state.tinybird_url)))
+        // API answers: framework rejections as JSON errors too; nosniff and a sandbox CSP.
+        .layer(middleware::from_fn(crate::error::api_responses))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Path only: query strings may carry tokens.

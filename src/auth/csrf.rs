@@ -39,11 +39,10 @@ pub fn check(headers: &HeaderMap, public_url: &Url) -> Result<(), AppError> {
     let origin = origin.to_str().unwrap_or("null");
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let same_as_host = Url::parse(origin).ok().is_some_and(|o| {
-        let authority = match o.port() {
-            Some(port) => format!("{}:{port}", o.host_str().unwrap_or("")),
-            None => o.host_str().unwrap_or("").to_owned(),
-        };
-        Some(authority.as_str()) == host
+        // `Host` has no scheme: users reach us with the public URL's, so an `http://` page
+        // (a network attacker's downgrade) never passes for the `https://` site.
+        let at = host.and_then(|h| Url::parse(&format!("{}://{h}", public_url.scheme())).ok());
+        at.is_some_and(|h| h.origin() == o.origin())
     });
     if same_as_host || origin == public_url.origin().ascii_serialization() {
         Ok(())
@@ -88,9 +87,17 @@ mod tests {
         ]));
         assert!(ok(&[
             (CSRF_HEADER, "1"),
-            ("origin", "http://127.0.0.1:3000"),
+            ("origin", "https://127.0.0.1:3000"),
             ("host", "127.0.0.1:3000")
         ]));
+        assert!(
+            !ok(&[
+                (CSRF_HEADER, "1"),
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000")
+            ]),
+            "an http page does not pass for the https site"
+        );
         assert!(!ok(&[]), "missing header");
         assert!(
             !ok(&[("origin", "https://app.example.com")]),

@@ -6,6 +6,7 @@
 //! - `bff`: login, sessions, CSRF, grants and the token endpoint.
 //! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`).
 
+mod attacks;
 mod bff;
 mod cli;
 mod helpers;
@@ -14,4 +15,5 @@ mod local;
 mod oidc;
 mod scale;
 mod proxy;
+mod proxy_sql;
 mod sql;
