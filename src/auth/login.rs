@@ -97,14 +97,16 @@ pub async fn login(
             return Err(e);
         }
     }
+    // Count the attempt as a failure before checking it, so concurrent guesses cannot all
+    // slip in under `max_failures` while their argon2 checks run; a success clears it.
+    state.account_throttle.record_failure(account, now).await;
+    state.client_throttle.record_failure(&client, now).await;
     let Some(user) = state
         .settings
         .users
         .verify(&body.username, &body.password)
         .await
     else {
-        state.account_throttle.record_failure(account, now).await;
-        state.client_throttle.record_failure(&client, now).await;
         state.metrics.login("failed");
         state.audit.login_failed(account, peer.ip(), "password");
         tracing::warn!(client = %peer.ip(), "login failed");
@@ -120,7 +122,9 @@ pub async fn login(
     session.cycle_id().await?;
     let record = SessionUser { user, display_name };
     session.insert(USER_KEY, &record).await?;
-    session.insert(SAVED_AT_KEY, chrono::Utc::now().timestamp()).await?;
+    session
+        .insert(SAVED_AT_KEY, chrono::Utc::now().timestamp())
+        .await?;
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
     state.metrics.login("ok");
     state.audit.login(&record.user, peer.ip());

@@ -130,17 +130,42 @@ pub fn forward(
     Ok(response)
 }
 
+/// Content types Tinybird answers pipes and SQL with; anything else (HTML, SVG, ...) is
+/// passed on as `application/octet-stream`, so an upstream cannot make the BFF's origin serve
+/// a page (content spoofing), whatever it returns.
+const SAFE_CONTENT_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-ndjson",
+    "text/csv",
+    "text/plain",
+    "text/tab-separated-values",
+    "application/vnd.apache.parquet",
+    "application/octet-stream",
+];
+
 /// The allowlisted subset of Tinybird's headers.
 pub fn forwarded_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in FORWARDED_HEADERS {
         for value in upstream.get_all(*name) {
-            if let Ok(value) = header::HeaderValue::from_bytes(value.as_bytes()) {
-                out.append(HeaderName::from_static(name), value);
-            }
+            let value = if *name == "content-type" && !is_safe_content_type(value.as_bytes()) {
+                header::HeaderValue::from_static("application/octet-stream")
+            } else {
+                match header::HeaderValue::from_bytes(value.as_bytes()) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            out.append(HeaderName::from_static(name), value);
         }
     }
     out
+}
+
+fn is_safe_content_type(value: &[u8]) -> bool {
+    let value = String::from_utf8_lossy(value).to_ascii_lowercase();
+    let essence = value.split(';').next().unwrap_or("").trim();
+    SAFE_CONTENT_TYPES.contains(&essence)
 }
 
 /// Passes chunks through until more than `max` bytes went by, then fails the stream, which
@@ -182,6 +207,31 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unsafe_content_types_become_octet_stream() {
+        let mut upstream = reqwest::header::HeaderMap::new();
+        upstream.insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+        assert_eq!(
+            forwarded_headers(&upstream)["content-type"],
+            "application/octet-stream"
+        );
+        upstream.insert("content-type", "image/svg+xml".parse().unwrap());
+        assert_eq!(
+            forwarded_headers(&upstream)["content-type"],
+            "application/octet-stream"
+        );
+        upstream.insert("content-type", "Text/CSV; charset=utf-8".parse().unwrap());
+        assert_eq!(
+            forwarded_headers(&upstream)["content-type"],
+            "Text/CSV; charset=utf-8"
+        );
+        upstream.insert("content-type", "application/json".parse().unwrap());
+        assert_eq!(
+            forwarded_headers(&upstream)["content-type"],
+            "application/json"
+        );
+    }
+
     use futures_util::stream;
 
     use super::*;
