@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub listen: String,
     /// The URL users reach the BFF at (decides the cookie's `Secure` flag and the CSRF origin).
     pub public_url: String,
+    /// Load balancers / reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Where Tinybird is and how to sign for it.
     pub tinybird: RawTinybird,
     /// Minted token settings.
@@ -244,6 +247,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Public URL of the BFF.
     pub public_url: Url,
+    /// Proxies whose `X-Forwarded-For` names the client (see `crate::client_ip`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Tinybird host.
     pub host: TinybirdHost,
     /// Workspace id put in every JWT.
@@ -345,6 +350,14 @@ impl Settings {
             .map_err(|e| vec![problem(origin, format!("{e}").trim_end().to_owned())])?;
         let mut problems = Vec::new();
         let listen = parse_addr(&raw.listen, "listen", &mut problems);
+        let trusted_proxies = crate::client_ip::parse_trusted(&raw.trusted_proxies)
+            .map_err(|bad| {
+                problems.push(problem(
+                    "trusted_proxies",
+                    format!("{bad:?} is not an IP address or CIDR range, e.g. \"10.0.0.0/8\" or \"127.0.0.1\""),
+                ))
+            })
+            .unwrap_or_default();
         let public_url = match Url::parse(&raw.public_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             _ => {
@@ -531,6 +544,7 @@ impl Settings {
         Ok(Settings {
             listen,
             public_url,
+            trusted_proxies,
             host,
             workspace_id,
             signing_key,

@@ -26,6 +26,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod demo;
 pub mod error;

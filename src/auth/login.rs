@@ -79,12 +79,14 @@ pub struct LoginRequest {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     session: Session,
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let now = Instant::now();
     let account = body.username.as_str();
-    let client = peer.ip().to_string();
+    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    let client = ip.to_string();
     for (throttle, key) in [
         (&state.account_throttle, account),
         (&state.client_throttle, client.as_str()),
@@ -92,7 +94,7 @@ pub async fn login(
         if let Err(e) = throttle.check(key, now).await {
             if matches!(e, AppError::TooManyRequests { .. }) {
                 state.metrics.login("throttled");
-                state.audit.login_failed(account, peer.ip(), "throttled");
+                state.audit.login_failed(account, ip, "throttled");
             }
             return Err(e);
         }
@@ -108,8 +110,8 @@ pub async fn login(
         .await
     else {
         state.metrics.login("failed");
-        state.audit.login_failed(account, peer.ip(), "password");
-        tracing::warn!(client = %peer.ip(), "login failed");
+        state.audit.login_failed(account, ip, "password");
+        tracing::warn!(client = %ip, "login failed");
         return Err(AppError::Unauthorized("wrong username or password".into()));
     };
     state.account_throttle.record_success(account).await;
@@ -127,7 +129,7 @@ pub async fn login(
         .await?;
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
     state.metrics.login("ok");
-    state.audit.login(&record.user, peer.ip());
+    state.audit.login(&record.user, ip);
     Ok(Json(serde_json::json!({ "user": record })))
 }
 

@@ -593,3 +593,30 @@ async fn an_active_session_is_kept_alive_without_a_write_per_request() {
     assert!(cookie.to_str().unwrap().contains("Max-Age=20"), "{cookie:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_each_client_is_throttled_on_its_own_address() {
+    let app = spawn_app_with(|s| {
+        s.trusted_proxies = tinybird_bff::client_ip::parse_trusted(&["127.0.0.1".into()]).unwrap();
+    })
+    .await;
+    let login = |xff: &'static str, user: &'static str, password: &'static str| {
+        client()
+            .post(format!("{}api/login", app.url))
+            .header("x-bff-csrf", "1")
+            .header("x-forwarded-for", xff)
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    // One client guesses across accounts until its own address is locked out...
+    for i in 0..20 {
+        let user = Box::leak(format!("guess{i}").into_boxed_str());
+        login("203.0.113.9", user, "wrong").await.unwrap();
+    }
+    assert_eq!(login("203.0.113.9", "alice", "alice-demo").await.unwrap().status(), 429);
+    // ...and cannot dodge it by putting another address at the left of the header.
+    assert_eq!(login("198.51.100.1, 203.0.113.9", "alice", "alice-demo").await.unwrap().status(), 429);
+    // Everyone else behind the same balancer still logs in.
+    assert_eq!(login("198.51.100.1", "alice", "alice-demo").await.unwrap().status(), 200);
+    app.stop().await;
+}
