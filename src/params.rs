@@ -91,6 +91,14 @@ impl Params {
         self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// Overwrites each name of `fixed` (a JWT's or a grant's fixed params) with its value:
+    /// fixed params always win over whatever the request sent under the same name.
+    pub fn apply_fixed(&mut self, fixed: &serde_json::Map<String, serde_json::Value>) {
+        for (name, value) in fixed {
+            self.set(name, fixed_value_text(value));
+        }
+    }
+
     /// Appends every pair of `other` (a form body after the query string).
     pub fn extend(&mut self, other: Params) {
         self.pairs.extend(other.pairs);
@@ -113,6 +121,22 @@ impl Params {
             out.extend(utf8_percent_encode(value, FORM));
         }
         out
+    }
+}
+
+/// A fixed param as a request parameter: strings as they are, arrays comma-joined (Tinybird's
+/// array syntax), other scalars in their JSON spelling, null as empty.
+pub fn fixed_value_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(fixed_value_text)
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 

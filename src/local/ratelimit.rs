@@ -9,6 +9,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::{HeaderMap, StatusCode};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::tinybird::claims::{Claims, Limits};
+
 /// The outcome of one check, with what the headers should say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -62,6 +68,56 @@ impl RpsLimiter {
             remaining: limit - entry.1,
             reset,
         })
+    }
+}
+
+impl RpsLimiter {
+    /// Counts a request by `caller` (JWTs with `limits.rps` only): `Err` is the 429 to send,
+    /// `Ok(Some)` the decision whose headers go on the answer.
+    pub fn enforce(&self, caller: &Caller) -> Result<Option<Decision>, ApiError> {
+        let Caller::Jwt(Claims {
+            name,
+            limits: Some(Limits { rps }),
+            ..
+        }) = caller
+        else {
+            return Ok(None);
+        };
+        match self.check(name, *rps, Instant::now()) {
+            Some(d) if !d.allowed => Err(d.too_many_requests()),
+            other => Ok(other),
+        }
+    }
+}
+
+impl Decision {
+    /// Seconds to wait, as `Retry-After` and `X-RateLimit-Reset` say it (at least 1 when refused).
+    fn wait_seconds(&self) -> u64 {
+        let wait = self.reset.as_secs_f64().ceil() as u64;
+        if self.allowed { wait } else { wait.max(1) }
+    }
+
+    /// The 429 for a spent window, with the headers clients wait on.
+    fn too_many_requests(&self) -> ApiError {
+        let wait = self.wait_seconds();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests: the token name's limit is {} requests per second",
+                self.limit
+            ),
+        )
+        .with_header("retry-after", wait)
+        .with_header("x-ratelimit-limit", self.limit)
+        .with_header("x-ratelimit-remaining", 0)
+        .with_header("x-ratelimit-reset", wait)
+    }
+
+    /// Puts `X-RateLimit-Limit/Remaining/Reset` on a successful answer.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", self.limit.into());
+        headers.insert("x-ratelimit-remaining", self.remaining.into());
+        headers.insert("x-ratelimit-reset", self.wait_seconds().into());
     }
 }
 

@@ -1,14 +1,12 @@
 //! The local endpoint's HTTP handlers: pipe calls and the Token API subset.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::LocalState;
 use super::auth::{Caller, authenticate, presented_token};
@@ -61,32 +59,9 @@ pub async fn pipe(
             }
         });
     }
-    let rate = match &caller {
-        Caller::Jwt(Claims {
-            name,
-            limits: Some(Limits { rps }),
-            ..
-        }) => state.limiter.check(name, *rps, Instant::now()),
-        _ => None,
-    };
-    if let Some(d) = rate.filter(|d| !d.allowed) {
-        let wait = d.reset.as_secs_f64().ceil().max(1.0) as u64;
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many requests: the token name's limit is {} requests per second",
-                d.limit
-            ),
-        )
-        .with_header("retry-after", wait)
-        .with_header("x-ratelimit-limit", d.limit)
-        .with_header("x-ratelimit-remaining", 0)
-        .with_header("x-ratelimit-reset", wait));
-    }
+    let rate = state.limiter.enforce(&caller)?;
     // Fixed params always win over anything the request sent under the same name.
-    for (key, value) in &fixed {
-        params.set(key, fixed_param_text(value));
-    }
+    params.apply_fixed(&fixed);
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
     let sql = pipe
         .template
@@ -111,13 +86,7 @@ pub async fn pipe(
     )
         .into_response();
     if let Some(d) = rate {
-        let h = response.headers_mut();
-        h.insert("x-ratelimit-limit", d.limit.into());
-        h.insert("x-ratelimit-remaining", d.remaining.into());
-        h.insert(
-            "x-ratelimit-reset",
-            (d.reset.as_secs_f64().ceil() as u64).into(),
-        );
+        d.apply(response.headers_mut());
     }
     Ok(response)
 }
@@ -159,20 +128,6 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             format!("request body is larger than {limit} bytes"),
         )
     })
-}
-
-/// How a fixed param value from a JWT becomes a request parameter.
-fn fixed_param_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(fixed_param_text)
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 fn unsupported_format(ext: &str) -> ApiError {

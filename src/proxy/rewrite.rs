@@ -71,26 +71,8 @@ pub fn effective_params(mut params: Params, access: &PipeAccess) -> Result<Param
     if params.contains("q") && !access.allow_sql_over_pipe {
         return Err(RewriteError::SqlRefused(access.pipe.clone()));
     }
-    for (name, value) in &access.fixed_params {
-        params.set(name, fixed_param_text(value));
-    }
+    params.apply_fixed(&access.fixed_params);
     Ok(params)
-}
-
-/// A fixed param as a request parameter: strings as they are, arrays comma-joined (Tinybird's
-/// array syntax), other scalars in their JSON spelling.
-pub fn fixed_param_text(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(fixed_param_text)
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 fn truncate(s: &str) -> String {

@@ -36,7 +36,6 @@ pub mod statement;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -48,9 +47,8 @@ use super::auth::{Caller, authenticate, presented_token};
 use super::error::ApiError;
 use super::format::{self, Format};
 use super::query::{QueryError, QueryOutput};
-use super::ratelimit::Decision;
 use crate::params::Params;
-use crate::tinybird::claims::{Claims, Limits, Scope, ScopeType};
+use crate::tinybird::claims::{Scope, ScopeType};
 use policy::Denial;
 use statement::{SqlFormat, split_format};
 
@@ -167,10 +165,7 @@ pub async fn sql(
         now,
     )?;
     let access = SqlAccess::for_caller(&caller)?;
-    let rate = rate_limit(&state, &caller);
-    if let Some(d) = rate.filter(|d| !d.allowed) {
-        return Err(too_many_requests(&d));
-    }
+    let rate = state.limiter.enforce(&caller)?;
     let query = params
         .first("q")
         .map(str::to_owned)
@@ -196,13 +191,7 @@ pub async fn sql(
     let (content_type, text) = render(&out, format, quote_64bit);
     let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
     if let Some(d) = rate {
-        let h = response.headers_mut();
-        h.insert("x-ratelimit-limit", d.limit.into());
-        h.insert("x-ratelimit-remaining", d.remaining.into());
-        h.insert(
-            "x-ratelimit-reset",
-            (d.reset.as_secs_f64().ceil() as u64).into(),
-        );
+        d.apply(response.headers_mut());
     }
     Ok(response)
 }
@@ -239,35 +228,6 @@ async fn request(
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("the query body is not valid UTF-8"))?;
     Ok((params, Some(text)))
-}
-
-/// `limits.rps` per JWT name, as for pipes: counts this request, `None` when unlimited.
-fn rate_limit(state: &LocalState, caller: &Caller) -> Option<Decision> {
-    let Caller::Jwt(Claims {
-        name,
-        limits: Some(Limits { rps }),
-        ..
-    }) = caller
-    else {
-        return None;
-    };
-    state.limiter.check(name, *rps, Instant::now())
-}
-
-/// The 429 for a spent `limits.rps` window, with the headers clients wait on.
-fn too_many_requests(d: &Decision) -> ApiError {
-    let wait = d.reset.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!(
-            "too many requests: the token name's limit is {} requests per second",
-            d.limit
-        ),
-    )
-    .with_header("retry-after", wait)
-    .with_header("x-ratelimit-limit", d.limit)
-    .with_header("x-ratelimit-remaining", 0)
-    .with_header("x-ratelimit-reset", wait)
 }
 
 fn render(out: &QueryOutput, format: SqlFormat, quote_64bit: bool) -> (&'static str, String) {
