@@ -23,13 +23,13 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
 
+use crate::auth::redis_store::{self, ObservedStore, RedisSessionStore};
 use crate::auth::session_store::FileSessionStore;
 use crate::auth::store::DynStore;
-use crate::ratelimit::login::SharedThrottle;
-use crate::ratelimit::{Limiter, Scope};
-use crate::auth::redis_store::{self, ObservedStore, RedisSessionStore};
 use crate::auth::{csrf, login, oidc};
 use crate::config::{SessionStoreKind, Settings};
+use crate::ratelimit::login::SharedThrottle;
+use crate::ratelimit::{Limiter, Scope};
 use crate::tinybird::mint::MintParams;
 use crate::{token, web};
 
@@ -80,7 +80,9 @@ impl App {
             }
             SessionStoreKind::Memory => Arc::new(MemoryStore::default()),
             SessionStoreKind::Redis => Arc::new(RedisSessionStore::new(
-                redis.clone().expect("validated: session.store = redis needs [redis]"),
+                redis
+                    .clone()
+                    .expect("validated: session.store = redis needs [redis]"),
             )),
         };
         let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
@@ -90,7 +92,12 @@ impl App {
         Ok(Arc::new(App {
             oidc,
             proxy,
-            account_throttle: SharedThrottle::new("account", settings.throttle, redis.clone(), fail),
+            account_throttle: SharedThrottle::new(
+                "account",
+                settings.throttle,
+                redis.clone(),
+                fail,
+            ),
             client_throttle: SharedThrottle::new(
                 "client",
                 settings.client_throttle,

@@ -12,8 +12,7 @@ use crate::tinybird::AdminToken;
 use crate::tinybird::mint::mint as mint_token;
 
 /// The log output, swappable once the config (`[log] format`) has been read.
-type FormatLayer =
-    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+type FormatLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 static LOG_FORMAT: std::sync::OnceLock<
     tracing_subscriber::reload::Handle<FormatLayer, tracing_subscriber::Registry>,

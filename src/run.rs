@@ -86,7 +86,10 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         Some(addr) => Some(bind(addr, fallback_ports).await?),
         None => None,
     };
-    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
     let mut tasks = Vec::new();
     let (tinybird_url, local_addr) = match settings.host.clone() {
         TinybirdHost::Remote(url) => (url.as_str().trim_end_matches('/').to_owned(), None),

@@ -10,8 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What the client should know, never internals or secrets.
     pub message: String,
-    /// Extra response headers.
-    pub headers: HeaderMap,
+    /// Extra response headers (boxed: most errors have none, and `Result`s stay small).
+    pub headers: Box<HeaderMap>,
 }
 
 impl ApiError {
@@ -20,7 +20,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Box::default(),
         }
     }
 
@@ -51,6 +51,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = axum::Json(serde_json::json!({ "error": self.message }));
-        (self.status, self.headers, body).into_response()
+        (self.status, *self.headers, body).into_response()
     }
 }

@@ -585,12 +585,21 @@ async fn an_active_session_is_kept_alive_without_a_write_per_request() {
     app.login_as("alice").await;
     let soon = app.get("api/me").await;
     assert_eq!(soon.status(), 200);
-    assert!(soon.headers().get("set-cookie").is_none(), "no save (and no new cookie) right after login");
+    assert!(
+        soon.headers().get("set-cookie").is_none(),
+        "no save (and no new cookie) right after login"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     let later = app.get("api/me").await;
     assert_eq!(later.status(), 200);
-    let cookie = later.headers().get("set-cookie").expect("a tenth of the ttl later the session is re-saved");
-    assert!(cookie.to_str().unwrap().contains("Max-Age=20"), "{cookie:?}");
+    let cookie = later
+        .headers()
+        .get("set-cookie")
+        .expect("a tenth of the ttl later the session is re-saved");
+    assert!(
+        cookie.to_str().unwrap().contains("Max-Age=20"),
+        "{cookie:?}"
+    );
     app.stop().await;
 }
 
@@ -613,10 +622,28 @@ async fn behind_a_trusted_balancer_each_client_is_throttled_on_its_own_address()
         let user = Box::leak(format!("guess{i}").into_boxed_str());
         login("203.0.113.9", user, "wrong").await.unwrap();
     }
-    assert_eq!(login("203.0.113.9", "alice", "alice-demo").await.unwrap().status(), 429);
+    assert_eq!(
+        login("203.0.113.9", "alice", "alice-demo")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
     // ...and cannot dodge it by putting another address at the left of the header.
-    assert_eq!(login("198.51.100.1, 203.0.113.9", "alice", "alice-demo").await.unwrap().status(), 429);
+    assert_eq!(
+        login("198.51.100.1, 203.0.113.9", "alice", "alice-demo")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
     // Everyone else behind the same balancer still logs in.
-    assert_eq!(login("198.51.100.1", "alice", "alice-demo").await.unwrap().status(), 200);
+    assert_eq!(
+        login("198.51.100.1", "alice", "alice-demo")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }

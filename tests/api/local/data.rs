@@ -156,10 +156,14 @@ async fn the_default_demo_stays_recent() {
     let latest = chrono::NaiveDateTime::parse_from_str(&latest, "%Y-%m-%d %H:%M:%S").unwrap();
     let yesterday = before.date_naive() - chrono::Duration::days(1);
     assert!(
-        latest.date() == yesterday || latest.date() == chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+        latest.date() == yesterday
+            || latest.date() == chrono::Utc::now().date_naive() - chrono::Duration::days(1),
         "latest order {latest}: the data ends yesterday"
     );
-    assert!(latest < before.naive_utc(), "no order is in the future: {latest}");
+    assert!(
+        latest < before.naive_utc(),
+        "no order is in the future: {latest}"
+    );
 }
 
 /// A small database with the tables the demo pipes read: two tenants, four orders.

@@ -41,7 +41,10 @@ async fn a_provider_access_token_exchanges_for_a_tinybird_token_without_cookie_o
     );
     // The same bearer reads through the proxy too, filtered to bob's tenant, GET and POST.
     let proxied: Value = reqwest::Client::new()
-        .get(format!("{}/api/pipes/top_products.json?org_id=acme", app.url))
+        .get(format!(
+            "{}/api/pipes/top_products.json?org_id=acme",
+            app.url
+        ))
         .bearer_auth(&access)
         .send()
         .await
@@ -50,7 +53,10 @@ async fn a_provider_access_token_exchanges_for_a_tinybird_token_without_cookie_o
         .await
         .unwrap();
     let data = proxied["data"].as_array().unwrap();
-    assert!(!data.is_empty() && data.iter().all(|r| r["org_id"] == "globex"), "{proxied}");
+    assert!(
+        !data.is_empty() && data.iter().all(|r| r["org_id"] == "globex"),
+        "{proxied}"
+    );
     let posted = reqwest::Client::new()
         .post(format!("{}/api/pipes/top_products.json", app.url))
         .bearer_auth(&access)
