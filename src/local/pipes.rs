@@ -273,15 +273,21 @@ fn read_block(lines: &[&str], start: usize) -> (String, usize) {
         end -= 1;
     }
     let body = &lines[start..end];
+    // Indentation is counted in whitespace characters, not bytes: a multi-byte space (a
+    // pasted U+00A0) must never make a line's cut fall mid-character and drop the line.
+    let leading = |l: &str| l.chars().take_while(|c| c.is_whitespace()).count();
     let indent = body
         .iter()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
+        .map(|l| leading(l))
         .min()
         .unwrap_or(0);
     let text = body
         .iter()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .map(|l| {
+            let cut = l.char_indices().nth(indent).map_or(l.len(), |(i, _)| i);
+            l[cut..].trim_end()
+        })
         .collect::<Vec<_>>()
         .join("\n");
     (text, end)

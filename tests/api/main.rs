@@ -9,11 +9,12 @@
 mod attacks;
 mod bff;
 mod cli;
+mod fuzz_regressions;
 mod helpers;
 mod interop;
 mod local;
 mod oidc;
-mod scale;
 mod proxy;
 mod proxy_sql;
+mod scale;
 mod sql;
