@@ -28,25 +28,25 @@ use crate::helpers::{self, TestApp, client, cookie_client, spawn_app, spawn_app_
 
 /// What a fault upstream received.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 /// A scripted upstream: `behave(n)` answers its n-th request (from 1).
-struct Fault {
-    url: String,
+pub(crate) struct Fault {
+    pub(crate) url: String,
     hits: Arc<AtomicU32>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Fault {
-    fn hits(&self) -> u32 {
+    pub(crate) fn hits(&self) -> u32 {
         self.hits.load(Ordering::SeqCst)
     }
-    fn last(&self) -> Seen {
+    pub(crate) fn last(&self) -> Seen {
         self.seen
             .lock()
             .unwrap()
@@ -56,7 +56,7 @@ impl Fault {
     }
 }
 
-async fn fault<F, Fut>(behave: F) -> Fault
+pub(crate) async fn fault<F, Fut>(behave: F) -> Fault
 where
     F: Fn(u32) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
@@ -87,7 +87,7 @@ where
     Fault { url, hits, seen }
 }
 
-fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response {
+pub(crate) fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status.try_into().unwrap();
     for (k, v) in headers {

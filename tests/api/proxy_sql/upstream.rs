@@ -2,14 +2,9 @@
 //! any upstream call, what reaches Tinybird (the user's filtered JWT, the query, nothing of the
 //! client's), and the pipes' retry rules (429 and 5xx retried, final statuses passed through).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 use tinybird_bff::config::{Settings, TinybirdHost};
@@ -17,79 +12,14 @@ use tinybird_bff::grants::{GrantConfig, Grants};
 use tinybird_bff::proxy::Credentials;
 use tinybird_bff::tinybird::claims::{ScopeType, verify};
 use tinybird_bff::tinybird::upstream::RetryPolicy;
-use tokio::net::TcpListener;
 
 use super::{COUNT, local_app, proxied};
 use crate::helpers::{self, TestApp, admin_key, client};
+use crate::proxy::{Seen, fault, reply};
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// What the upstream received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: String,
-}
-
-/// A scripted upstream: `behave(n)` answers its n-th request (from 1); requests are kept.
-struct Fault {
-    url: String,
-    hits: Arc<AtomicU32>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Fault {
-    fn hits(&self) -> u32 {
-        self.hits.load(Ordering::SeqCst)
-    }
-    /// The last request.
-    fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("called")
-    }
-}
-
-async fn fault<F, Fut>(behave: F) -> Fault
-where
-    F: Fn(u32) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
-{
-    let hits = Arc::new(AtomicU32::new(0));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (h, s) = (Arc::clone(&hits), Arc::clone(&seen));
-    let router = Router::new().fallback(move |req: Request| {
-        let (h, s, behave) = (Arc::clone(&h), Arc::clone(&s), behave.clone());
-        async move {
-            let n = h.fetch_add(1, Ordering::SeqCst) + 1;
-            let (parts, body) = req.into_parts();
-            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-            let body = String::from_utf8_lossy(&body).into_owned();
-            let uri = parts.uri.to_string();
-            s.lock().unwrap().push(Seen {
-                method: parts.method.to_string(),
-                uri,
-                headers: parts.headers,
-                body,
-            });
-            behave(n).await
-        }
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Fault { url, hits, seen }
-}
-
-fn reply(status: u16, headers: &[(&str, &str)], body: &'static str) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status.try_into().unwrap();
-    for (k, v) in headers {
-        let name = axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
-        r.headers_mut().insert(name, v.parse().unwrap());
-    }
-    r
-}
+// The scripted upstream (`Fault`, `fault`, `reply`) is proxy.rs's.
 
 const ROWS: &str = r#"{"meta":[{"name":"n","type":"UInt64"}],"data":[{"n":"7"}],"rows":1}"#;
 
