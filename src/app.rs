@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::middleware;
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::redis_store::{self, ObservedStore, RedisSessionStore};
 use crate::auth::session_store::FileSessionStore;
@@ -72,14 +73,20 @@ impl App {
             Some(r) => Some(crate::redis::Redis::new(r, metrics.clone())?),
             None => None,
         };
-        let store: Arc<dyn tower_sessions::SessionStore> = match &settings.session_store {
-            SessionStoreKind::File(dir) => {
-                Arc::new(FileSessionStore::open(dir.clone()).map_err(|e| {
-                    anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
-                })?)
-            }
-            SessionStoreKind::Memory => Arc::new(MemoryStore::default()),
-            SessionStoreKind::Redis => Arc::new(RedisSessionStore::new(
+        let embedded = match &settings.session_store {
+            SessionStoreKind::File(dir) => Some(FileSessionStore::open(dir.clone()).map_err(|e| {
+                anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
+            })?),
+            SessionStoreKind::Memory => Some(FileSessionStore::in_memory()),
+            SessionStoreKind::Redis => None,
+        };
+        if let Some(store) = &embedded {
+            // Redis expires its keys itself; the embedded store forgets no session on its own.
+            store.purge_every((settings.session_ttl / 10).max(Duration::from_secs(1)));
+        }
+        let store: Arc<dyn tower_sessions::SessionStore> = match embedded {
+            Some(store) => Arc::new(store),
+            None => Arc::new(RedisSessionStore::new(
                 redis
                     .clone()
                     .expect("validated: session.store = redis needs [redis]"),

@@ -1,9 +1,11 @@
-//! The embedded, persistent session store: sessions survive a restart without Redis.
+//! The embedded session store: sessions survive a restart without Redis.
 //!
 //! Every session lives in memory (reads never touch the disk) and is written through to one
-//! JSON file per session in a private directory, loaded again at start. It fits a single
-//! instance; several instances need a shared store (Redis), because a logout on one would not
-//! reach the memory of the others.
+//! JSON file per session in a private directory, loaded again at start. Without a directory
+//! ([`FileSessionStore::in_memory`], `session.store = "memory"`) it is the same store minus the
+//! files: sessions end with the process. It fits a single instance; several instances need a
+//! shared store (Redis), because a logout on one would not reach the memory of the others.
+//! Expired sessions are purged from memory and disk by [`FileSessionStore::purge_every`].
 //!
 //! Invariants:
 //! - File names are the hex SHA-256 of the session id, so an id can neither steer a path nor
@@ -39,7 +41,8 @@ pub struct FileSessionStore {
 }
 
 struct Inner {
-    dir: PathBuf,
+    /// `None`: memory only.
+    dir: Option<PathBuf>,
     /// Never held across an `.await`.
     state: Mutex<State>,
     /// Held across the disk write and the memory update of one id, so concurrent writers of
@@ -116,7 +119,16 @@ impl FileSessionStore {
                 }
             }
         }
-        Ok(Self {
+        Ok(Self::with(Some(dir), records))
+    }
+
+    /// A store that keeps sessions in memory only: they end with the process.
+    pub fn in_memory() -> Self {
+        Self::with(None, HashMap::new())
+    }
+
+    fn with(dir: Option<PathBuf>, records: HashMap<Id, Record>) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 dir,
                 state: Mutex::new(State {
@@ -125,7 +137,27 @@ impl FileSessionStore {
                 }),
                 write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             }),
-        })
+        }
+    }
+
+    /// Purges expired sessions every `period` on the current runtime, for as long as the
+    /// store exists; failures are logged and retried at the next tick.
+    pub fn purge_every(&self, period: std::time::Duration) {
+        let store = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = store.upgrade() else { return };
+                match (FileSessionStore { inner }).purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "cannot purge expired sessions"),
+                }
+            }
+        });
     }
 
     /// Number of sessions in memory, expired ones not yet purged included.
@@ -160,8 +192,9 @@ impl FileSessionStore {
                 .get(&id)
                 .is_some_and(|r| r.expiry_date <= now);
             if still_expired {
-                let path = self.path(&id);
-                blocking(move || remove_if_present(&path)).await?;
+                if let Some(path) = self.path(&id) {
+                    blocking(move || remove_if_present(&path)).await?;
+                }
                 self.state().records.remove(&id);
                 purged += 1;
             }
@@ -182,12 +215,15 @@ impl FileSessionStore {
         self.inner.write_locks[stripe].lock().await
     }
 
-    fn path(&self, id: &Id) -> PathBuf {
-        self.inner.dir.join(file_name(id))
+    fn path(&self, id: &Id) -> Option<PathBuf> {
+        Some(self.inner.dir.as_ref()?.join(file_name(id)))
     }
 
     /// Writes the record's file; the caller holds the id's write lock.
     async fn persist(&self, record: &Record) -> session_store::Result<()> {
+        let Some(dir) = self.inner.dir.clone() else {
+            return Ok(());
+        };
         let stored = Stored {
             id: record.id.to_string(),
             expires_unix: record.expiry_date.unix_timestamp(),
@@ -196,10 +232,11 @@ impl FileSessionStore {
         };
         let bytes =
             serde_json::to_vec(&stored).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let (dir, name) = (self.inner.dir.clone(), file_name(&record.id));
+        let name = file_name(&record.id);
+        let path = dir.join(&name);
         blocking(move || write_atomically(&dir, &name, &bytes))
             .await
-            .map_err(|e| backend("write", &self.path(&record.id), &e))
+            .map_err(|e| backend("write", &path, &e))
     }
 }
 
@@ -244,16 +281,19 @@ impl SessionStore for FileSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let _write = self.write_lock(id).await;
-        let path = self.path(id);
-        let removed = blocking({
-            let path = path.clone();
-            move || remove_if_present(&path)
-        })
-        .await;
+        let removed = match self.path(id) {
+            Some(path) => blocking({
+                let path = path.clone();
+                move || remove_if_present(&path)
+            })
+            .await
+            .map_err(|e| backend("delete", &path, &e)),
+            None => Ok(()),
+        };
         // Forget it in memory even if the file stays: a logout must end the session now. The
         // error still tells the caller it could come back after a restart.
         self.state().records.remove(id);
-        removed.map_err(|e| backend("delete", &path, &e))
+        removed
     }
 }
 
@@ -467,6 +507,25 @@ mod tests {
         assert_eq!(store.purge_expired().await.unwrap(), 0);
         assert_eq!(store.len(), 1);
         assert_eq!(store.load(&live.id).await.unwrap(), Some(live));
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_no_files_and_purges_in_the_background() {
+        let store = FileSessionStore::in_memory();
+        let (mut old, mut live) = (record("old", time::Duration::ZERO), record("live", HOUR));
+        store.create(&mut old).await.unwrap();
+        store.create(&mut live).await.unwrap();
+        assert_eq!(store.load(&live.id).await.unwrap(), Some(live.clone()));
+        assert_eq!(store.load(&old.id).await.unwrap(), None);
+        assert_eq!(store.len(), 2, "expired, but not purged yet");
+        store.purge_every(std::time::Duration::from_millis(20));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while store.len() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.len(), 1, "the background purge removed the expired session");
+        store.delete(&live.id).await.unwrap();
+        assert!(store.is_empty());
     }
 
     #[tokio::test]
