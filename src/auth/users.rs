@@ -259,14 +259,6 @@ static VERIFY_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::La
     tokio::sync::Semaphore::new(cores.clamp(1, 8))
 });
 
-/// argon2 working memory kept between checks, at most one per [`VERIFY_SLOTS`] permit.
-///
-/// Allocating it per check leaked: after the first 19 MiB block is freed, glibc raises its
-/// mmap threshold to that size, so later blocks come from the heap, where small allocations
-/// made meanwhile pin them; resident memory grew by ~19 MiB per failed login (a login flood
-/// took the process to gigabytes). Reused buffers are allocated once.
-static ARGON2_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
-
 /// Runs the (deliberately slow) check on the blocking pool; any failure counts as no match.
 async fn verify_blocking(phc: String, password: SecretString) -> bool {
     let Ok(_slot) = VERIFY_SLOTS.acquire().await else {
@@ -277,48 +269,20 @@ async fn verify_blocking(phc: String, password: SecretString) -> bool {
         .unwrap_or(false)
 }
 
-/// What `PasswordVerifier::verify_password` does, with reused memory (see [`ARGON2_MEMORY`]).
+/// argon2's own verification (constant-time comparison), with the parameters of the hash.
+///
+/// Each check allocates argon2's working memory (19 MiB with the default parameters) and frees
+/// it. The binary runs on mimalloc, which hands such blocks back to the OS; under glibc's
+/// malloc, freed blocks of that size raised its mmap threshold and then stayed pinned in the
+/// heap, and a login flood grew the process by 19 MiB per attempt
+/// (`tests/api/attacks/overload.rs` bounds it).
 fn verify_phc(phc: &str, password: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let Ok(hash) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let (Some(expected), Some(salt)) = (hash.hash, hash.salt) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params)) =
-        (Algorithm::try_from(hash.algorithm), Params::try_from(&hash))
-    else {
-        return false;
-    };
-    let version = match hash.version.map(Version::try_from) {
-        None => Version::default(),
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return false,
-    };
-    let mut salt_bytes = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
-    };
-    let blocks = params.block_count();
-    let pool = || {
-        ARGON2_MEMORY
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    let mut memory = pool()
-        .pop()
-        .filter(|m| m.len() >= blocks)
-        .unwrap_or_else(|| vec![argon2::Block::default(); blocks]);
-    let mut out = vec![0u8; expected.len()];
-    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
-        password.as_bytes(),
-        salt,
-        &mut out,
-        &mut memory[..blocks],
-    );
-    pool().push(memory);
-    computed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+    use argon2::password_hash::PasswordVerifier;
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// Checks that `phc` is an argon2id PHC string that argon2 can verify against. The error
