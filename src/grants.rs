@@ -25,6 +25,7 @@ mod template;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -147,12 +148,27 @@ struct CompiledGrant {
 }
 
 /// Compiled grants (templates parsed once). Send + Sync.
-#[derive(Debug)]
 pub struct Grants {
     grants: Vec<CompiledGrant>,
     templates: Templates,
     filters: FilterTemplates,
+    /// [`Grants::evaluate`]'s answers by user, for [`Grants::evaluate_cached`].
+    cache: quick_cache::sync::Cache<User, Arc<Access>>,
 }
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grants")
+            .field("grants", &self.grants)
+            .field("templates", &self.templates)
+            .field("filters", &self.filters)
+            .field("cached_users", &self.cache.len())
+            .finish()
+    }
+}
+
+/// Users whose [`Access`] is kept by [`Grants::evaluate_cached`].
+const CACHED_USERS: usize = 10_000;
 
 impl Grants {
     /// Checks and compiles the config, reporting every problem, not just the first.
@@ -214,6 +230,7 @@ impl Grants {
                 grants: compiled,
                 templates,
                 filters,
+                cache: quick_cache::sync::Cache::new(CACHED_USERS),
             })
         } else {
             Err(errors)
@@ -262,6 +279,19 @@ impl Grants {
             out.extend(refs.into_iter().map(|r| (grant.name.clone(), r.path())));
         }
         out
+    }
+
+    /// [`Grants::evaluate`], remembered per user: the hot path (every token and proxy call).
+    /// Grants are fixed for the life of the process and evaluation is a pure function of the
+    /// [`User`], so a user whose attributes change is a different key, never a stale answer.
+    /// Refusals are not kept: they are rare, and say why each time.
+    pub fn evaluate_cached(&self, user: &User) -> Result<Arc<Access>, GrantError> {
+        if let Some(access) = self.cache.get(user) {
+            return Ok(access);
+        }
+        let access = Arc::new(self.evaluate(user)?);
+        self.cache.insert(user.clone(), Arc::clone(&access));
+        Ok(access)
     }
 
     /// The pure decision: which pipes `user` may read, with which fixed params, and which

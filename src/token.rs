@@ -6,10 +6,9 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::auth::current_user_any;
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::grants::GrantError;
 use crate::tinybird::claims::ScopeType;
@@ -40,10 +39,8 @@ pub struct TokenResponse {
 /// access token>` proves (then the session is not consulted at all).
 pub async fn token(
     State(state): State<AppState>,
-    session: Session,
-    headers: axum::http::HeaderMap,
+    CurrentUser(user): CurrentUser,
 ) -> Result<Json<TokenResponse>, AppError> {
-    let user = current_user_any(&state, &session, &headers).await?;
     let now = chrono::Utc::now().timestamp();
     let minted = mint_for(&state, &user, now)?;
     tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
@@ -76,7 +73,7 @@ pub fn mint_for(state: &AppState, user: &crate::auth::User, now: i64) -> Result<
     let access = state
         .settings
         .grants
-        .evaluate(user)
+        .evaluate_cached(user)
         .map_err(|e: GrantError| AppError::Forbidden(e.to_string()))?;
     mint(user, &access, &state.mint_params(), now).map_err(|e| AppError::Forbidden(e.to_string()))
 }

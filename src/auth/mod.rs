@@ -2,7 +2,8 @@
 //!
 //! Every way in (local login, OIDC login in [`oidc`], an IdP bearer token in [`bearer`])
 //! produces the same [`User`], which is all the grants look at; [`current_user_any`] is the
-//! one call for routes that accept both a session cookie and a bearer token.
+//! one call for routes that accept both a session cookie and a bearer token, and the
+//! [`CurrentUser`] extractor makes that call at most once per request.
 
 pub mod bearer;
 pub mod claims_map;
@@ -19,10 +20,11 @@ pub mod users;
 
 use std::collections::BTreeMap;
 
+use axum::extract::FromRequestParts;
 use serde::{Deserialize, Serialize};
 
 /// An authenticated app user, as the grants see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct User {
     /// Stable identifier (login name, or the IdP's `sub`).
     pub id: String,
@@ -48,4 +50,34 @@ pub async fn current_user_any(
         return Ok(user);
     }
     Ok(login::current_user(session).await?.user)
+}
+
+/// The request's user, as a handler argument: resolved by [`current_user_any`] at most once
+/// per request. A route layer that needed the user first (the rate limits in
+/// [`crate::ratelimit::enforce`]) leaves it in the request's extensions, so the session is
+/// not read and deserialised again, nor a bearer token's signature verified twice.
+///
+/// Take it as `Result<CurrentUser, AppError>` to answer a missing user yourself.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<crate::app::AppState> for CurrentUser {
+    type Rejection = crate::error::AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::app::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(known) = parts.extensions.get::<CurrentUser>() {
+            return Ok(known.clone());
+        }
+        let session = tower_sessions::Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, why)| {
+                crate::error::AppError::Internal(anyhow::anyhow!("no session layer: {why}"))
+            })?;
+        current_user_any(state, &session, &parts.headers)
+            .await
+            .map(CurrentUser)
+    }
 }

@@ -138,10 +138,8 @@ pub const ADMIN_ROLE: &str = "admin";
 /// `GET /api/admin/usage`: this instance's last hour per tenant; users with role `admin` only.
 pub async fn admin_usage(
     axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    session: tower_sessions::Session,
-    headers: axum::http::HeaderMap,
+    crate::auth::CurrentUser(user): crate::auth::CurrentUser,
 ) -> Result<axum::Json<UsageReport>, crate::error::AppError> {
-    let user = crate::auth::current_user_any(&state, &session, &headers).await?;
     if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
         return Err(crate::error::AppError::Forbidden(format!(
             "usage is for users with the {ADMIN_ROLE:?} role"

@@ -37,10 +37,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
-use tower_sessions::Session;
 
 use crate::app::{App, AppState};
-use crate::auth::User;
+use crate::auth::{CurrentUser, User};
 use crate::error::AppError;
 use crate::grants::{Access, PipeAccess};
 use crate::params::Params;
@@ -149,7 +148,7 @@ impl Proxy {
 /// `GET`/`POST /api/pipes/{pipe}.{format}`: one log line per call, never the query or token.
 pub async fn pipe(
     State(state): State<AppState>,
-    session: Session,
+    user: Result<CurrentUser, AppError>,
     Path(file): Path<String>,
     method: Method,
     uri: Uri,
@@ -158,7 +157,7 @@ pub async fn pipe(
 ) -> Response {
     let started = Instant::now();
     let request = (&method, &uri, &headers);
-    let (mut response, cache) = match handle(&state, &session, &file, request, body).await {
+    let (mut response, cache) = match handle(&state, user, &file, request, body).await {
         Ok(done) => done,
         Err(e) => (e.into_response(), None),
     };
@@ -190,13 +189,13 @@ pub async fn pipe(
 /// What to send, with which credential; then the call (through the cache or not).
 async fn handle(
     state: &AppState,
-    session: &Session,
+    user: Result<CurrentUser, AppError>,
     file: &str,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
     let (user, target, access, pipe_access) =
-        authorize(state, session, file, method, headers).await?;
+        authorize(state, user, file, method, headers)?;
     let params = read_params(method, uri, headers, body).await?;
     let call = Call {
         params: rewrite::effective_params(params, &pipe_access)?,
@@ -220,16 +219,16 @@ async fn handle(
 struct TenantLabel(Option<String>);
 
 /// Who and what: logged in, the CSRF check for a `POST`, a pipe that exists, a grant for it.
-async fn authorize(
+fn authorize(
     state: &AppState,
-    session: &Session,
+    user: Result<CurrentUser, AppError>,
     file: &str,
     method: &Method,
     headers: &HeaderMap,
-) -> Result<(User, Target, Access, PipeAccess), ProxyError> {
+) -> Result<(User, Target, Arc<Access>, PipeAccess), ProxyError> {
     // An `Authorization` header (an IdP bearer token) authenticates on its own and needs no
     // CSRF defence; otherwise it is the session cookie, and a POST must pass the CSRF check.
-    let user = crate::auth::current_user_any(state, session, headers).await?;
+    let CurrentUser(user) = user?;
     if method == Method::POST && !headers.contains_key(axum::http::header::AUTHORIZATION) {
         crate::auth::csrf::check(headers, &state.settings.public_url)?;
     }
@@ -241,7 +240,7 @@ async fn authorize(
     let access = state
         .settings
         .grants
-        .evaluate(&user)
+        .evaluate_cached(&user)
         .map_err(|e| AppError::Forbidden(e.to_string()))?;
     let pipe_access = access.pipe(&target.pipe).cloned().ok_or_else(|| {
         AppError::Forbidden(format!(

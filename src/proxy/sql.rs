@@ -22,7 +22,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tower_sessions::Session;
+use crate::auth::CurrentUser;
 
 use super::respond::{Attempts, ProxyError, respond};
 use super::{Credentials, MAX_FORM_BYTES, MAX_QUERY_BYTES};
@@ -44,14 +44,14 @@ pub enum SqlBody<'a> {
 /// `GET`/`POST /api/sql`: one log line per call, never the query or a token.
 pub async fn sql(
     State(state): State<AppState>,
-    session: Session,
+    user: Result<CurrentUser, AppError>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let response = handle(&state, &session, &method, &uri, &headers, body)
+    let response = handle(&state, user, &method, &uri, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
@@ -75,14 +75,14 @@ pub async fn sql(
 
 async fn handle(
     state: &AppState,
-    session: &Session,
+    user: Result<CurrentUser, AppError>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
     // As for pipes: a bearer IdP token authenticates on its own and needs no CSRF defence.
-    let user = crate::auth::current_user_any(state, session, headers).await?;
+    let CurrentUser(user) = user?;
     if method == Method::POST && !headers.contains_key(header::AUTHORIZATION) {
         crate::auth::csrf::check(headers, &state.settings.public_url)?;
     }
@@ -92,7 +92,7 @@ async fn handle(
     let access = state
         .settings
         .grants
-        .evaluate(&user)
+        .evaluate_cached(&user)
         .map_err(|e| AppError::Forbidden(e.to_string()))?;
     if access.datasources.is_empty() {
         return Err(AppError::Forbidden(

@@ -226,12 +226,11 @@ impl Limiter {
             Vec::new()
         } else {
             self.grants
-                .evaluate(user)
+                .evaluate_cached(user)
                 .map(|a| {
-                    let pipes = a.pipes.into_iter().flat_map(|p| p.grants);
-                    pipes
-                        .chain(a.datasources.into_iter().flat_map(|d| d.grants))
-                        .collect()
+                    let pipes = a.pipes.iter().flat_map(|p| p.grants.iter().cloned());
+                    let datasources = a.datasources.iter().flat_map(|d| d.grants.iter().cloned());
+                    pipes.chain(datasources).collect()
                 })
                 .unwrap_or_default()
         };
@@ -311,7 +310,12 @@ pub async fn enforce(
         Err(AppError::Unauthorized(_)) => return next.run(request).await,
         Err(e) => return e.into_response(),
     };
-    match state.limits.check(scope, &user).await {
+    let checked = state.limits.check(scope, &user).await;
+    // The handler takes the user from here instead of resolving it again.
+    request
+        .extensions_mut()
+        .insert(crate::auth::CurrentUser(user));
+    match checked {
         Ok(None) => {
             request.extensions_mut().insert(Checked(None));
             next.run(request).await

@@ -359,3 +359,28 @@ org = "{{ user.tenant }}"
         json!({"pipe": "alpha", "fixed_params": {"org": "t"}, "grants": ["g"], "allow_sql_over_pipe": false})
     );
 }
+
+#[test]
+fn the_cached_answer_is_the_evaluated_one_and_follows_the_user() {
+    let g = grants(TENANT_DASHBOARDS);
+    let alice = user("alice", Some("acme"), &["viewer"], &[]);
+    let first = g.evaluate_cached(&alice).unwrap();
+    assert_eq!(*first, g.evaluate(&alice).unwrap());
+    assert!(
+        Arc::ptr_eq(&first, &g.evaluate_cached(&alice).unwrap()),
+        "the second call is served from the cache"
+    );
+    // Same id, other tenant (a changed attribute): its own answer, never alice's old one.
+    let moved = user("alice", Some("globex"), &["viewer"], &[]);
+    let after = g.evaluate_cached(&moved).unwrap();
+    assert_eq!(after.pipes[0].fixed_params["org_id"], "globex");
+    // Refusals are answered each time, and not kept.
+    let nobody = user("eve", Some("acme"), &[], &[]);
+    assert!(g.evaluate_cached(&nobody).is_err());
+    assert!(g.evaluate_cached(&nobody).is_err());
+    let missing = user("bob", None, &["viewer"], &[]);
+    assert!(
+        g.evaluate_cached(&missing).is_err(),
+        "fail closed without a tenant"
+    );
+}
