@@ -33,6 +33,8 @@ pub struct ProxyConfig {
     pub connect_timeout: String,
     /// Longest silence while waiting for headers or body bytes.
     pub read_timeout: String,
+    /// Calls waiting for Tinybird's response headers at once (and so connections open).
+    pub max_connections: usize,
     /// Largest response passed to the client; longer bodies are cut.
     pub max_response_bytes: u64,
     /// Users whose upstream JWT is kept between requests.
@@ -53,6 +55,7 @@ impl Default for ProxyConfig {
             deadline: "10s".into(),
             connect_timeout: "2s".into(),
             read_timeout: "30s".into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             token_cache_size: 10_000,
             cache: CacheConfig::default(),
@@ -84,6 +87,8 @@ impl Default for CacheConfig {
 
 /// 50 MiB.
 const DEFAULT_MAX_RESPONSE_BYTES: u64 = 50 * 1024 * 1024;
+/// Enough for ~2,500 calls/s at Tinybird's typical 100 ms per call; see docs/proxy.md.
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Longest cache TTL: the cache is for bursts (dashboards opened by many at once), not storage.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
@@ -131,6 +136,8 @@ pub struct ProxySettings {
     pub connect_timeout: Duration,
     /// Read timeout (headers and each body read).
     pub read_timeout: Duration,
+    /// Upstream calls in flight at once; more wait for a slot within the deadline.
+    pub max_connections: usize,
     /// Response size cap.
     pub max_response_bytes: u64,
     /// Upstream JWTs kept at most (one per user).
@@ -146,6 +153,7 @@ impl Default for ProxySettings {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             token_cache_size: 10_000,
             cache: CacheSettings::default(),
@@ -200,6 +208,12 @@ pub fn validate(raw: &ProxyConfig, env: EnvLookup<'_>) -> Result<ProxySettings, 
     }
     let connect_timeout = duration(&raw.connect_timeout, "connect_timeout", &mut problems);
     let read_timeout = duration(&raw.read_timeout, "read_timeout", &mut problems);
+    if raw.max_connections == 0 {
+        problems.push(problem(
+            "max_connections",
+            format!("must be at least 1 (the default is {DEFAULT_MAX_CONNECTIONS})"),
+        ));
+    }
     if raw.max_response_bytes == 0 {
         problems.push(problem(
             "max_response_bytes",
@@ -221,6 +235,7 @@ pub fn validate(raw: &ProxyConfig, env: EnvLookup<'_>) -> Result<ProxySettings, 
         retry,
         connect_timeout,
         read_timeout,
+        max_connections: raw.max_connections,
         max_response_bytes: raw.max_response_bytes,
         token_cache_size: raw.token_cache_size,
         cache,
@@ -309,11 +324,12 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(2));
         assert_eq!(s.read_timeout, Duration::from_secs(30));
         assert_eq!(s.max_response_bytes, 50 * 1024 * 1024);
+        assert_eq!(s.max_connections, 256);
         assert!(s.cache.pipes.is_empty());
         let d = ProxySettings::default();
         assert_eq!(
-            (d.retry, d.read_timeout, d.max_response_bytes),
-            (s.retry, s.read_timeout, s.max_response_bytes)
+            (d.retry, d.read_timeout, d.max_response_bytes, d.max_connections),
+            (s.retry, s.read_timeout, s.max_response_bytes, s.max_connections)
         );
     }
 
@@ -339,7 +355,7 @@ mod tests {
     fn every_bad_key_is_reported_by_name() {
         let raw = parse(
             "credentials = \"admin\"\nmax_attempts = 0\nbase_delay = \"soon\"\nmax_delay = \"0s\"\n\
-             max_response_bytes = 0\n[cache]\nmax_entries = 0\npipes = { \"../x\" = \"5s\", slow = \"2h\" }",
+             max_response_bytes = 0\nmax_connections = 0\n[cache]\nmax_entries = 0\npipes = { \"../x\" = \"5s\", slow = \"2h\" }",
         );
         let mut got = keys(validate(&raw, &|_| None).unwrap_err());
         got.sort();
@@ -352,6 +368,7 @@ mod tests {
                 "proxy.cache.pipes.slow",
                 "proxy.credentials",
                 "proxy.max_attempts",
+                "proxy.max_connections",
                 "proxy.max_delay",
                 "proxy.max_response_bytes",
             ]

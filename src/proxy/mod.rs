@@ -43,7 +43,7 @@ use crate::auth::{CurrentUser, User};
 use crate::error::AppError;
 use crate::grants::{Access, PipeAccess};
 use crate::params::Params;
-use crate::tinybird::upstream::{PipeCall, Upstream};
+use crate::tinybird::upstream::{Connection, PipeCall, Upstream};
 use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
 use credentials::{Fresh, TokenCache};
@@ -82,13 +82,13 @@ struct Call {
 impl Proxy {
     /// Builds the upstream client for `tinybird_url`.
     pub fn new(settings: &ProxySettings, tinybird_url: &str) -> anyhow::Result<Self> {
-        let upstream = Upstream::new(
-            tinybird_url,
-            settings.retry,
-            settings.connect_timeout,
-            settings.read_timeout,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot build the proxy's HTTP client: {e}"))?;
+        let connection = Connection {
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            max_in_flight: settings.max_connections,
+        };
+        let upstream = Upstream::new(tinybird_url, settings.retry, connection)
+            .map_err(|e| anyhow::anyhow!("cannot build the proxy's HTTP client: {e}"))?;
         Ok(Proxy {
             upstream,
             credentials: settings.credentials.clone(),

@@ -227,33 +227,56 @@ impl AttemptError for Failure {
 pub struct Upstream {
     /// One client, so connections are kept alive and reused across users.
     client: reqwest::Client,
-    /// `https://api.tinybird.co`, no trailing slash: fixed by config, never by a request.
-    base: String,
+    /// `https://api.tinybird.co`, parsed once: fixed by config, never by a request.
+    base: reqwest::Url,
     /// Retries and deadline.
     policy: RetryPolicy,
+    /// Attempts waiting for Tinybird's response headers at once, and so connections open:
+    /// a burst of clients queues here (within the deadline) instead of opening one
+    /// connection (and its buffers) each.
+    in_flight: tokio::sync::Semaphore,
+}
+
+/// How the upstream client connects.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// TCP/TLS connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for headers or body bytes.
+    pub read_timeout: Duration,
+    /// Attempts in flight at once (see [`Upstream`]).
+    pub max_in_flight: usize,
 }
 
 impl Upstream {
     /// Builds the client; no redirects are followed (the host is fixed by config).
-    pub fn new(
-        base: &str,
-        policy: RetryPolicy,
-        connect_timeout: Duration,
-        read_timeout: Duration,
-    ) -> reqwest::Result<Self> {
+    pub fn new(base: &str, policy: RetryPolicy, connection: Connection) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("tinybird-bff/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
+            .connect_timeout(connection.connect_timeout)
+            .read_timeout(connection.read_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(connection.max_in_flight)
             .tcp_keepalive(Duration::from_secs(30))
             .build()?;
+        let base = reqwest::Url::parse(base.trim_end_matches('/'))
+            .map_err(|e| anyhow::anyhow!("invalid Tinybird URL {base:?}: {e}"))?;
         Ok(Self {
             client,
-            base: base.trim_end_matches('/').to_owned(),
+            base,
             policy,
+            in_flight: tokio::sync::Semaphore::new(connection.max_in_flight.max(1)),
         })
+    }
+
+    /// `{base}{path}` without parsing the base again (`path` starts with `/v0/` and holds
+    /// only validated names).
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        let prefix = self.base.path().trim_end_matches('/');
+        url.set_path(&format!("{prefix}{path}"));
+        url
     }
 
     /// The retry policy in use.
@@ -269,7 +292,7 @@ impl Upstream {
         if !crate::local::pipes::is_valid_pipe_name(call.pipe) || !safe_format {
             return (Outcome::Failed("invalid pipe name or format".into()), 0);
         }
-        let url = format!("{}/v0/pipes/{}.{}", self.base, call.pipe, call.format);
+        let url = self.url(&format!("/v0/pipes/{}.{}", call.pipe, call.format));
         self.call_url(&url, call.params, call.bearer, call.form)
             .await
     }
@@ -277,13 +300,13 @@ impl Upstream {
     /// Calls `{base}/v0/sql` with the query in `params` (`q`), with the same retries: SQL
     /// reads are idempotent (a `GET`, or a form `POST` that only carries the query).
     pub async fn sql(&self, params: &Params, bearer: &SecretString, form: bool) -> (Outcome, u32) {
-        let url = format!("{}/v0/sql", self.base);
-        self.call_url(&url, params, bearer, form).await
+        self.call_url(&self.url("/v0/sql"), params, bearer, form)
+            .await
     }
 
     async fn call_url(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         params: &Params,
         bearer: &SecretString,
         form: bool,
@@ -306,21 +329,23 @@ impl Upstream {
 
     async fn attempt(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         query: &str,
         bearer: &SecretString,
         form: bool,
     ) -> Result<reqwest::Response, Failure> {
         let request = if form {
             self.client
-                .post(url)
+                .post(url.clone())
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(query.to_owned())
-        } else if query.is_empty() {
-            self.client.get(url)
         } else {
-            self.client.get(format!("{url}?{query}"))
+            let mut url = url.clone();
+            url.set_query(Some(query).filter(|q| !q.is_empty()));
+            self.client.get(url)
         };
+        // Never closed, so acquiring only waits (within the deadline, like the attempt).
+        let _slot = self.in_flight.acquire().await;
         let response = request
             .bearer_auth(bearer.expose_secret())
             .send()
