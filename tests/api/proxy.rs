@@ -507,6 +507,39 @@ async fn a_503_forever_and_a_slow_upstream_are_bounded() {
 }
 
 #[tokio::test]
+async fn calls_beyond_max_connections_queue_instead_of_opening_more() {
+    let (now, peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let up = {
+        let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+        fault(move |_| {
+            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            async move {
+                peak.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                ok_json()
+            }
+        })
+        .await
+    };
+    let app = app_on(&up.url, |s| s.proxy.max_connections = 2).await;
+    let calls = (0..6).map(|_| app.get("api/pipes/top_products.json"));
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses, [200; 6], "queued calls still succeed");
+    assert_eq!(up.hits(), 6);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "at most max_connections calls reach Tinybird at once"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_upstream_is_a_bounded_502() {
     let port = TcpListener::bind("127.0.0.1:0")
         .await
