@@ -8,13 +8,15 @@
 //!
 //! This module also holds `[log]`: the application log's format (`text` or `json`).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -159,30 +161,37 @@ impl Audit {
         Ok(Self { sink, metrics })
     }
 
-    fn write(&self, event: &str, user: Option<&User>, mut fields: Map<String, Value>) {
+    /// Writes one line: `time`, `event`, `user` and `tenant` when there is a user, then
+    /// `fields` (a struct or map serialising to a JSON object), as one `write`.
+    fn write(&self, event: &'static str, user: Option<&User>, fields: impl Serialize) {
         if matches!(self.sink, Sink::Off) {
             return;
         }
-        let mut line = Map::new();
-        line.insert(
-            "time".into(),
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        );
-        line.insert("event".into(), json!(event));
-        if let Some(user) = user {
-            line.insert("user".into(), json!(user.id));
-            line.insert("tenant".into(), json!(user.tenant));
-        }
-        line.append(&mut fields);
-        let mut text = Value::Object(line).to_string();
-        text.push('\n');
+        let line = Line {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event,
+            who: user.map(|u| Who {
+                user: &u.id,
+                tenant: u.tenant.as_deref(),
+            }),
+            fields,
+        };
+        let mut text = match serde_json::to_vec(&line) {
+            Ok(text) => text,
+            Err(e) => {
+                self.metrics.audit_write_error();
+                tracing::error!(error = %e, event, "cannot encode an audit line");
+                return;
+            }
+        };
+        text.push(b'\n');
         let result = match &self.sink {
             Sink::Off => Ok(()),
-            Sink::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+            Sink::Stdout => std::io::stdout().lock().write_all(&text),
             Sink::File(file) => file
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .write_all(text.as_bytes()),
+                .write_all(&text),
         };
         if let Err(e) = result {
             self.metrics.audit_write_error();
@@ -194,51 +203,88 @@ impl Audit {
     /// `exp`, `name`, `token_sha256`.
     pub fn token_minted(&self, user: &User, minted: &Minted) {
         let claims = &minted.claims;
-        let (mut pipes, mut fixed, mut datasources) = (Vec::new(), Map::new(), Map::new());
+        let mut fields = TokenFields {
+            pipes: Vec::with_capacity(claims.scopes.len()),
+            fixed_params: BTreeMap::new(),
+            datasources: BTreeMap::new(),
+            exp: claims.exp,
+            name: &claims.name,
+            token_sha256: token_hash(&minted.token),
+        };
         for scope in &claims.scopes {
+            let resource = scope.resource.as_str();
             match scope.scope_type {
                 ScopeType::PipesRead => {
-                    pipes.push(scope.resource.as_str());
-                    let params = scope.fixed_params.clone().unwrap_or_default();
-                    fixed.insert(scope.resource.clone(), Value::Object(params));
+                    fields.pipes.push(resource);
+                    let params = ObjectOrEmpty(scope.fixed_params.as_ref());
+                    fields.fixed_params.insert(resource, params);
                 }
                 ScopeType::DatasourcesRead => {
-                    datasources.insert(scope.resource.clone(), json!(scope.filter));
+                    fields
+                        .datasources
+                        .insert(resource, scope.filter.as_deref());
                 }
             }
         }
-        let mut fields = Map::new();
-        fields.insert("pipes".into(), json!(pipes));
-        fields.insert("fixed_params".into(), Value::Object(fixed));
-        if !datasources.is_empty() {
-            fields.insert("datasources".into(), Value::Object(datasources));
-        }
-        fields.insert("exp".into(), json!(claims.exp));
-        fields.insert("name".into(), json!(claims.name));
-        fields.insert("token_sha256".into(), json!(token_hash(&minted.token)));
         self.write("token.minted", Some(user), fields);
     }
 
     /// `login`: a successful login from `client`.
     pub fn login(&self, user: &User, client: IpAddr) {
-        let fields = Map::from_iter([("client".to_owned(), json!(client.to_string()))]);
-        self.write("login", Some(user), fields);
+        self.write("login", Some(user), json!({ "client": client.to_string() }));
     }
 
     /// `login.failed`: `username` as typed (it may not exist), `reason` (`password`,
     /// `throttled`).
     pub fn login_failed(&self, username: &str, client: IpAddr, reason: &str) {
-        let fields = Map::from_iter([
-            ("user".to_owned(), json!(username)),
-            ("client".to_owned(), json!(client.to_string())),
-            ("reason".to_owned(), json!(reason)),
-        ]);
+        let fields = json!({ "user": username, "client": client.to_string(), "reason": reason });
         self.write("login.failed", None, fields);
     }
 
     /// `logout`.
     pub fn logout(&self, user: &User) {
-        self.write("logout", Some(user), Map::new());
+        self.write("logout", Some(user), json!({}));
+    }
+}
+
+/// The head every audit line starts with.
+#[derive(Serialize)]
+struct Line<'a, F> {
+    time: String,
+    event: &'static str,
+    #[serde(flatten)]
+    who: Option<Who<'a>>,
+    #[serde(flatten)]
+    fields: F,
+}
+
+#[derive(Serialize)]
+struct Who<'a> {
+    user: &'a str,
+    tenant: Option<&'a str>,
+}
+
+/// `token.minted`'s own fields, borrowed from the minted claims.
+#[derive(Serialize)]
+struct TokenFields<'a> {
+    pipes: Vec<&'a str>,
+    fixed_params: BTreeMap<&'a str, ObjectOrEmpty<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    datasources: BTreeMap<&'a str, Option<&'a str>>,
+    exp: i64,
+    name: &'a str,
+    token_sha256: String,
+}
+
+/// A pipe's fixed params, `{}` when it has none.
+struct ObjectOrEmpty<'a>(Option<&'a Map<String, Value>>);
+
+impl Serialize for ObjectOrEmpty<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(params) => params.serialize(s),
+            None => s.serialize_map(Some(0))?.end(),
+        }
     }
 }
 
