@@ -4,6 +4,7 @@
 //! attributes usage (`pipe_stats_rt`) per name: one static name would make every tenant share
 //! one rate limit and one usage row.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -22,7 +23,13 @@ pub const DEFAULT_NAME_TEMPLATE: &str = "{{ user.id }}@{{ user.tenant or 'no-ten
 pub struct NameTemplate {
     source: String,
     env: Environment<'static>,
+    /// Rendered names by user: the name is a pure function of the [`User`] and is rendered
+    /// on every mint and proxy call. Failures are not kept.
+    rendered: Arc<quick_cache::sync::Cache<User, String>>,
 }
+
+/// Users whose rendered name is kept.
+const CACHED_NAMES: usize = 10_000;
 
 impl std::fmt::Debug for NameTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,11 +56,15 @@ impl NameTemplate {
         Ok(Self {
             source: source.to_owned(),
             env,
+            rendered: Arc::new(quick_cache::sync::Cache::new(CACHED_NAMES)),
         })
     }
 
     /// Renders the name for `user`; a blank result is an error (it would merge buckets).
     pub fn render(&self, user: &User) -> Result<String, NameError> {
+        if let Some(name) = self.rendered.get(user) {
+            return Ok(name);
+        }
         let template = self.env.get_template("name").expect("added at compile");
         let name = template
             .render(minijinja::context! { user => minijinja::context! {
@@ -76,6 +87,7 @@ impl NameTemplate {
                 user.id
             )));
         }
+        self.rendered.insert(user.clone(), name.clone());
         Ok(name)
     }
 }
@@ -155,6 +167,10 @@ mod tests {
         let t = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
         assert_eq!(t.render(&user(Some("acme"))).unwrap(), "alice@acme");
         assert_eq!(t.render(&user(None)).unwrap(), "alice@no-tenant");
+        // Kept per user: the same answers again, and a changed tenant is its own entry.
+        assert_eq!(t.render(&user(Some("acme"))).unwrap(), "alice@acme");
+        assert_eq!(t.render(&user(Some("globex"))).unwrap(), "alice@globex");
+        assert_eq!(t.rendered.len(), 3);
     }
 
     #[test]
@@ -164,6 +180,8 @@ mod tests {
         assert!(t.render(&user(None)).is_err());
         let blank = NameTemplate::compile("  ").unwrap();
         assert!(blank.render(&user(None)).is_err());
+        assert!(blank.render(&user(None)).is_err(), "failures are not kept");
+        assert_eq!(blank.rendered.len(), 0);
     }
 
     #[test]
