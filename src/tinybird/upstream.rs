@@ -334,6 +334,9 @@ impl Upstream {
         bearer: &SecretString,
         form: bool,
     ) -> Result<reqwest::Response, Failure> {
+        // Never closed, so acquiring only waits (within the deadline, like the attempt). Taken
+        // before the request is built, so a queued call holds no request yet.
+        let _slot = self.in_flight.acquire().await;
         let request = if form {
             self.client
                 .post(url.clone())
@@ -344,8 +347,6 @@ impl Upstream {
             url.set_query(Some(query).filter(|q| !q.is_empty()));
             self.client.get(url)
         };
-        // Never closed, so acquiring only waits (within the deadline, like the attempt).
-        let _slot = self.in_flight.acquire().await;
         let response = request
             .bearer_auth(bearer.expose_secret())
             .send()
