@@ -19,6 +19,11 @@ function sessionId(cookie = '') {
 }
 
 const server = http.createServer(async (req, res) => {
+  // A route that does nothing: this server's ceiling on this machine (bench/run reports it).
+  if (req.method === 'GET' && req.url === '/healthz') {
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+    return;
+  }
   if (req.method !== 'POST' || req.url !== '/api/token') {
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
     return;
