@@ -74,9 +74,11 @@ impl App {
             None => None,
         };
         let embedded = match &settings.session_store {
-            SessionStoreKind::File(dir) => Some(FileSessionStore::open(dir.clone()).map_err(|e| {
-                anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
-            })?),
+            SessionStoreKind::File(dir) => {
+                Some(FileSessionStore::open(dir.clone()).map_err(|e| {
+                    anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
+                })?)
+            }
             SessionStoreKind::Memory => Some(FileSessionStore::in_memory()),
             SessionStoreKind::Redis => None,
         };

@@ -220,9 +220,7 @@ impl Audit {
                     fields.fixed_params.insert(resource, params);
                 }
                 ScopeType::DatasourcesRead => {
-                    fields
-                        .datasources
-                        .insert(resource, scope.filter.as_deref());
+                    fields.datasources.insert(resource, scope.filter.as_deref());
                 }
             }
         }

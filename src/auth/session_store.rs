@@ -523,7 +523,11 @@ mod tests {
         while store.len() > 1 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(store.len(), 1, "the background purge removed the expired session");
+        assert_eq!(
+            store.len(),
+            1,
+            "the background purge removed the expired session"
+        );
         store.delete(&live.id).await.unwrap();
         assert!(store.is_empty());
     }

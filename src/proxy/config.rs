@@ -328,8 +328,18 @@ mod tests {
         assert!(s.cache.pipes.is_empty());
         let d = ProxySettings::default();
         assert_eq!(
-            (d.retry, d.read_timeout, d.max_response_bytes, d.max_connections),
-            (s.retry, s.read_timeout, s.max_response_bytes, s.max_connections)
+            (
+                d.retry,
+                d.read_timeout,
+                d.max_response_bytes,
+                d.max_connections
+            ),
+            (
+                s.retry,
+                s.read_timeout,
+                s.max_response_bytes,
+                s.max_connections
+            )
         );
     }
 

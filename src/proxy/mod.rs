@@ -194,8 +194,7 @@ async fn handle(
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
-    let (user, target, access, pipe_access) =
-        authorize(state, user, file, method, headers)?;
+    let (user, target, access, pipe_access) = authorize(state, user, file, method, headers)?;
     let params = read_params(method, uri, headers, body).await?;
     let call = Call {
         params: rewrite::effective_params(params, &pipe_access)?,

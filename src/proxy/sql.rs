@@ -22,11 +22,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use crate::auth::CurrentUser;
 
 use super::respond::{Attempts, ProxyError, respond};
 use super::{Credentials, MAX_FORM_BYTES, MAX_QUERY_BYTES};
 use crate::app::AppState;
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::params::Params;
 
