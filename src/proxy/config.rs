@@ -89,6 +89,8 @@ impl Default for CacheConfig {
 const DEFAULT_MAX_RESPONSE_BYTES: u64 = 50 * 1024 * 1024;
 /// Enough for ~2,500 calls/s at Tinybird's typical 100 ms per call; see docs/proxy.md.
 const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// More than one host's worth of ephemeral ports is a typo, not a plan.
+const MAX_CONNECTIONS_LIMIT: usize = 65_535;
 /// Longest cache TTL: the cache is for bursts (dashboards opened by many at once), not storage.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
@@ -208,10 +210,12 @@ pub fn validate(raw: &ProxyConfig, env: EnvLookup<'_>) -> Result<ProxySettings, 
     }
     let connect_timeout = duration(&raw.connect_timeout, "connect_timeout", &mut problems);
     let read_timeout = duration(&raw.read_timeout, "read_timeout", &mut problems);
-    if raw.max_connections == 0 {
+    if !(1..=MAX_CONNECTIONS_LIMIT).contains(&raw.max_connections) {
         problems.push(problem(
             "max_connections",
-            format!("must be at least 1 (the default is {DEFAULT_MAX_CONNECTIONS})"),
+            format!(
+                "must be between 1 and {MAX_CONNECTIONS_LIMIT} (one connection each; the default is {DEFAULT_MAX_CONNECTIONS})"
+            ),
         ));
     }
     if raw.max_response_bytes == 0 {
@@ -383,6 +387,10 @@ mod tests {
                 "proxy.max_response_bytes",
             ]
         );
+        let huge = validate(&parse("max_connections = 1000000"), &|_| None).unwrap_err();
+        assert_eq!(keys(huge), ["proxy.max_connections"]);
+        let most = validate(&parse("max_connections = 65535"), &|_| None).unwrap();
+        assert_eq!(most.max_connections, 65_535);
     }
 
     #[test]
