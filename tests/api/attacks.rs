@@ -37,7 +37,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, client, cookie_client, spawn_app_with};
+use crate::helpers::{TestApp, client, spawn_app_with};
 
 /// Demo users and their tenants.
 pub const USERS: [(&str, &str); 4] = [
@@ -104,35 +104,6 @@ pub async fn reply(response: reqwest::Response) -> Reply {
 /// The demo BFF without Tinybird's per-name rps limit, so table-driven tests never see 429s.
 pub async fn app() -> TestApp {
     spawn_app_with(|s| s.token_rps = None).await
-}
-
-/// A fresh cookie client logged in as a demo user (`<id>-demo`).
-pub async fn session(app: &TestApp, user: &str) -> reqwest::Client {
-    let c = cookie_client();
-    let r = c
-        .post(format!("{}api/login", app.url))
-        .header("x-bff-csrf", "1")
-        .json(&json!({"username": user, "password": format!("{user}-demo")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login as {user}");
-    c
-}
-
-/// `POST /api/token` for a logged-in client: the JWT for direct calls.
-pub async fn mint(app: &TestApp, c: &reqwest::Client) -> String {
-    let r = c
-        .post(format!("{}api/token", app.url))
-        .header("x-bff-csrf", "1")
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    body["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token in {body}"))
-        .to_owned()
 }
 
 /// A pipe's id as Tinybird and the local endpoint spell it: `t_` + 32 hex of sha256(name).

@@ -172,6 +172,36 @@ impl TestApp {
         );
     }
 
+    /// A separate cookie client logged in as demo user `user` (`<id>-demo`), asserting success;
+    /// this app's own client is left as it is.
+    pub async fn session_for(&self, user: &str) -> reqwest::Client {
+        let c = cookie_client();
+        let r = c
+            .post(format!("{}api/login", self.url))
+            .header("x-bff-csrf", "1")
+            .json(&json!({"username": user, "password": format!("{user}-demo")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login as {user}");
+        c
+    }
+
+    /// `POST /api/token` with a logged-in client `c`: the JWT for direct calls.
+    pub async fn token_for(&self, c: &reqwest::Client) -> String {
+        let r = c
+            .post(format!("{}api/token", self.url))
+            .header("x-bff-csrf", "1")
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {body}"))
+            .to_owned()
+    }
+
     /// `POST /api/token` → JSON.
     pub async fn token(&self) -> (u16, Value) {
         let r = self

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tinybird_bff::config::{Settings, TinybirdHost};
 use tinybird_bff::proxy::Credentials;
 use tinybird_bff::tinybird::claims::verify;
@@ -22,7 +22,7 @@ use tinybird_bff::tinybird::upstream::RetryPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::helpers::{self, TestApp, client, cookie_client, spawn_app, spawn_app_with};
+use crate::helpers::{self, TestApp, client, spawn_app, spawn_app_with};
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -137,32 +137,6 @@ async fn json(r: reqwest::Response) -> (u16, Value) {
     )
 }
 
-/// A separate cookie client logged in as `user` (the app's own client stays as it is).
-async fn session_for(app: &TestApp, user: &str) -> reqwest::Client {
-    let c = cookie_client();
-    let r = c
-        .post(format!("{}api/login", app.url))
-        .header("x-bff-csrf", "1")
-        .json(&json!({"username": user, "password": format!("{user}-demo")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login as {user}");
-    c
-}
-
-/// `POST /api/token` for a session client: the JWT for direct calls.
-async fn direct_token(app: &TestApp, c: &reqwest::Client) -> String {
-    let r = c
-        .post(format!("{}api/token", app.url))
-        .header("x-bff-csrf", "1")
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 async fn get(app: &TestApp, c: &reqwest::Client, path: &str) -> reqwest::Response {
     c.get(format!("{}{path}", app.url)).send().await.unwrap()
 }
@@ -192,8 +166,8 @@ async fn proxy_and_direct_calls_return_the_same_rows_for_every_pipe() {
         ),
         ("admin", &["orgs_overview"][..]),
     ] {
-        let session = session_for(&app, user).await;
-        let token = direct_token(&app, &session).await;
+        let session = app.session_for(user).await;
+        let token = app.token_for(&session).await;
         for pipe in pipes {
             let direct = client()
                 .get(format!(
@@ -214,8 +188,8 @@ async fn proxy_and_direct_calls_return_the_same_rows_for_every_pipe() {
         }
     }
     // CSV passes through byte for byte, with Tinybird's content type.
-    let alice = session_for(&app, "alice").await;
-    let token = direct_token(&app, &alice).await;
+    let alice = app.session_for("alice").await;
+    let token = app.token_for(&alice).await;
     let direct = client()
         .get(format!("{}/v0/pipes/top_products.csv", app.tinybird))
         .bearer_auth(&token)
@@ -719,7 +693,7 @@ async fn the_cache_makes_one_upstream_call_per_burst_and_never_shares_across_ten
     assert_eq!(again.headers()["x-bff-cache"], "hit");
     assert_eq!(up.hits(), 1);
 
-    let bob = session_for(&app, "bob").await;
+    let bob = app.session_for("bob").await;
     let r = get(&app, &bob, "api/pipes/top_products.json?days=7").await;
     assert_eq!(
         r.headers()["x-bff-cache"],

@@ -7,12 +7,10 @@
 
 mod upstream;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tinybird_bff::config::Settings;
 
-use crate::helpers::{
-    TestApp, WORKSPACE, admin_key, admin_key_text, client, cookie_client, spawn_app_with,
-};
+use crate::helpers::{TestApp, WORKSPACE, admin_key, admin_key_text, client, spawn_app_with};
 
 const COUNT: &str = "SELECT count(*) AS n FROM orders";
 
@@ -27,20 +25,6 @@ async fn local_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         tweak(s);
     })
     .await
-}
-
-/// A separate cookie client logged in as `user`.
-async fn session_for(app: &TestApp, user: &str) -> reqwest::Client {
-    let c = cookie_client();
-    let r = c
-        .post(format!("{}api/login", app.url))
-        .header("x-bff-csrf", "1")
-        .json(&json!({"username": user, "password": format!("{user}-demo")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login as {user}");
-    c
 }
 
 /// `GET /api/sql?q=...` for a session: status and body text.
@@ -107,7 +91,7 @@ async fn each_user_counts_only_their_tenants_rows_on_both_paths() {
             let (s, b) = direct(&app, &admin, &truth).await;
             number(s, &b)
         };
-        let session = session_for(&app, user).await;
+        let session = app.session_for(user).await;
         let token = token_of(&app, &session).await;
         let (s, b) = proxied(&app, &session, COUNT).await;
         let via_proxy = number(s, &b);
@@ -148,7 +132,7 @@ async fn each_user_counts_only_their_tenants_rows_on_both_paths() {
 #[tokio::test]
 async fn form_raw_and_format_csv_pass_through_and_cookie_posts_need_csrf() {
     let app = local_app(|_| {}).await;
-    let alice = session_for(&app, "alice").await;
+    let alice = app.session_for("alice").await;
     let token = token_of(&app, &alice).await;
     let expected = {
         let (s, b) = direct(&app, &token, COUNT).await;
@@ -205,7 +189,7 @@ async fn form_raw_and_format_csv_pass_through_and_cookie_posts_need_csrf() {
 #[tokio::test]
 async fn bypass_attempts_through_the_proxy_are_refused_or_filtered() {
     let app = local_app(|_| {}).await;
-    let alice = session_for(&app, "alice").await;
+    let alice = app.session_for("alice").await;
     let admin = admin_key_text();
     let acme = {
         let (s, b) = proxied(&app, &alice, COUNT).await;

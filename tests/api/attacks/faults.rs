@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::binary::{Bin, config};
-use super::{reply, session};
+use super::reply;
 use crate::helpers::{TestApp, admin_key, admin_key_text, spawn_app_with};
 
 const ROWS: &str = r#"{"meta":[],"data":[{"org_id":"acme"}],"rows":1}"#;
@@ -79,7 +79,7 @@ async fn app_on(url: &str) -> (TestApp, reqwest::Client) {
         };
     })
     .await;
-    let alice = session(&app, "alice").await;
+    let alice = app.session_for("alice").await;
     (app, alice)
 }
 
@@ -251,7 +251,7 @@ async fn a_full_disk_under_the_session_store_is_a_503_json_and_recovers() {
     let sessions = dir.join("sessions");
     let store = SessionStoreKind::File(sessions.clone());
     let app = spawn_app_with(move |s| s.session_store = store).await;
-    let early = session(&app, "bob").await;
+    let early = app.session_for("bob").await;
     // Fill the disk (tmpfs), or, where mounting is not allowed, make the directory a file:
     // either way the next session write fails.
     let filler = dir.join("filler");

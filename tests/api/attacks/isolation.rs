@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{Reply, TENANTS, USERS, app, mint, reply, session};
+use super::{Reply, TENANTS, USERS, app, reply};
 use crate::helpers::{TestApp, client};
 
 const PIPES: [&str; 4] = [
@@ -139,8 +139,8 @@ async fn run(cases: Vec<Case>) -> (Vec<String>, usize) {
 pub async fn everyone(app: &TestApp) -> HashMap<&'static str, (reqwest::Client, String)> {
     let mut out = HashMap::new();
     for (user, _) in USERS {
-        let s = session(app, user).await;
-        let token = mint(app, &s).await;
+        let s = app.session_for(user).await;
+        let token = app.token_for(&s).await;
         out.insert(user, (s, token));
     }
     out

@@ -5,7 +5,7 @@
 //! normalises them), and SQL through `/api/sql` with the caller's own row filters.
 
 use super::isolation::{Expect, everyone, judge};
-use super::{TENANTS, USERS, app, mint, pipe_id, reply, session};
+use super::{TENANTS, USERS, app, pipe_id, reply};
 use crate::helpers::client;
 
 #[tokio::test]
@@ -135,9 +135,11 @@ async fn sql_through_the_proxy_sees_only_the_callers_tenant() {
     let app = app().await;
     let mut failures = Vec::new();
     for (i, (user, tenant)) in USERS.into_iter().enumerate() {
-        let s = session(&app, user).await;
+        let s = app.session_for(user).await;
         let other = TENANTS.iter().find(|t| **t != tenant).unwrap();
-        let theirs = mint(&app, &session(&app, USERS[(i + 1) % 4].0).await).await;
+        let theirs = app
+            .token_for(&app.session_for(USERS[(i + 1) % 4].0).await)
+            .await;
         for (q, rows_expected) in [
             ("SELECT DISTINCT org_id FROM orders".to_owned(), true),
             ("SELECT org_id FROM orgs".into(), true),
