@@ -286,12 +286,8 @@ impl Grants {
     /// [`User`], so a user whose attributes change is a different key, never a stale answer.
     /// Refusals are not kept: they are rare, and say why each time.
     pub fn evaluate_cached(&self, user: &User) -> Result<Arc<Access>, GrantError> {
-        if let Some(access) = self.cache.get(user) {
-            return Ok(access);
-        }
-        let access = Arc::new(self.evaluate(user)?);
-        self.cache.insert(user.clone(), Arc::clone(&access));
-        Ok(access)
+        self.cache
+            .get_or_insert_with(user, || self.evaluate(user).map(Arc::new))
     }
 
     /// The pure decision: which pipes `user` may read, with which fixed params, and which

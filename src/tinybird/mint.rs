@@ -62,9 +62,11 @@ impl NameTemplate {
 
     /// Renders the name for `user`; a blank result is an error (it would merge buckets).
     pub fn render(&self, user: &User) -> Result<String, NameError> {
-        if let Some(name) = self.rendered.get(user) {
-            return Ok(name);
-        }
+        self.rendered
+            .get_or_insert_with(user, || self.render_uncached(user))
+    }
+
+    fn render_uncached(&self, user: &User) -> Result<String, NameError> {
         let template = self.env.get_template("name").expect("added at compile");
         let name = template
             .render(minijinja::context! { user => minijinja::context! {
@@ -87,7 +89,6 @@ impl NameTemplate {
                 user.id
             )));
         }
-        self.rendered.insert(user.clone(), name.clone());
         Ok(name)
     }
 }
