@@ -20,10 +20,28 @@ static LOG_FORMAT: std::sync::OnceLock<
 
 fn format_layer(format: crate::audit::LogFormat) -> FormatLayer {
     use tracing_subscriber::Layer;
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(|| ScrubbedStderr);
     match format {
         crate::audit::LogFormat::Text => layer.boxed(),
         crate::audit::LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+/// Standard error, each log line scrubbed of credentials first ([`crate::redact::scrub_line`]):
+/// the last net under every log line, whatever a dependency or Tinybird put in it.
+struct ScrubbedStderr;
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes one whole event per call, so a token is never split here.
+        std::io::stderr()
+            .lock()
+            .write_all(&crate::redact::scrub_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -211,12 +229,14 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
             args.signing_key_env
         ),
     };
+    crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(key.secret())]);
     let mut config = LocalConfig::new(key);
     config.pipes_dir = args.pipes;
     config.data = args.data;
     config.workspace_id = args.workspace_id;
     for spec in &args.static_tokens {
         let token = static_token(spec)?;
+        crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(&token.token)]);
         config.static_tokens.push(token);
     }
     let (endpoint, problems) = LocalEndpoint::new(config)?;
