@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use tinybird_bff::auth::User;
+use tinybird_bff::user::User;
 use tinybird_bff::grants::{GrantConfig, Grants};
-use tinybird_bff::params::Params;
+use tinybird_bff::tinybird::params::Params;
 use tinybird_bff::tinybird::AdminToken;
 use tinybird_bff::tinybird::mint::{DEFAULT_NAME_TEMPLATE, MintParams, NameTemplate, mint};
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::auth::User;
+use crate::user::User;
 use crate::config::Problem;
 use crate::metrics::Metrics;
 use crate::tinybird::ScopeType;
@@ -121,7 +121,7 @@ enum Sink {
     File(Mutex<File>),
 }
 
-/// Writes audit lines; one per [`App`](crate::app::App).
+/// Writes audit lines; one per running BFF.
 pub struct Audit {
     sink: Sink,
     metrics: Metrics,

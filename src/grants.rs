@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::auth::User;
+use crate::user::User;
 pub use config::{AttributeValues, GrantConfig, GrantsConfigError, MatchConfig};
 use config::{check_matcher, check_pipes};
 use datasources::CompiledDatasource;
@@ -391,5 +391,12 @@ fn compile_param(
         toml::Value::Array(_) => Err(TemplateProblem::Unsupported("an array")),
         toml::Value::Table(_) => Err(TemplateProblem::Unsupported("a table")),
         toml::Value::Datetime(_) => Err(TemplateProblem::Unsupported("a datetime")),
+    }
+}
+
+impl From<GrantError> for crate::error::AppError {
+    /// Every grant refusal is a 403 whose message names the grant and what failed.
+    fn from(e: GrantError) -> Self {
+        crate::error::AppError::Forbidden(e.to_string())
     }
 }

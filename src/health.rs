@@ -1,5 +1,5 @@
-//! Health: `/healthz` (the process answers) and `/readyz` (it can do its job), plus the
-//! admin listener that serves them with `/metrics`.
+//! Readiness: what `/readyz` reports (the routes, and the admin listener that serves them
+//! with `/metrics`, are `crate::http::ops`).
 //!
 //! `/readyz` checks what a request needs: the signing key (loaded at start, so always ok
 //! once running), the session store, Redis, and, for a remote Tinybird, that its host
@@ -9,38 +9,28 @@
 //! cheap and must reflect an outage at once. Both routes sit outside auth and rate limits.
 //! Failure details go to the log, not the (unauthenticated) response.
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use reqwest::Url;
-use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 
-use crate::app::AppState;
 use crate::config::{SessionStoreKind, Settings, TinybirdHost};
+use crate::redis::Redis;
 
 /// How long the upstream check may take.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an upstream check result is reused.
 pub const UPSTREAM_CACHE: Duration = Duration::from_secs(5);
 
-/// Readiness checks; one per [`App`](crate::app::App).
+/// Readiness checks; one per running BFF.
 pub struct Health {
     /// The remote Tinybird host to probe (`None` with the embedded endpoint).
     upstream: Option<Url>,
     client: reqwest::Client,
     /// The last upstream result and when it was taken.
     last_upstream: Mutex<Option<(Instant, bool)>>,
-    /// The file session store's directory, which must stay a directory.
-    session_dir: Option<PathBuf>,
+    /// Where sessions live (a file store's directory must stay a directory).
+    session_store: SessionStoreKind,
 }
 
 impl std::fmt::Debug for Health {
@@ -58,10 +48,6 @@ impl Health {
             TinybirdHost::Remote(url) => Some(url.clone()),
             TinybirdHost::Local(_) => None,
         };
-        let session_dir = match &settings.session_store {
-            SessionStoreKind::File(dir) => Some(dir.clone()),
-            _ => None,
-        };
         let client = reqwest::Client::builder()
             .timeout(UPSTREAM_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -70,7 +56,7 @@ impl Health {
             upstream,
             client,
             last_upstream: Mutex::new(None),
-            session_dir,
+            session_store: settings.session_store.clone(),
         })
     }
 
@@ -100,77 +86,65 @@ impl Health {
     }
 }
 
-fn check(ok: bool, detail: &str) -> Value {
-    json!({ "ok": ok, "detail": detail })
+/// One readiness check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    /// Whether it passed.
+    pub ok: bool,
+    /// A word or two for operators; details go to the log, never the response.
+    pub detail: &'static str,
 }
 
-/// `GET /readyz`: 200 when every check passes, else 503; the body lists each check.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let health = &state.health;
-    let mut checks = Map::new();
-    checks.insert("signing_key".into(), check(true, "loaded"));
-    if let Some(redis) = &state.redis {
-        let ok = redis.ping().await.is_ok();
-        checks.insert(
-            "redis".into(),
-            check(ok, if ok { "reachable" } else { "unreachable" }),
-        );
+fn check(ok: bool, ok_detail: &'static str, failed: &'static str) -> Check {
+    Check {
+        ok,
+        detail: if ok { ok_detail } else { failed },
     }
-    let session = match (&state.settings.session_store, &health.session_dir) {
-        (SessionStoreKind::Redis, _) => {
-            let ok = checks["redis"]["ok"] == true;
-            check(ok, if ok { "redis" } else { "redis unreachable" })
-        }
-        (_, Some(dir)) => {
-            let ok = dir.is_dir();
-            if !ok {
-                tracing::warn!(dir = %dir.display(), "readiness: session directory missing");
+}
+
+/// Every check, in a stable order (`signing_key`, `redis`, `session_store`, `upstream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Check name and outcome.
+    pub checks: Vec<(&'static str, Check)>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn ready(&self) -> bool {
+        self.checks.iter().all(|(_, c)| c.ok)
+    }
+}
+
+impl Health {
+    /// Runs the checks: the shared `redis` pinged when there is one, the session store, the
+    /// upstream host (cached for [`UPSTREAM_CACHE`]).
+    pub async fn report(&self, redis: Option<&Redis>) -> Report {
+        let mut checks = vec![("signing_key", check(true, "loaded", "missing"))];
+        let redis_ok = match redis {
+            Some(redis) => {
+                let ok = redis.ping().await.is_ok();
+                checks.push(("redis", check(ok, "reachable", "unreachable")));
+                Some(ok)
             }
-            check(
-                ok,
-                if ok {
-                    "file"
-                } else {
-                    "session directory missing"
-                },
-            )
+            None => None,
+        };
+        let session = match (&self.session_store, redis_ok) {
+            (SessionStoreKind::Redis, ok) => check(ok == Some(true), "redis", "redis unreachable"),
+            (SessionStoreKind::File(dir), _) => {
+                let ok = dir.is_dir();
+                if !ok {
+                    tracing::warn!(dir = %dir.display(), "readiness: session directory missing");
+                }
+                check(ok, "file", "session directory missing")
+            }
+            (SessionStoreKind::Memory, _) => check(true, "memory", "memory"),
+        };
+        checks.push(("session_store", session));
+        if let Some(url) = &self.upstream {
+            let ok = self.upstream_ok(url).await;
+            checks.push(("upstream", check(ok, "reachable", "unreachable")));
         }
-        _ => check(true, "memory"),
-    };
-    checks.insert("session_store".into(), session);
-    if let Some(url) = &health.upstream {
-        let ok = health.upstream_ok(url).await;
-        checks.insert(
-            "upstream".into(),
-            check(ok, if ok { "reachable" } else { "unreachable" }),
-        );
+        Report { checks }
     }
-    let ready = checks.values().all(|c| c["ok"] == true);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({ "status": if ready { "ready" } else { "not ready" }, "checks": checks });
-    (status, Json(body)).into_response()
-}
-
-/// The admin listener's routes: `/metrics`, `/healthz`, `/readyz`.
-pub fn admin_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(crate::metrics::scrape))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-/// Serves [`admin_router`] until `shutdown` resolves.
-pub async fn serve_admin(
-    state: AppState,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -22,7 +22,6 @@
 //! for operators, [`metrics`] (Prometheus, per-tenant usage), [`audit`] (the audit log) and
 //! [`health`] (readiness, the admin listener).
 
-pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -32,14 +31,13 @@ pub mod demo;
 pub mod error;
 pub mod grants;
 pub mod health;
+pub mod http;
 pub mod local;
 pub mod metrics;
-pub mod params;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redact;
 pub mod redis;
 pub mod run;
 pub mod tinybird;
-pub mod token;
-pub mod web;
+pub mod user;

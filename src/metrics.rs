@@ -1,7 +1,7 @@
 //! Usage visibility: Prometheus metrics per instance, and the per-tenant usage ring behind
 //! `GET /api/admin/usage`.
 //!
-//! Metrics are per [`App`](crate::app::App), not process-global, so two BFF instances in one
+//! Metrics are per running BFF, not process-global, so two BFF instances in one
 //! process (tests, or the two-instance example) each report their own numbers. Prometheus sums
 //! instances; the usage ring (see [`usage`]) is per instance too.
 //!
@@ -314,16 +314,6 @@ impl Metrics {
 
 /// Content type of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// `GET /metrics` on the admin listener.
-pub async fn scrape(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-) -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
-}
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{self, App};
+use crate::http::{self, App};
 use crate::config::{Settings, TinybirdHost};
 use crate::local::{LocalConfig, LocalEndpoint};
 
@@ -118,13 +118,13 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
     let public_url = settings.public_url.clone();
     let state = App::new(settings, tinybird_url.clone())?;
     if let Some(listener) = admin_listener {
-        tasks.push(tokio::spawn(crate::health::serve_admin(
+        tasks.push(tokio::spawn(http::ops::serve_admin(
             state.clone(),
             listener,
             stopped(stop_rx.clone()),
         )));
     }
-    tasks.push(tokio::spawn(app::serve(
+    tasks.push(tokio::spawn(http::serve(
         state,
         app_listener,
         stopped(stop_rx),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tinybird_bff::auth::User;
+use tinybird_bff::user::User;
 use tinybird_bff::grants::{AttributeValues, GrantConfig, MatchConfig};
 
 /// A word that often matches the fixed users (or anything else).

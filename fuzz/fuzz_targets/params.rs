@@ -1,4 +1,4 @@
-//! Fuzzes query-string and form-body parsing and rewriting (`tinybird_bff::params`).
+//! Fuzzes query-string and form-body parsing and rewriting (`tinybird_bff::tinybird::params`).
 //!
 //! Both the proxy (which rewrites the caller's query string before forwarding it upstream)
 //! and the local endpoint read parameters through `Params`, so a parse/serialise mismatch
@@ -11,7 +11,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tinybird_bff::params::Params;
+use tinybird_bff::tinybird::params::Params;
 
 #[derive(Debug, Arbitrary)]
 enum Op {

@@ -11,7 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinybird_bff::local::pipes::{PipeSet, is_valid_pipe_name};
+use tinybird_bff::local::pipes::PipeSet;
+use tinybird_bff::tinybird::names::is_valid_pipe_name;
 
 /// Whitespace a copy-pasted `.pipe` file may indent with.
 const INDENT: [char; 6] = [' ', '\t', '\u{a0}', '\u{3000}', '\u{2003}', ' '];

@@ -13,7 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tinybird_bff::local::template::PipeTemplate;
-use tinybird_bff::params::Params;
+use tinybird_bff::tinybird::params::Params;
 
 /// Long and odd enough that no template reassembles it from its own text by accident.
 const MARKER: &str = "zQ9'\"mk)--;x\u{1}Marker7";

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use tinybird_bff::auth::User;
+use tinybird_bff::user::User;
 use tinybird_bff::grants::{Access, GrantConfig, Grants};
 
 /// An id full of everything that could break out of an SQL literal in either dialect.

@@ -9,25 +9,21 @@
 //! so bearer requests need no CSRF check. The flip side is an invariant every caller relies
 //! on: when an `Authorization` header is present, the request is authenticated by it alone
 //! (a bad or foreign scheme is a 401, never a fall back to the cookie), because
-//! [`csrf_unless_bearer`] skipped the CSRF check on the strength of that header.
+//! the CSRF layer (`crate::http::middleware::csrf::unless_bearer`) skipped the check on the
+//! strength of that header.
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::Response;
-use reqwest::Url;
 
-use super::User;
 use super::idp_token::peek_issuer;
-use crate::app::AppState;
-use crate::auth::csrf;
+use super::oidc::OidcProviders;
 use crate::error::AppError;
+use crate::user::User;
 
 /// The user a bearer token proves, `Ok(None)` when the request has no `Authorization` header.
 ///
 /// With the header present this returns the user or an error, never `None`.
 pub async fn user_from_request(
-    state: &AppState,
+    providers: &OidcProviders,
     headers: &HeaderMap,
 ) -> Result<Option<User>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -46,7 +42,7 @@ pub async fn user_from_request(
                 "unsupported Authorization header: send `Authorization: Bearer <access token from your identity provider>`, or no header to use the session cookie".into(),
             )
         })?;
-    if !state.oidc.accepts_bearer() {
+    if !providers.accepts_bearer() {
         return Err(AppError::Unauthorized(
             "this BFF accepts no bearer tokens: set bearer_audiences on an [oidc.<name>] provider, or use the session cookie".into(),
         ));
@@ -56,7 +52,7 @@ pub async fn user_from_request(
         .ok_or_else(|| {
             AppError::Unauthorized("invalid bearer token: it has no `iss` claim".into())
         })?;
-    let provider = state.oidc.bearer_issuer(&issuer).ok_or_else(|| {
+    let provider = providers.bearer_issuer(&issuer).ok_or_else(|| {
         AppError::Unauthorized(format!(
             "invalid bearer token: its issuer {issuer:?} is not a configured provider with bearer_audiences"
         ))
@@ -68,20 +64,6 @@ pub async fn user_from_request(
     let mapped = provider
         .settings
         .claims
-        .map(&claims)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+        .map(&claims)?;
     Ok(Some(mapped.user))
-}
-
-/// CSRF check for cookie-authenticated requests only: requests with an `Authorization` header
-/// skip it (see the module docs for the invariant that makes this safe).
-pub async fn csrf_unless_bearer(
-    State(public_url): State<Url>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    if !request.headers().contains_key(header::AUTHORIZATION) {
-        csrf::check(request.headers(), &public_url)?;
-    }
-    Ok(next.run(request).await)
 }

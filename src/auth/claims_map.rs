@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::User;
+use crate::error::AppError;
+use crate::user::User;
 
 /// Why claims could not become a user. Shown to the user at login, so it names the claim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -341,5 +342,12 @@ mod tests {
         assert!(err.to_string().contains("`org_id` is a list"), "{err}");
         let err = m.map(&json!({"name": "no sub"})).unwrap_err();
         assert!(matches!(err, ClaimsMapError::MissingId { .. }), "{err}");
+    }
+}
+
+impl From<ClaimsMapError> for AppError {
+    /// Claims that do not map to a user are a 403 that names the claim.
+    fn from(e: ClaimsMapError) -> Self {
+        AppError::Forbidden(e.to_string())
     }
 }

@@ -5,10 +5,7 @@
 //! browser sends it, else `Origin` against the `Host` the request came to (or the configured
 //! public URL, for deployments behind a proxy that rewrites `Host`). `Origin: null` is refused.
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use reqwest::Url;
 
 use crate::error::AppError;
@@ -51,16 +48,6 @@ pub fn check(headers: &HeaderMap, public_url: &Url) -> Result<(), AppError> {
             "cross-origin request refused (Origin does not match this site)".into(),
         ))
     }
-}
-
-/// Middleware form of [`check`] for the routes that need it.
-pub async fn require(
-    State(public_url): State<Url>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    check(request.headers(), &public_url)?;
-    Ok(next.run(request).await)
 }
 
 #[cfg(test)]

@@ -9,25 +9,20 @@
 //! A store failure on *load* reaches the handler as a `tower_sessions` error, which
 //! [`AppError`](crate::error::AppError) already answers with 503. A failure on *save* happens
 //! inside the session layer after the handler, which answers an empty 500. [`ObservedStore`]
-//! wraps every store, counts failures in the metrics and flags the request; the
-//! [`session_unavailable`] middleware, outside the session layer, turns a flagged 500 into
-//! the same 503 JSON a load failure gets.
+//! wraps every store, counts failures in the metrics and flags the request ([`watch_failures`]);
+//! a middleware outside the session layer (`crate::http::middleware::sessions`) turns a
+//! flagged 500 into the same 503 JSON a load failure gets.
 
 use std::cell::Cell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::redis::Redis;
 
@@ -147,7 +142,7 @@ tokio::task_local! {
     static STORE_FAILED: Cell<bool>;
 }
 
-/// Wraps a store: counts failures and flags the request for [`session_unavailable`].
+/// Wraps a store: counts failures and flags the request for [`watch_failures`].
 #[derive(Debug, Clone)]
 pub struct ObservedStore {
     inner: Arc<dyn SessionStore>,
@@ -190,18 +185,13 @@ impl SessionStore for ObservedStore {
     }
 }
 
-/// Middleware outside the session layer: a 500 after a session-store failure becomes the
-/// 503 JSON of [`AppError::Unavailable`].
-pub async fn session_unavailable(request: Request, next: Next) -> Response {
-    let (failed, response) = STORE_FAILED
+/// Runs `request` (a whole request, session layer included) and says whether any session
+/// store call failed while serving it.
+pub async fn watch_failures<F: std::future::Future>(request: F) -> (bool, F::Output) {
+    STORE_FAILED
         .scope(Cell::new(false), async {
-            let response = next.run(request).await;
-            (STORE_FAILED.with(Cell::get), response)
+            let output = request.await;
+            (STORE_FAILED.with(Cell::get), output)
         })
-        .await;
-    if failed && response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        return AppError::Unavailable("the session store is unavailable; try again shortly".into())
-            .into_response();
-    }
-    response
+        .await
 }

@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::User;
+use crate::user::User;
 
 /// argon2id of [`DUMMY_PASSWORD`] with the argon2 crate's default (OWASP) parameters, the same
 /// ones [`hash_password`] uses; checked against when the id is unknown.

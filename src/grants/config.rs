@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::template::TemplateProblem;
-use crate::auth::User;
+use crate::user::User;
 
 /// One `[[grants]]` table as written in the config.
 #[derive(Debug, Clone, Deserialize)]

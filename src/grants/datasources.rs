@@ -14,7 +14,7 @@ use super::GrantError;
 use super::config::GrantsConfigError;
 use super::filter::FilterTemplates;
 use super::template::UserRef;
-use crate::auth::User;
+use crate::user::User;
 
 /// Read access to one data source through a row filter.
 #[derive(Debug, Clone, PartialEq, Serialize)]

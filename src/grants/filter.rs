@@ -23,7 +23,7 @@ use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
 use super::template::{MissingValue, TemplateProblem, Templates, UserRef};
-use crate::auth::User;
+use crate::user::User;
 
 /// Quotes `value` as an SQL string literal that ClickHouse and SQLite both read as one
 /// string: `'` is doubled, `\` and NUL are backslash-escaped (ClickHouse's escapes).

@@ -14,7 +14,7 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, Output, State, UndefinedBehavior, filters};
 use serde::Serialize;
 
-use crate::auth::User;
+use crate::user::User;
 
 /// One part of the user a template reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -21,7 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::params::Params;
+use crate::tinybird::params::Params;
 use crate::tinybird::AdminToken;
 use crate::tinybird::claims::{Claims, ScopeType};
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::template::PipeTemplate;
+use crate::tinybird::names::is_valid_pipe_name;
 
 /// One servable pipe.
 #[derive(Debug)]
@@ -125,15 +126,6 @@ impl PipeSet {
         }
         (set, errors)
     }
-}
-
-/// Whether `name` can be a pipe name: `[A-Za-z_][A-Za-z0-9_]*`, 1 to 128 characters.
-pub fn is_valid_pipe_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    first_ok && name.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The deterministic id of a pipe: `t_` + the first 32 hex chars of sha256(name).
@@ -296,7 +288,7 @@ fn read_block(lines: &[&str], start: usize) -> (String, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Params;
+    use crate::tinybird::params::Params;
 
     const TOP: &str = "DESCRIPTION >
     Top products by revenue for one organisation
@@ -421,15 +413,5 @@ TYPE endpoint
         assert_eq!(errors[0].file, dir.join("bad.pipe"));
         assert_eq!(errors[0].line, 3);
         assert!(PipeSet::load_dir(&dir).is_err());
-    }
-
-    #[test]
-    fn pipe_names() {
-        for good in ["top_products_2", "_x", &"a".repeat(128)] {
-            assert!(is_valid_pipe_name(good), "{good}");
-        }
-        for bad in ["", "2top", "top-products", "tôp", &"a".repeat(129)] {
-            assert!(!is_valid_pipe_name(bad), "{bad}");
-        }
     }
 }

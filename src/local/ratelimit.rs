@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::ratelimit::gcra::{Decision, MemoryBuckets};
+use crate::tinybird::gcra::{Decision, MemoryBuckets};
 use crate::tinybird::claims::{Claims, Limits};
 
 /// The rps buckets of one local endpoint.

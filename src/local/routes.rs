@@ -21,11 +21,11 @@ use super::auth::{Caller, authenticate, presented_token};
 use super::error::{Api, ApiError};
 use super::format::{self, Format};
 use super::headers::RequestId;
-use super::pipes::is_valid_pipe_name;
+use crate::tinybird::names::is_valid_pipe_name;
 use super::query::{self, QueryError};
 use super::ratelimit::RateHeaders;
 use super::stats::Row;
-use crate::params::Params;
+use crate::tinybird::params::Params;
 use crate::tinybird::claims::{Claims, Limits, Scope, sign};
 
 /// What a request learnt about itself on the way, for its stats row and headers.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::params::Params;
+use crate::tinybird::params::Params;
 
 /// The schema name Tinybird's service data sources live in.
 pub const SCHEMA: &str = "tinybird";

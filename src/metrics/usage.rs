@@ -135,19 +135,6 @@ impl UsageRing {
 /// The role that may read usage.
 pub const ADMIN_ROLE: &str = "admin";
 
-/// `GET /api/admin/usage`: this instance's last hour per tenant; users with role `admin` only.
-pub async fn admin_usage(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    crate::auth::CurrentUser(user): crate::auth::CurrentUser,
-) -> Result<axum::Json<UsageReport>, crate::error::AppError> {
-    if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(crate::error::AppError::Forbidden(format!(
-            "usage is for users with the {ADMIN_ROLE:?} role"
-        )));
-    }
-    Ok(axum::Json(state.metrics.usage_report()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

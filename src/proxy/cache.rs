@@ -24,7 +24,7 @@ use futures_util::{FutureExt, StreamExt, stream};
 use tokio::time::Instant;
 
 use super::respond::Attempts;
-use crate::params::Params;
+use crate::tinybird::params::Params;
 
 /// What identifies a cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -276,7 +276,7 @@ fn cache(raw: &CacheConfig, problems: &mut Vec<Problem>) -> CacheSettings {
     let mut pipes = BTreeMap::new();
     for (pipe, ttl) in &raw.pipes {
         let key = format!("cache.pipes.{pipe}");
-        if !crate::local::pipes::is_valid_pipe_name(pipe) {
+        if !crate::tinybird::names::is_valid_pipe_name(pipe) {
             problems.push(problem(
                 &key,
                 "is not a pipe name (letters, digits and underscores)",

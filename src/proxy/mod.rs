@@ -1,5 +1,6 @@
 //! Proxy mode: `GET`/`POST /api/pipes/{pipe}.{format}` on the BFF, with the session cookie,
-//! answered by calling Tinybird server-side. No token ever reaches the browser.
+//! answered by calling Tinybird server-side. No token ever reaches the browser. This is the
+//! service; its routes are `crate::http::pipes` and `crate::http::sql`.
 //!
 //! It takes the same parameters as Tinybird's `/v0/pipes/{pipe}.{format}`, so a client
 //! switches between the direct path (a JWT from `/api/token`) and this one by changing only
@@ -15,8 +16,9 @@
 //! - [`cache`]: the optional short response cache with single-flight;
 //! - `crate::tinybird::upstream`: the pooled client, retries and backoff;
 //! - [`respond`]: status, headers and a capped streamed body back to the client;
-//! - [`sql`]: `/api/sql`, Tinybird's `/v0/sql` for users whose grants give data sources,
-//!   always with the user's JWT (its `DATASOURCES:READ` filters are the row filter).
+//! - [`sql`]: the parameters of `/api/sql`, Tinybird's `/v0/sql` for users whose grants give
+//!   data sources, always with the user's JWT (its `DATASOURCES:READ` filters are the row
+//!   filter).
 //!
 //! See docs/proxy.md for the settings, the retry policy and the trade-offs against the direct
 //! path.
@@ -30,24 +32,23 @@ pub mod sql;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
-use crate::app::{App, AppState};
-use crate::auth::{CurrentUser, User};
-use crate::error::AppError;
-use crate::grants::{Access, PipeAccess};
-use crate::params::Params;
+use crate::error::{AppError, Relayed};
+use crate::grants::Access;
+use crate::tinybird::mint::MintParams;
+use crate::tinybird::params::Params;
 use crate::tinybird::upstream::{Connection, PipeCall, Upstream};
+use crate::user::User;
 use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
-use credentials::{Bearer, Fresh, TokenCache};
-use respond::{Attempts, ProxyError, respond};
+pub use credentials::Bearer;
+use credentials::{Fresh, TokenCache};
+pub use respond::{Attempts, ProxyError};
+use respond::respond;
 use rewrite::Target;
 
 /// Longest query string accepted; clients switch to a form `POST` well before (4-8 KB).
@@ -59,8 +60,6 @@ pub const MAX_FORM_BYTES: usize = 1024 * 1024;
 pub struct Proxy {
     /// The pooled client with retries (one per process, so connections are reused).
     upstream: Upstream,
-    /// JWT per user, or one static token.
-    credentials: Credentials,
     /// The static token with its redactor (`None` with JWT credentials).
     static_bearer: Option<Arc<Bearer>>,
     /// The workspace admin token: redacted from every answer too, whichever credential went.
@@ -76,11 +75,15 @@ pub struct Proxy {
 }
 
 /// One call to make upstream, owned so a cache flight can outlive the request.
-struct Call {
-    target: Target,
-    params: Params,
-    bearer: Arc<Bearer>,
-    form: bool,
+pub struct Call {
+    /// The pipe and format.
+    pub target: Target,
+    /// The effective parameters (fixed params applied, `token` removed).
+    pub params: Params,
+    /// The credential, with its redactor.
+    pub bearer: Arc<Bearer>,
+    /// Send the parameters as a form `POST`.
+    pub form: bool,
 }
 
 impl Proxy {
@@ -106,7 +109,6 @@ impl Proxy {
         };
         Ok(Proxy {
             upstream,
-            credentials: settings.credentials.clone(),
             static_bearer,
             signing_key: signing_key.clone(),
             tokens: TokenCache::new(settings.token_cache_size),
@@ -116,15 +118,26 @@ impl Proxy {
         })
     }
 
-    /// The credential to call Tinybird with for `user`: their cached JWT, or the static token.
-    fn bearer(&self, app: &App, user: &User, access: &Access) -> Result<Arc<Bearer>, ProxyError> {
+    /// Whether the proxy calls Tinybird with one static token (then `/api/sql` is off).
+    pub fn is_static(&self) -> bool {
+        self.static_bearer.is_some()
+    }
+
+    /// The credential to call Tinybird with for `user`: their cached JWT (minted with `mint`
+    /// when due), or the static token.
+    pub fn bearer(
+        &self,
+        user: &User,
+        access: &Access,
+        mint: &MintParams<'_>,
+    ) -> Result<Arc<Bearer>, ProxyError> {
         let Some(bearer) = &self.static_bearer else {
             let now = chrono::Utc::now().timestamp();
             // The whole user is the key: grants (and so the token) depend on all of it.
             let key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
             return self.tokens.get_or_mint(&key, now, || {
-                let minted = crate::tinybird::mint::mint(user, access, &app.mint_params(), now)
-                    .map_err(|e| AppError::Forbidden(e.to_string()))?;
+                let minted = crate::tinybird::mint::mint(user, access, mint, now)
+                    .map_err(AppError::from)?;
                 Ok(Fresh {
                     iat: minted.claims.iat.unwrap_or(now),
                     exp: minted.claims.exp,
@@ -135,8 +148,9 @@ impl Proxy {
         Ok(Arc::clone(bearer))
     }
 
-    /// Calls upstream and turns the outcome into the client's response.
-    async fn fetch(&self, call: &Call) -> Response {
+    /// Calls upstream and turns the outcome into the client's response (marked [`Relayed`],
+    /// with its [`Attempts`]).
+    pub async fn fetch(&self, call: &Call) -> Response {
         let pipe_call = PipeCall {
             pipe: &call.target.pipe,
             format: &call.target.format,
@@ -150,11 +164,40 @@ impl Proxy {
         let mut response = respond(outcome, self.max_response_bytes, &what, redactor)
             .unwrap_or_else(IntoResponse::into_response);
         response.extensions_mut().insert(Attempts(attempts));
+        response.extensions_mut().insert(Relayed);
+        response
+    }
+
+    /// The call through the response cache, keyed by `identity` (the JWT `name`): kept for
+    /// `ttl`, and shared by identical calls in flight.
+    pub async fn fetch_cached(
+        self: &Arc<Self>,
+        call: Call,
+        identity: &str,
+        ttl: Duration,
+    ) -> (Response, CacheStatus) {
+        let key = CacheKey::new(&call.target.pipe, &call.target.format, &call.params, identity);
+        let (proxy, call) = (Arc::clone(self), Arc::new(call));
+        let fetch = move || {
+            let (proxy, call) = (Arc::clone(&proxy), Arc::clone(&call));
+            async move { proxy.fetch(&call).await }
+        };
+        self.cache.get_or_fetch(key, ttl, fetch).await
+    }
+
+    /// `{tinybird}/v0/sql` with `params` (`q` among them) and `bearer`, answered like a pipe
+    /// call (retries, deadline, redaction, streamed capped body).
+    pub async fn sql(&self, params: &Params, bearer: &Bearer, form: bool) -> Response {
+        let (outcome, attempts) = self.upstream.sql(params, &bearer.token, form).await;
+        let mut response = respond(outcome, self.max_response_bytes, "SQL", &bearer.redactor)
+            .unwrap_or_else(IntoResponse::into_response);
+        response.extensions_mut().insert(Attempts(attempts));
+        response.extensions_mut().insert(Relayed);
         response
     }
 
     /// The cache TTL of a call's pipe, when it is cached and its format can be.
-    fn cache_ttl(&self, target: &Target) -> Option<Duration> {
+    pub fn cache_ttl(&self, target: &Target) -> Option<Duration> {
         let cacheable = rewrite::CACHEABLE_FORMATS.contains(&target.format.as_str());
         self.cache_ttls
             .get(&target.pipe)
@@ -163,166 +206,3 @@ impl Proxy {
     }
 }
 
-/// `GET`/`POST /api/pipes/{pipe}.{format}`: one log line per call, never the query or token.
-pub async fn pipe(
-    State(state): State<AppState>,
-    user: Result<CurrentUser, AppError>,
-    Path(file): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let request = (&method, &uri, &headers);
-    let (mut response, cache) = match handle(&state, user, &file, request, body).await {
-        Ok(done) => done,
-        Err(e) => (e.into_response(), None),
-    };
-    if let Some(status) = cache {
-        let value = HeaderValue::from_static(status.as_str());
-        response.headers_mut().insert("x-bff-cache", value);
-    }
-    let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
-    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
-    let tenant = response
-        .extensions()
-        .get::<TenantLabel>()
-        .and_then(|t| t.0.as_deref());
-    let status = response.status().as_u16();
-    state
-        .metrics
-        .proxy_request(tenant, &pipe, status, attempts, started.elapsed());
-    tracing::info!(
-        pipe = %pipe,
-        status,
-        attempts,
-        cache = cache.map_or("-", CacheStatus::as_str),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "proxied pipe call"
-    );
-    response
-}
-
-/// What to send, with which credential; then the call (through the cache or not).
-async fn handle(
-    state: &AppState,
-    user: Result<CurrentUser, AppError>,
-    file: &str,
-    (method, uri, headers): (&Method, &Uri, &HeaderMap),
-    body: Body,
-) -> Result<(Response, Option<CacheStatus>), ProxyError> {
-    let (user, target, access, pipe_access) = authorize(state, user, file, method, headers)?;
-    let params = read_params(method, uri, headers, body).await?;
-    let call = Call {
-        params: rewrite::effective_params(params, &pipe_access)?,
-        bearer: state.proxy.bearer(state, &user, &access)?,
-        form: method == Method::POST,
-        target,
-    };
-    let (mut response, status) = match state.proxy.cache_ttl(&call.target) {
-        None => (state.proxy.fetch(&call).await, None),
-        Some(ttl) => {
-            let (response, status) = through_cache(state, &user, call, ttl).await?;
-            (response, Some(status))
-        }
-    };
-    response.extensions_mut().insert(TenantLabel(user.tenant));
-    Ok((response, status))
-}
-
-/// The caller's tenant, carried on the response to the metrics in [`pipe`].
-#[derive(Clone)]
-struct TenantLabel(Option<String>);
-
-/// Who and what: logged in, the CSRF check for a `POST`, a pipe that exists, a grant for it.
-fn authorize(
-    state: &AppState,
-    user: Result<CurrentUser, AppError>,
-    file: &str,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<(User, Target, Arc<Access>, PipeAccess), ProxyError> {
-    // An `Authorization` header (an IdP bearer token) authenticates on its own and needs no
-    // CSRF defence; otherwise it is the session cookie, and a POST must pass the CSRF check.
-    let CurrentUser(user) = user?;
-    if method == Method::POST && !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        crate::auth::csrf::check(headers, &state.settings.public_url)?;
-    }
-    let target = rewrite::parse_file(file)?;
-    let known = state.settings.known_pipes.as_ref();
-    if known.is_some_and(|pipes| !pipes.contains(&target.pipe)) {
-        return Err(AppError::NotFound(format!("pipe {} not found", target.pipe)).into());
-    }
-    let access = state
-        .settings
-        .grants
-        .evaluate_cached(&user)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    let pipe_access = access.pipe(&target.pipe).cloned().ok_or_else(|| {
-        AppError::Forbidden(format!(
-            "no grant gives you pipe {}: ask an admin for one",
-            target.pipe
-        ))
-    })?;
-    Ok((user, target, access, pipe_access))
-}
-
-/// The call through the response cache, keyed by the JWT `name` as the identity.
-async fn through_cache(
-    state: &AppState,
-    user: &User,
-    call: Call,
-    ttl: Duration,
-) -> Result<(Response, CacheStatus), ProxyError> {
-    let identity = state
-        .settings
-        .token_name
-        .render(user)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    let key = CacheKey::new(
-        &call.target.pipe,
-        &call.target.format,
-        &call.params,
-        &identity,
-    );
-    let (app, call) = (Arc::clone(state), Arc::new(call));
-    let fetch = move || {
-        let (app, call) = (Arc::clone(&app), Arc::clone(&call));
-        async move { app.proxy.fetch(&call).await }
-    };
-    Ok(state.proxy.cache.get_or_fetch(key, ttl, fetch).await)
-}
-
-/// The query string, plus the form body of a `POST`; both bounded and strictly UTF-8.
-async fn read_params(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Params, ProxyError> {
-    let query = uri.query().unwrap_or("");
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(ProxyError::UriTooLong(MAX_QUERY_BYTES));
-    }
-    let bad = |e: crate::params::ParamsError| ProxyError::App(AppError::BadRequest(e.to_string()));
-    let mut params = Params::parse(query).map_err(bad)?;
-    if method == Method::POST {
-        let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-            .await
-            .map_err(|_| ProxyError::BodyTooLarge(MAX_FORM_BYTES))?;
-        let form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if !bytes.is_empty() && !form {
-            return Err(AppError::BadRequest(
-                "POST body must be application/x-www-form-urlencoded (pipe parameters as a form)"
-                    .into(),
-            )
-            .into());
-        }
-        params.extend(Params::parse_bytes(&bytes).map_err(bad)?);
-    }
-    Ok(params)
-}

@@ -7,8 +7,8 @@
 //! strictly, because it becomes part of the upstream URL.
 
 use crate::grants::PipeAccess;
-use crate::local::pipes::is_valid_pipe_name;
-use crate::params::Params;
+use crate::tinybird::names::is_valid_pipe_name;
+use crate::tinybird::params::Params;
 
 /// Extensions Tinybird serves. Anything else is a 400 before any upstream call.
 pub const FORMATS: &[&str] = &[

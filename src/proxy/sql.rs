@@ -1,5 +1,6 @@
 //! `GET`/`POST /api/sql`: Tinybird's `/v0/sql` through the BFF, for users whose grants give
-//! data sources.
+//! data sources. This file holds what is sent upstream ([`sql_params`]); the route is
+//! `crate::http::sql`.
 //!
 //! The query is not parsed, filtered or rewritten here: row-level security for SQL is
 //! Tinybird's `DATASOURCES:READ` `filter`, which it adds to every read of a data source. So
@@ -16,19 +17,10 @@
 //! Other parameters pass through. A trailing `FORMAT CSV` (or `JSON`, `CSVWithNames`,
 //! `JSONEachRow`) is part of the query, so the format and its content type pass through too.
 
-use std::time::Instant;
-
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri, header};
-use axum::response::{IntoResponse, Response};
-
-use super::respond::{Attempts, ProxyError, respond};
-use super::{Credentials, MAX_FORM_BYTES, MAX_QUERY_BYTES};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
+use super::MAX_QUERY_BYTES;
+use super::respond::ProxyError;
 use crate::error::AppError;
-use crate::params::Params;
+use crate::tinybird::params::Params;
 
 /// How the body of a request carries its part of the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,97 +33,6 @@ pub enum SqlBody<'a> {
     Raw(&'a [u8]),
 }
 
-/// `GET`/`POST /api/sql`: one log line per call, never the query or a token.
-pub async fn sql(
-    State(state): State<AppState>,
-    user: Result<CurrentUser, AppError>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let response = handle(&state, user, &method, &uri, &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
-    let tenant = response
-        .extensions()
-        .get::<super::TenantLabel>()
-        .and_then(|t| t.0.as_deref());
-    let status = response.status().as_u16();
-    // SQL is counted under one pipe label: its text never becomes a label.
-    state
-        .metrics
-        .proxy_request(tenant, "(sql)", status, attempts, started.elapsed());
-    tracing::info!(
-        status,
-        attempts,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "proxied sql call"
-    );
-    response
-}
-
-async fn handle(
-    state: &AppState,
-    user: Result<CurrentUser, AppError>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ProxyError> {
-    // As for pipes: a bearer IdP token authenticates on its own and needs no CSRF defence.
-    let CurrentUser(user) = user?;
-    if method == Method::POST && !headers.contains_key(header::AUTHORIZATION) {
-        crate::auth::csrf::check(headers, &state.settings.public_url)?;
-    }
-    if matches!(state.proxy.credentials, Credentials::Static(_)) {
-        return Err(ProxyError::SqlNeedsJwt);
-    }
-    let access = state
-        .settings
-        .grants
-        .evaluate_cached(&user)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    if access.datasources.is_empty() {
-        return Err(AppError::Forbidden(
-            "no grant gives you a data source: /api/sql reads data sources through their row filters; ask an admin for a grant with `datasources`".into(),
-        )
-        .into());
-    }
-    let bytes = match *method {
-        Method::POST => axum::body::to_bytes(body, MAX_FORM_BYTES)
-            .await
-            .map_err(|_| ProxyError::BodyTooLarge(MAX_FORM_BYTES))?,
-        _ => Default::default(),
-    };
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let sql_body = match (bytes.is_empty(), form) {
-        (true, _) => SqlBody::None,
-        (false, true) => SqlBody::Form(&bytes),
-        (false, false) => SqlBody::Raw(&bytes),
-    };
-    let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
-    let bearer = state.proxy.bearer(state, &user, &access)?;
-    let (outcome, attempts) = state
-        .proxy
-        .upstream
-        .sql(&params, &bearer.token, method == Method::POST)
-        .await;
-    let max = state.proxy.max_response_bytes;
-    let mut response =
-        respond(outcome, max, "SQL", &bearer.redactor).unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(Attempts(attempts));
-    response
-        .extensions_mut()
-        .insert(super::TenantLabel(user.tenant));
-    Ok(response)
-}
-
 /// The parameters to send upstream: the query string plus the body's part, with exactly one
 /// non-blank `q` and no `token` (pure, no I/O).
 ///
@@ -141,7 +42,7 @@ pub fn sql_params(query: &str, body: SqlBody<'_>) -> Result<Params, ProxyError> 
     if query.len() > MAX_QUERY_BYTES {
         return Err(ProxyError::UriTooLong(MAX_QUERY_BYTES));
     }
-    let bad = |e: crate::params::ParamsError| ProxyError::App(AppError::BadRequest(e.to_string()));
+    let bad = |e: crate::tinybird::params::ParamsError| ProxyError::App(AppError::BadRequest(e.to_string()));
     let mut params = Params::parse(query).map_err(bad)?;
     let mut raw = None;
     match body {
@@ -171,6 +72,8 @@ pub fn sql_params(query: &str, body: SqlBody<'_>) -> Result<Params, ProxyError> 
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
+
     use super::*;
 
     fn sent(query: &str, body: SqlBody<'_>) -> String {

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::gcra::Rate;
+use crate::tinybird::gcra::Rate;
 use super::{Per, Scope};
 use crate::config::Problem;
 

@@ -1,41 +1,35 @@
 //! The BFF's own rate limits, per user and per tenant, on token minting and proxy calls.
 //!
-//! - [`gcra`]: the algorithm (pure) and the in-memory buckets used without Redis;
+//! - [`crate::tinybird::gcra`]: the algorithm (pure) and the in-memory buckets used without
+//!   Redis (shared with the local endpoint's `limits.rps`);
 //! - [`redis_gcra`]: the same algorithm as one Lua script, shared by every instance;
 //! - [`config`]: `[limits]`, global and per grant;
 //! - [`login`]: failed-login throttling on the same store (memory or Redis).
 //!
-//! Routes use [`enforce`] as a route layer (`/api/token`, `/api/pipes/...`): it finds the
-//! user (bearer token or session, like the handlers), checks their buckets, and answers 429
-//! with `Retry-After` and `X-RateLimit-Limit/Remaining/Reset` (seconds until the bucket is
-//! full), or passes the request on and adds the same headers to the answer. Other routes can
-//! call [`Limiter::check`] directly.
+//! [`Limiter::check`] counts one request; the route layer that calls it for `/api/token` and
+//! the proxy, and answers 429 with `Retry-After` and `X-RateLimit-Limit/Remaining/Reset`
+//! (seconds until the bucket is full), is `crate::http::middleware::limits`.
 //!
 //! This is the first of two layers: the JWT's `limits.rps` makes Tinybird count direct
 //! browser calls per JWT `name` too (see docs/operations.md).
 
 pub mod config;
-pub mod gcra;
 pub mod login;
 pub mod redis_gcra;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::User;
+use crate::user::User;
 use crate::error::AppError;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
 use crate::redis::Redis;
 pub use config::{FailMode, LimitSettings, LimitsConfig};
-use gcra::{MemoryBuckets, Outcome};
+use crate::tinybird::gcra::{MemoryBuckets, Outcome};
 
 /// What is being limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +162,7 @@ enum Backend {
     Redis(Redis),
 }
 
-/// Checks users' buckets; one per [`App`](crate::app::App).
+/// Checks users' buckets; one per running BFF.
 pub struct Limiter {
     settings: LimitSettings,
     grants: Arc<Grants>,
@@ -211,7 +205,7 @@ impl Limiter {
         }
     }
 
-    /// Whether any limit is configured (else [`enforce`] does not even look up the user).
+    /// Whether any limit is configured (else the route layer does not even look up the user).
     pub fn is_enabled(&self) -> bool {
         !self.settings.is_empty()
     }
@@ -285,50 +279,5 @@ impl Limiter {
             retry_after: Duration::from_micros(d.retry_after_us),
             scope,
         })
-    }
-}
-
-/// Request extension set by [`enforce`] once it has counted the request, so a handler knows
-/// not to count it again. Absent when no limit is configured or no user was found.
-#[derive(Debug, Clone, Copy)]
-pub struct Checked(pub Option<RateInfo>);
-
-/// Route layer: limits `scope` for the request's user, from its bearer token or its session
-/// (see the module docs). Requests without a user pass untouched (no [`Checked`] extension):
-/// the handler answers them 401.
-pub async fn enforce(
-    State((state, scope)): State<(AppState, Scope)>,
-    session: Session,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if !state.limits.is_enabled() {
-        return next.run(request).await;
-    }
-    let user = match crate::auth::current_user_any(&state, &session, request.headers()).await {
-        Ok(user) => user,
-        Err(AppError::Unauthorized(_)) => return next.run(request).await,
-        Err(e) => return e.into_response(),
-    };
-    let checked = state.limits.check(scope, &user).await;
-    // The handler takes the user from here instead of resolving it again.
-    request
-        .extensions_mut()
-        .insert(crate::auth::CurrentUser(user));
-    match checked {
-        Ok(None) => {
-            request.extensions_mut().insert(Checked(None));
-            next.run(request).await
-        }
-        Ok(Some(info)) => {
-            request.extensions_mut().insert(Checked(Some(info)));
-            let mut response = next.run(request).await;
-            // A handler's own 429 (Tinybird's, relayed by the proxy) keeps its headers.
-            if response.status() != StatusCode::TOO_MANY_REQUESTS {
-                info.write_headers(response.headers_mut());
-            }
-            response
-        }
-        Err(limited) => limited.into_response(),
     }
 }

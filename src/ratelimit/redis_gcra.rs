@@ -1,6 +1,6 @@
 //! GCRA in Redis: one `EVALSHA` per check, atomic across every instance.
 //!
-//! The script is [`super::gcra::decide`] and [`super::gcra::combine`] in Lua, with Redis's own
+//! The script is [`crate::tinybird::gcra::decide`] and [`crate::tinybird::gcra::combine`] in Lua, with Redis's own
 //! clock (`TIME`), so instances with skewed clocks still share one schedule. Every key is
 //! checked first and written only if all allow. Keys expire when their bucket is full again,
 //! so idle users cost no memory. `redis::Script` sends `EVALSHA` and falls back to loading the
@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use super::gcra::{Decision, Outcome};
+use crate::tinybird::gcra::{Decision, Outcome};
 use crate::redis::{Redis, RedisFailure};
 
 /// KEYS: the buckets. ARGV: `interval_us, burst` per key. Returns

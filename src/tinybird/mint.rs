@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::claims::{Claims, Limits, Scope, ScopeType, sign};
-use crate::auth::User;
+use crate::user::User;
 use crate::grants::Access;
 
 /// Per user and tenant by default.
@@ -209,5 +209,12 @@ mod tests {
             serde_json::to_value(&minted.claims.scopes).unwrap(),
             serde_json::json!([{"type": "DATASOURCES:READ", "resource": "orders", "filter": "org_id = 'acme'"}])
         );
+    }
+}
+
+impl From<NameError> for crate::error::AppError {
+    /// A JWT `name` that cannot be rendered for a user is a 403 that says which part.
+    fn from(e: NameError) -> Self {
+        crate::error::AppError::Forbidden(e.to_string())
     }
 }

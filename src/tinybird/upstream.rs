@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::params::Params;
+use crate::tinybird::params::Params;
 
 /// When and how often to retry one proxied call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +289,7 @@ impl Upstream {
         let safe_format = !call.format.is_empty()
             && call.format.len() <= 16
             && call.format.bytes().all(|b| b.is_ascii_lowercase());
-        if !crate::local::pipes::is_valid_pipe_name(call.pipe) || !safe_format {
+        if !crate::tinybird::names::is_valid_pipe_name(call.pipe) || !safe_format {
             return (Outcome::Failed("invalid pipe name or format".into()), 0);
         }
         let url = self.url(&format!("/v0/pipes/{}.{}", call.pipe, call.format));

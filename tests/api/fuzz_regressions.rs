@@ -4,7 +4,7 @@
 
 use tinybird_bff::local::pipes::PipeSet;
 use tinybird_bff::local::template::ParamError;
-use tinybird_bff::params::Params;
+use tinybird_bff::tinybird::params::Params;
 
 /// `pipe_set`, `fuzz/regressions/pipe_set/nbsp-indent-drops-sql-line`: a `SQL >` block
 /// whose lines mix a plain indent with a multi-byte whitespace (U+00A0, as pasted from a web

@@ -12,7 +12,7 @@
 mod endpoint;
 
 use serde_json::{Value, json};
-use tinybird_bff::auth::User;
+use tinybird_bff::user::User;
 use tinybird_bff::grants::{GrantConfig, Grants};
 use tinybird_bff::tinybird::claims::{Claims, Scope, ScopeType};
 use tinybird_bff::tinybird::mint::{DEFAULT_NAME_TEMPLATE, MintParams, NameTemplate, mint};

@@ -11,23 +11,21 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::flow::{Pending, callback_url};
+use super::flow::Pending;
 use super::{DiscoveryError, Provider};
-use crate::app::AppState;
 use crate::auth::jwks::read_json;
-use crate::auth::login::SessionUser;
+use crate::auth::session::SessionUser;
 use crate::error::AppError;
 
 /// Exchanges `code`, verifies and maps: the user to log in, and the raw ID token (kept for
 /// RP-initiated logout's `id_token_hint`).
 pub(super) async fn finish(
-    state: &AppState,
     provider: &Provider,
-    name: &str,
+    redirect_uri: &reqwest::Url,
     code: &str,
     pending: &Pending,
 ) -> Result<(SessionUser, String), AppError> {
-    let tokens = exchange_code(state, provider, name, code, &pending.verifier).await?;
+    let tokens = exchange_code(provider, redirect_uri, code, &pending.verifier).await?;
     let mut claims = verify_id_token(provider, &tokens.id_token, &pending.nonce).await?;
     if provider
         .settings
@@ -40,8 +38,7 @@ pub(super) async fn finish(
     let mapped = provider
         .settings
         .claims
-        .map(&claims)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+        .map(&claims)?;
     let record = SessionUser {
         user: mapped.user,
         display_name: mapped.display_name,
@@ -63,15 +60,13 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_');
 
 async fn exchange_code(
-    state: &AppState,
     provider: &Provider,
-    name: &str,
+    redirect_uri: &reqwest::Url,
     code: &str,
     verifier: &str,
 ) -> Result<Tokens, AppError> {
     let client = provider.settings.client.as_ref().expect("login provider");
     let metadata = provider.metadata().await.map_err(unavailable)?;
-    let redirect_uri = callback_url(state, name);
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -101,9 +96,9 @@ async fn exchange_code(
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let error = body["error"].as_str().unwrap_or("unknown error");
-        tracing::warn!(provider = %name, %status, %error, "code exchange refused");
+        tracing::warn!(provider = %provider.settings.name, %status, %error, "code exchange refused");
         return Err(AppError::Unauthorized(format!(
-            "the identity provider refused the login code ({error}): start again at /auth/{name}/login"
+            "the identity provider refused the login code ({error}): start again at /auth/{}/login", provider.settings.name
         )));
     }
     let field = |k: &str| body[k].as_str().map(str::to_owned);

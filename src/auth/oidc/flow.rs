@@ -1,31 +1,25 @@
-//! Browser login through an OIDC provider: authorization code flow with PKCE.
+//! Browser login through an OIDC provider: authorization code flow with PKCE (the routes are
+//! in `crate::http::oidc`).
 //!
-//! `GET /auth/{provider}/login?return_to=/path` keeps a fresh `state`, `nonce` and PKCE
-//! verifier in the session and redirects to the provider. `GET /auth/{provider}/callback`
-//! takes them back out (once: a replayed callback finds nothing), exchanges the code, verifies
+//! [`begin`] (`GET /auth/{provider}/login?return_to=/path`) keeps a fresh `state`, `nonce` and
+//! PKCE verifier in the session and returns the provider URL. [`complete`]
+//! (`GET /auth/{provider}/callback`) takes them back out (once: a replayed callback finds nothing), exchanges the code, verifies
 //! the ID token (signature, `iss`, `aud`, `azp`, `exp`, and the `nonce` we sent), optionally
 //! merges userinfo, maps the claims to a user, renews the session id and redirects back to
 //! the sanitized `return_to`. Logout hands the browser to the provider's end-session endpoint
 //! when it has one ([`end_session_url`]).
 
-use std::net::SocketAddr;
-
-use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::response::Redirect;
 use base64::Engine;
 use rand::RngCore;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use super::exchange::{self, unavailable};
-use super::{Provider, return_to};
-use crate::app::AppState;
-use crate::auth::login::start_session;
+use super::{OidcProviders, Provider, return_to};
+use crate::auth::session::{SessionUser, start_session};
 use crate::error::AppError;
 
 /// Session key of a login in progress.
@@ -56,7 +50,8 @@ struct OidcLogin {
 /// `GET /auth/{provider}/login` query.
 #[derive(Deserialize)]
 pub struct LoginQuery {
-    return_to: Option<String>,
+    /// Where to go after the login (a path on this site).
+    pub return_to: Option<String>,
 }
 
 /// `GET /auth/{provider}/callback` query (success or error response).
@@ -70,38 +65,34 @@ pub struct CallbackQuery {
     iss: Option<String>,
 }
 
-/// `GET /api/providers`: what the login page offers.
-pub async fn providers(State(state): State<AppState>) -> Json<Value> {
-    let providers: Vec<Value> = state
-        .oidc
-        .iter()
+/// The provider `name` if it is configured for browser login, else 404.
+pub fn login_provider<'a>(providers: &'a OidcProviders, name: &str) -> Result<&'a Provider, AppError> {
+    providers
+        .get(name)
         .filter(|p| p.settings.client.is_some())
-        .map(|p| {
-            json!({
-                "name": p.settings.name,
-                "display_name": p.settings.display_name,
-                "login_url": format!("/auth/{}/login", p.settings.name),
-            })
+        .map(|p| p.as_ref())
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no identity provider {name:?} with login is configured"
+            ))
         })
-        .collect();
-    let local = state.settings.users.ids().next().is_some();
-    Json(json!({ "local": local, "providers": providers }))
 }
 
-/// `GET /auth/{provider}/login`: start the flow.
-pub async fn login(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<LoginQuery>,
-    session: Session,
-) -> Result<Redirect, AppError> {
-    let provider = login_provider(&state, &name)?;
+/// Starts a login at `provider` (named `name`): keeps a fresh `state`, `nonce` and PKCE
+/// verifier in the session and returns the provider URL to send the browser to.
+pub async fn begin(
+    provider: &Provider,
+    name: &str,
+    return_to: Option<&str>,
+    public_url: &Url,
+    session: &Session,
+) -> Result<Url, AppError> {
     let client = provider
         .settings
         .client
         .as_ref()
         .expect("login_provider checked");
-    let return_to = match query.return_to.as_deref() {
+    let return_to = match return_to {
         None | Some("") => "/".to_owned(),
         Some(target) => return_to::sanitize(target).ok_or_else(|| {
             AppError::BadRequest("return_to must be a path on this site, like /dashboard".into())
@@ -109,7 +100,7 @@ pub async fn login(
     };
     let metadata = provider.metadata().await.map_err(unavailable)?;
     let pending = Pending {
-        provider: name.clone(),
+        provider: name.to_owned(),
         state: random_token(),
         nonce: random_token(),
         verifier: random_token(),
@@ -120,7 +111,7 @@ pub async fn login(
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &client.client_id)
-        .append_pair("redirect_uri", callback_url(&state, &name).as_str())
+        .append_pair("redirect_uri", callback_url(public_url, name).as_str())
         .append_pair("scope", &client.scopes.join(" "))
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
@@ -128,47 +119,67 @@ pub async fn login(
         .append_pair("code_challenge_method", "S256")
         .extend_pairs(&client.auth_params);
     session.insert(PENDING_KEY, &pending).await?;
-    Ok(Redirect::to(url.as_str()))
+    Ok(url)
 }
 
-/// `GET /auth/{provider}/callback`: finish the flow.
-pub async fn callback(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    Query(query): Query<CallbackQuery>,
-    session: Session,
-) -> Result<Redirect, AppError> {
-    let provider = login_provider(&state, &name)?;
+/// Why a callback did not log anyone in.
+#[derive(Debug)]
+pub enum CallbackError {
+    /// The callback itself is wrong (no login in progress, wrong state, too late, another
+    /// issuer, the provider's own refusal): nothing was exchanged.
+    Invalid(AppError),
+    /// The code exchange, the ID token or the claims mapping failed: a failed login.
+    Failed(AppError),
+}
+
+/// A finished login: who, and where to send the browser.
+pub struct Completed {
+    /// The session's user.
+    pub record: SessionUser,
+    /// The sanitized path the login started from.
+    pub return_to: String,
+}
+
+/// Finishes the login at `provider`: takes the pending login out of the session (once: a
+/// replayed callback finds nothing), checks it against `query`, exchanges the code, and starts
+/// the logged-in session.
+pub async fn complete(
+    provider: &Provider,
+    name: &str,
+    query: CallbackQuery,
+    public_url: &Url,
+    session: &Session,
+) -> Result<Completed, CallbackError> {
+    let invalid = CallbackError::Invalid;
     // Taken out before anything else: whatever happens next, this state is used up.
-    let pending: Option<Pending> = session.remove(PENDING_KEY).await?;
+    let pending: Option<Pending> = session.remove(PENDING_KEY).await.map_err(|e| invalid(e.into()))?;
     let restart = format!("start again at /auth/{name}/login");
     let Some(pending) = pending else {
-        return Err(AppError::BadRequest(format!(
+        return Err(invalid(AppError::BadRequest(format!(
             "no login in progress in this browser (or it was already completed): {restart}"
-        )));
+        ))));
     };
     let state_ok = query.state.as_deref().is_some_and(|s| {
         bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())) && pending.provider == name
     });
     if !state_ok {
-        return Err(AppError::BadRequest(format!(
+        return Err(invalid(AppError::BadRequest(format!(
             "the login's state does not match this browser's: {restart}"
-        )));
+        ))));
     }
     if chrono::Utc::now().timestamp() - pending.started > PENDING_TTL_SECS {
-        return Err(AppError::BadRequest(format!(
+        return Err(invalid(AppError::BadRequest(format!(
             "the login took too long: {restart}"
-        )));
+        ))));
     }
     if query
         .iss
         .as_ref()
         .is_some_and(|iss| *iss != provider.settings.issuer)
     {
-        return Err(AppError::BadRequest(format!(
+        return Err(invalid(AppError::BadRequest(format!(
             "the login response comes from another issuer: {restart}"
-        )));
+        ))));
     }
     if let Some(error) = query.error {
         let detail: String = query
@@ -178,45 +189,43 @@ pub async fn callback(
             .take(200)
             .collect();
         tracing::warn!(provider = %name, %error, "identity provider refused the login");
-        return Err(AppError::Unauthorized(format!(
+        return Err(invalid(AppError::Unauthorized(format!(
             "the identity provider refused the login: {error} {detail}"
-        )));
+        ))));
     }
     let code = query
         .code
-        .ok_or_else(|| AppError::BadRequest("the callback has no code".into()))?;
-    let finished = exchange::finish(&state, provider, &name, &code, &pending).await;
-    let (record, id_token) = match finished {
-        Ok(done) => done,
-        Err(e) => {
-            state.metrics.login("failed");
-            state
-                .audit
-                .login_failed(&format!("(oidc:{name})"), peer.ip(), "oidc");
-            return Err(e);
-        }
-    };
-    start_session(&session, &record).await?;
+        .ok_or_else(|| invalid(AppError::BadRequest("the callback has no code".into())))?;
+    let redirect_uri = callback_url(public_url, name);
+    let (record, id_token) = exchange::finish(provider, &redirect_uri, &code, &pending)
+        .await
+        .map_err(CallbackError::Failed)?;
     let login = OidcLogin {
-        provider: name.clone(),
+        provider: name.to_owned(),
         id_token,
     };
-    session.insert(LOGIN_KEY, &login).await?;
-    state.metrics.login("ok");
-    state.audit.login(&record.user, peer.ip());
-    tracing::info!(provider = %name, user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "oidc login");
-    Ok(Redirect::to(&pending.return_to))
+    let started = async {
+        start_session(session, &record).await?;
+        session.insert(LOGIN_KEY, &login).await?;
+        Ok::<_, AppError>(())
+    };
+    started.await.map_err(invalid)?;
+    Ok(Completed {
+        record,
+        return_to: pending.return_to,
+    })
 }
 
 /// The provider's end-session URL for this session's OIDC login, if any (call before flushing).
 pub async fn end_session_url(
-    state: &AppState,
+    providers: &OidcProviders,
+    public_url: &Url,
     session: &Session,
 ) -> Result<Option<String>, AppError> {
     let Some(login) = session.get::<OidcLogin>(LOGIN_KEY).await? else {
         return Ok(None);
     };
-    let Some(provider) = state.oidc.get(&login.provider) else {
+    let Some(provider) = providers.get(&login.provider) else {
         return Ok(None);
     };
     // Logout must work even when the provider is down: then it is local only.
@@ -228,7 +237,7 @@ pub async fn end_session_url(
     };
     url.query_pairs_mut()
         .append_pair("id_token_hint", &login.id_token)
-        .append_pair("post_logout_redirect_uri", site_root(state).as_str());
+        .append_pair("post_logout_redirect_uri", site_root(public_url).as_str());
     if let Some(client) = &provider.settings.client {
         url.query_pairs_mut()
             .append_pair("client_id", &client.client_id);
@@ -236,21 +245,8 @@ pub async fn end_session_url(
     Ok(Some(url.into()))
 }
 
-fn login_provider<'a>(state: &'a AppState, name: &str) -> Result<&'a Provider, AppError> {
-    state
-        .oidc
-        .get(name)
-        .filter(|p| p.settings.client.is_some())
-        .map(|p| p.as_ref())
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "no identity provider {name:?} with login is configured"
-            ))
-        })
-}
-
-fn site_root(state: &AppState) -> Url {
-    let mut url = state.settings.public_url.clone();
+fn site_root(public_url: &Url) -> Url {
+    let mut url = public_url.clone();
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);
@@ -259,8 +255,8 @@ fn site_root(state: &AppState) -> Url {
 }
 
 /// Where the provider sends the browser back: `<public_url>/auth/<name>/callback`.
-pub fn callback_url(state: &AppState, name: &str) -> Url {
-    site_root(state)
+pub fn callback_url(public_url: &Url, name: &str) -> Url {
+    site_root(public_url)
         .join(&format!("auth/{name}/callback"))
         .expect("provider names are URL-safe")
 }

@@ -57,7 +57,7 @@ use super::headers::RequestId;
 use super::query::{QueryError, QueryOutput};
 use super::routes::Trace;
 use super::stats::{QUERY_API, Row, SCHEMA};
-use crate::params::Params;
+use crate::tinybird::params::Params;
 use crate::tinybird::claims::{Scope, ScopeType};
 use policy::Denial;
 use statement::{SqlFormat, split_format};

@@ -11,7 +11,7 @@ use base64::Engine;
 use reqwest::Url;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tinybird_bff::app::{App, AppState};
+use tinybird_bff::http::{App, AppState};
 use tinybird_bff::config::Settings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -324,7 +324,7 @@ pub async fn spawn_oidc_app() -> OidcApp {
     .unwrap_or_else(|p| panic!("config problems: {p:#?}"));
     let state = App::new(settings, tinybird.url.clone()).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tinybird_bff::app::serve(
+    tokio::spawn(tinybird_bff::http::serve(
         std::sync::Arc::clone(&state),
         listener,
         async move {

@@ -1,8 +1,8 @@
-//! Login, logout and "who am I" for local users, on a cookie session.
+//! `POST /api/login`, `POST /api/logout` and `GET /api/me` for a cookie session.
 //!
 //! Login renews the session id (no fixation), checks the password off the runtime against a
 //! dummy hash for unknown users (no timing oracle), and is throttled per account and per
-//! client address after repeated failures.
+//! client address after repeated failures, each failure counted before its check.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,62 +10,13 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::User;
-use crate::app::AppState;
+use super::state::AppState;
+use crate::auth::oidc::flow;
+use crate::auth::session::{SessionUser, current_user, signed_in, start_session};
 use crate::error::AppError;
-
-/// Session key of the logged-in user.
-const USER_KEY: &str = "user";
-
-/// What the session keeps about the user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionUser {
-    /// The identity grants evaluate.
-    #[serde(flatten)]
-    pub user: User,
-    /// Name to show, if any.
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-/// The logged-in user of a session, or 401.
-///
-/// Also keeps an active session alive: the store only learns of activity when the session is
-/// saved, and saving on every request would cost a disk write per request with the file store,
-/// so the session is re-saved (its expiry pushed to now + ttl) once a tenth of the inactivity
-/// timeout has passed since the last save. A session thus ends between 0.9 and 1 times
-/// `session.ttl` after the user's last request.
-pub async fn current_user(session: &Session) -> Result<SessionUser, AppError> {
-    let user = session
-        .get::<SessionUser>(USER_KEY)
-        .await?
-        .ok_or_else(|| AppError::Unauthorized("not signed in: log in first".into()))?;
-    if let Some(tower_sessions::Expiry::OnInactivity(ttl)) = session.expiry() {
-        let now = chrono::Utc::now().timestamp();
-        let saved_at = session.get::<i64>(SAVED_AT_KEY).await?.unwrap_or(0);
-        if now - saved_at >= ttl.whole_seconds() / 10 {
-            session.insert(SAVED_AT_KEY, now).await?;
-        }
-    }
-    Ok(user)
-}
-
-/// Session key of the Unix time the session was last saved (see [`current_user`]).
-const SAVED_AT_KEY: &str = "saved_at";
-
-/// Starts a logged-in session for `record` (OIDC login): renews the session id first, so a
-/// session id planted before login is worthless after it.
-pub async fn start_session(session: &Session, record: &SessionUser) -> Result<(), AppError> {
-    session.cycle_id().await?;
-    session.insert(USER_KEY, record).await?;
-    session
-        .insert(SAVED_AT_KEY, chrono::Utc::now().timestamp())
-        .await?;
-    Ok(())
-}
 
 /// `POST /api/login` body.
 #[derive(Deserialize)]
@@ -121,12 +72,8 @@ pub async fn login(
         .users
         .get(&user.id)
         .and_then(|r| r.display_name.clone());
-    session.cycle_id().await?;
     let record = SessionUser { user, display_name };
-    session.insert(USER_KEY, &record).await?;
-    session
-        .insert(SAVED_AT_KEY, chrono::Utc::now().timestamp())
-        .await?;
+    start_session(&session, &record).await?;
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
     state.metrics.login("ok");
     state.audit.login(&record.user, ip);
@@ -140,12 +87,13 @@ pub async fn logout(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<axum::response::Response, AppError> {
-    if let Some(user) = session.get::<SessionUser>(USER_KEY).await? {
+    if let Some(user) = signed_in(&session).await? {
         tracing::info!(user = %user.user.id, "logout");
         state.metrics.logout();
         state.audit.logout(&user.user);
     }
-    let redirect = super::oidc::flow::end_session_url(&state, &session).await?;
+    let public_url = &state.settings.public_url;
+    let redirect = flow::end_session_url(&state.oidc, public_url, &session).await?;
     session.flush().await?;
     Ok(match redirect {
         Some(url) => axum::response::IntoResponse::into_response(Json(

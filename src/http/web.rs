@@ -1,4 +1,5 @@
-//! The browser page and client (`web/`), embedded in the binary so the demo needs no files.
+//! `GET /` and its assets: the browser page and client (`web/`), embedded in the binary so
+//! the demo needs no files.
 
 use axum::Router;
 use axum::extract::Path;

@@ -7,12 +7,13 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::auth::CurrentUser;
+use super::access;
+use super::extract::CurrentUser;
+use super::state::AppState;
 use crate::error::AppError;
-use crate::grants::GrantError;
 use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{Minted, mint};
+use crate::user::User;
 
 /// The token endpoint's JSON.
 #[derive(Debug, Serialize)]
@@ -69,11 +70,7 @@ fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
 }
 
 /// Evaluates grants and mints; every refusal is a 403 that says why.
-pub fn mint_for(state: &AppState, user: &crate::auth::User, now: i64) -> Result<Minted, AppError> {
-    let access = state
-        .settings
-        .grants
-        .evaluate_cached(user)
-        .map_err(|e: GrantError| AppError::Forbidden(e.to_string()))?;
-    mint(user, &access, &state.mint_params(), now).map_err(|e| AppError::Forbidden(e.to_string()))
+fn mint_for(state: &AppState, user: &User, now: i64) -> Result<Minted, AppError> {
+    let access = access::grants_of(&state.settings.grants, user)?;
+    Ok(mint(user, &access, &state.mint_params(), now)?)
 }

@@ -1,0 +1,72 @@
+//! For operators: `/healthz` (the process answers) and `/readyz` (it can do its job) on the
+//! app listener, and the admin listener that serves them with `/metrics`.
+//!
+//! `/readyz` renders `crate::health`'s report: 200 when every check passes, else 503; the body
+//! lists each check. Both sit outside auth and rate limits; failure details go to the log, not
+//! the (unauthenticated) response.
+
+use std::future::Future;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, json};
+use tokio::net::TcpListener;
+
+use super::state::AppState;
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let report = state.health.report(state.redis.as_ref()).await;
+    let mut checks = Map::new();
+    for (name, check) in &report.checks {
+        checks.insert(
+            (*name).to_owned(),
+            json!({ "ok": check.ok, "detail": check.detail }),
+        );
+    }
+    let ready = report.ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": if ready { "ready" } else { "not ready" }, "checks": checks });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics` on the admin listener: this instance's Prometheus (OpenMetrics) text.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+}
+
+/// The admin listener's routes: `/metrics`, `/healthz`, `/readyz`.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Serves [`admin_router`] until `shutdown` resolves.
+pub async fn serve_admin(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

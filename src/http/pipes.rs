@@ -1,0 +1,137 @@
+//! `GET`/`POST /api/pipes/{pipe}.{format}`: proxy mode's route (the service is
+//! `crate::proxy`). One log line and one metric per call, never the query or a token.
+//!
+//! In request order: who (401; the CSRF check for a cookie `POST`), the pipe name and format,
+//! a pipe that exists (404), a grant for it (403), the parameters (query string plus a form
+//! `POST`; bounded, strictly UTF-8), the user's fixed params over them, the credential, then
+//! Tinybird, through the response cache when the pipe has one.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::access;
+use super::extract::CurrentUser;
+use super::state::AppState;
+use crate::error::AppError;
+use crate::proxy::cache::CacheStatus;
+use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
+use crate::tinybird::params::Params;
+
+/// `GET`/`POST /api/pipes/{pipe}.{format}`.
+pub async fn pipe(
+    State(state): State<AppState>,
+    user: Result<CurrentUser, AppError>,
+    Path(file): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut tenant = None;
+    let request = (&method, &uri, &headers);
+    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut tenant).await
+    {
+        Ok(done) => done,
+        Err(e) => (e.into_response(), None),
+    };
+    if let Some(status) = cache {
+        let value = HeaderValue::from_static(status.as_str());
+        response.headers_mut().insert("x-bff-cache", value);
+    }
+    let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
+    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .proxy_request(tenant.as_deref(), &pipe, status, attempts, elapsed);
+    tracing::info!(
+        pipe = %pipe,
+        status,
+        attempts,
+        cache = cache.map_or("-", CacheStatus::as_str),
+        elapsed_ms = elapsed.as_millis() as u64,
+        "proxied pipe call"
+    );
+    response
+}
+
+/// What to send, with which credential; then the call (through the cache or not). The
+/// caller's tenant goes in `tenant` for the metrics once the call is made.
+async fn handle(
+    state: &AppState,
+    user: Result<CurrentUser, AppError>,
+    file: &str,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
+    body: Body,
+    tenant: &mut Option<String>,
+) -> Result<(Response, Option<CacheStatus>), ProxyError> {
+    let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
+    let target = rewrite::parse_file(file)?;
+    let known = state.settings.known_pipes.as_ref();
+    if known.is_some_and(|pipes| !pipes.contains(&target.pipe)) {
+        return Err(AppError::NotFound(format!("pipe {} not found", target.pipe)).into());
+    }
+    let access = access::grants_of(&state.settings.grants, &user)?;
+    let pipe_access = access.pipe(&target.pipe).cloned().ok_or_else(|| {
+        AppError::Forbidden(format!(
+            "no grant gives you pipe {}: ask an admin for one",
+            target.pipe
+        ))
+    })?;
+    let params = read_params(method, uri, headers, body).await?;
+    let call = Call {
+        params: rewrite::effective_params(params, &pipe_access)?,
+        bearer: state.proxy.bearer(&user, &access, &state.mint_params())?,
+        form: method == Method::POST,
+        target,
+    };
+    *tenant = user.tenant.clone();
+    match state.proxy.cache_ttl(&call.target) {
+        None => Ok((state.proxy.fetch(&call).await, None)),
+        Some(ttl) => {
+            // Keyed by the JWT `name`: the identity whose rows the answer holds.
+            let identity = state.settings.token_name.render(&user).map_err(AppError::from)?;
+            let (response, status) = state.proxy.fetch_cached(call, &identity, ttl).await;
+            Ok((response, Some(status)))
+        }
+    }
+}
+
+/// The query string, plus the form body of a `POST`; both bounded and strictly UTF-8.
+async fn read_params(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Params, ProxyError> {
+    let query = uri.query().unwrap_or("");
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ProxyError::UriTooLong(MAX_QUERY_BYTES));
+    }
+    let bad = |e: crate::tinybird::params::ParamsError| AppError::BadRequest(e.to_string());
+    let mut params = Params::parse(query).map_err(bad)?;
+    if method == Method::POST {
+        let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| ProxyError::BodyTooLarge(MAX_FORM_BYTES))?;
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !bytes.is_empty() && !form {
+            return Err(AppError::BadRequest(
+                "POST body must be application/x-www-form-urlencoded (pipe parameters as a form)"
+                    .into(),
+            )
+            .into());
+        }
+        params.extend(Params::parse_bytes(&bytes).map_err(bad)?);
+    }
+    Ok(params)
+}

@@ -1,0 +1,116 @@
+//! Every route of the BFF, grouped by who calls it, and the layers around them.
+//!
+//! - the browser page: `GET /` and its assets (`web/`, embedded in the binary);
+//! - the app's JavaScript, with the session cookie: `/api/login`, `/api/logout`, `/api/me`,
+//!   `/api/token` and the proxy (`/api/pipes/...`, `/api/sql`); POSTs pass the CSRF check,
+//!   except with `Authorization: Bearer <IdP token>`, which has no cookie to ride on;
+//! - browsers sent to and back from identity providers: `/api/providers`,
+//!   `/auth/{provider}/login`, `/auth/{provider}/callback`;
+//! - admins in the web app: `/api/admin/usage` (role `admin`);
+//! - operators: `/healthz`, `/readyz` (also on the admin listener, with `/metrics`: see
+//!   [`super::ops`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{any, get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use super::middleware::{csrf, envelope, limits, sessions};
+use super::state::AppState;
+use super::{admin, login, oidc, ops, pipes, sql, token, web};
+use crate::error::AppError;
+use crate::ratelimit::Scope;
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    let public_url = state.settings.public_url.clone();
+    let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
+    // The app's JavaScript, on the session cookie.
+    let session_routes = Router::new()
+        .route("/api/login", post(login::login))
+        .route("/api/logout", post(login::logout))
+        .route_layer(from_fn_with_state(public_url.clone(), csrf::require))
+        .route("/api/me", get(login::me));
+    // A bearer-authenticated token request carries no cookie, so CSRF applies only without one.
+    let token_route = Router::new()
+        .route(
+            "/api/token",
+            post(token::token).route_layer(limited(Scope::Token)),
+        )
+        .route_layer(from_fn_with_state(public_url, csrf::unless_bearer));
+    // Proxy GETs are read-only and need no CSRF header; form POSTs pass the check inside
+    // (`super::access`), where a bearer request is told apart.
+    let proxy_routes = Router::new()
+        .route(
+            "/api/pipes/{file}",
+            get(pipes::pipe)
+                .post(pipes::pipe)
+                .route_layer(limited(Scope::Proxy)),
+        )
+        .route(
+            "/api/sql",
+            get(sql::sql)
+                .post(sql::sql)
+                .route_layer(limited(Scope::Proxy)),
+        );
+    // Browser navigations to and from identity providers (GETs: top-level redirects).
+    let oidc_routes = Router::new()
+        .route("/api/providers", get(oidc::providers))
+        .route("/auth/{provider}/login", get(oidc::login))
+        .route("/auth/{provider}/callback", get(oidc::callback));
+    let admin_routes = Router::new().route("/api/admin/usage", get(admin::usage));
+    let with_session = Router::new()
+        .merge(session_routes)
+        .merge(token_route)
+        .merge(proxy_routes)
+        .merge(oidc_routes)
+        .merge(admin_routes)
+        .layer(sessions::layer(state.sessions.clone(), &state.settings))
+        // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
+        .layer(from_fn(sessions::unavailable))
+        .with_state(Arc::clone(&state));
+    let operators = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .with_state(Arc::clone(&state));
+    Router::new()
+        .merge(operators)
+        .route(
+            "/api/{*rest}",
+            any(|| async { AppError::NotFound("no such API route".into()) }),
+        )
+        .merge(with_session)
+        .merge(web::router(&origin_of(&state.tinybird_url)))
+        // API answers: framework rejections as JSON errors too; nosniff and a sandbox CSP.
+        .layer(from_fn(envelope::api_responses))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // Path only: query strings may carry tokens.
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+}
+
+/// `scheme://host[:port]` of a base URL (what CSP's `connect-src` wants).
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_owned())
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,95 @@
+//! `GET`/`POST /api/sql`: SQL over the user's data sources through the proxy (the service is
+//! `crate::proxy`; what is sent upstream is `crate::proxy::sql`). One log line and one metric
+//! per call, under the pipe label `(sql)`: a query's text never becomes a label or a log.
+//!
+//! In request order: who (401; the CSRF check for a cookie `POST`), the credentials mode (501
+//! with a static token, which has no row filter), a data source in the user's grants (403,
+//! before any upstream call), the query (`q` in the query string or a form, or the raw `POST`
+//! body; 400 when missing), then Tinybird with the user's own JWT.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::access;
+use super::extract::CurrentUser;
+use super::state::AppState;
+use crate::error::AppError;
+use crate::proxy::sql::{SqlBody, sql_params};
+use crate::proxy::{Attempts, MAX_FORM_BYTES, ProxyError};
+
+/// `GET`/`POST /api/sql`.
+pub async fn sql(
+    State(state): State<AppState>,
+    user: Result<CurrentUser, AppError>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut tenant = None;
+    let response = handle(&state, user, &method, &uri, &headers, body, &mut tenant)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .proxy_request(tenant.as_deref(), "(sql)", status, attempts, elapsed);
+    tracing::info!(
+        status,
+        attempts,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "proxied sql call"
+    );
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    user: Result<CurrentUser, AppError>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    tenant: &mut Option<String>,
+) -> Result<Response, ProxyError> {
+    let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
+    if state.proxy.is_static() {
+        return Err(ProxyError::SqlNeedsJwt);
+    }
+    let access = access::grants_of(&state.settings.grants, &user)?;
+    if access.datasources.is_empty() {
+        return Err(AppError::Forbidden(
+            "no grant gives you a data source: /api/sql reads data sources through their row filters; ask an admin for a grant with `datasources`".into(),
+        )
+        .into());
+    }
+    let bytes = match *method {
+        Method::POST => axum::body::to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| ProxyError::BodyTooLarge(MAX_FORM_BYTES))?,
+        _ => Default::default(),
+    };
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let sql_body = match (bytes.is_empty(), form) {
+        (true, _) => SqlBody::None,
+        (false, true) => SqlBody::Form(&bytes),
+        (false, false) => SqlBody::Raw(&bytes),
+    };
+    let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
+    let bearer = state.proxy.bearer(&user, &access, &state.mint_params())?;
+    *tenant = user.tenant.clone();
+    Ok(state
+        .proxy
+        .sql(&params, &bearer, method == Method::POST)
+        .await)
+}

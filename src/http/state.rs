@@ -1,0 +1,124 @@
+//! The server's shared state: [`App`], every service a handler may need, each field saying
+//! why it is there. Only `crate::http` names it; services take the parts they use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::redis_store::{ObservedStore, RedisSessionStore};
+use crate::auth::session_store::FileSessionStore;
+use crate::auth::store::DynStore;
+use crate::config::{SessionStoreKind, Settings};
+use crate::ratelimit::Limiter;
+use crate::ratelimit::login::SharedThrottle;
+use crate::tinybird::mint::MintParams;
+
+/// Everything the handlers share.
+pub struct App {
+    /// Validated settings (users, grants, key, TTLs).
+    pub settings: Settings,
+    /// Base URL browsers call Tinybird at (the remote host, or the local endpoint's address).
+    pub tinybird_url: String,
+    /// Failed-login counters per account (in Redis when configured: shared by instances).
+    pub account_throttle: SharedThrottle,
+    /// Failed-login counters per client address (higher limit: catches guessing across accounts).
+    pub client_throttle: SharedThrottle,
+    /// Where sessions live.
+    pub sessions: DynStore,
+    /// Proxy mode: upstream client and cached upstream tokens (shared with cache flights).
+    pub proxy: Arc<crate::proxy::Proxy>,
+    /// The shared Redis, when configured (sessions, limits, throttles).
+    pub redis: Option<crate::redis::Redis>,
+    /// Per-user and per-tenant rate limits on `/api/token` and `/api/pipes/...`.
+    pub limits: Limiter,
+    /// This instance's Prometheus metrics and usage ring.
+    pub metrics: crate::metrics::Metrics,
+    /// The audit log.
+    pub audit: crate::audit::Audit,
+    /// Readiness checks.
+    pub health: crate::health::Health,
+    /// Identity providers: discovery, keys, login and bearer-token verification.
+    pub oidc: crate::auth::oidc::OidcProviders,
+}
+
+/// Handler state.
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Builds the state; opens the session store and the audit output, prepares Redis.
+    pub fn new(settings: Settings, tinybird_url: String) -> anyhow::Result<AppState> {
+        let metrics = crate::metrics::Metrics::new();
+        let redis = match &settings.redis {
+            Some(r) => Some(crate::redis::Redis::new(r, metrics.clone())?),
+            None => None,
+        };
+        let embedded = match &settings.session_store {
+            SessionStoreKind::File(dir) => {
+                Some(FileSessionStore::open(dir.clone()).map_err(|e| {
+                    anyhow::anyhow!("cannot open the session directory {}: {e}", dir.display())
+                })?)
+            }
+            SessionStoreKind::Memory => Some(FileSessionStore::in_memory()),
+            SessionStoreKind::Redis => None,
+        };
+        if let Some(store) = &embedded {
+            // Redis expires its keys itself; the embedded store forgets no session on its own.
+            store.purge_every((settings.session_ttl / 10).max(Duration::from_secs(1)));
+        }
+        let store: Arc<dyn tower_sessions::SessionStore> = match embedded {
+            Some(store) => Arc::new(store),
+            None => Arc::new(RedisSessionStore::new(
+                redis
+                    .clone()
+                    .expect("validated: session.store = redis needs [redis]"),
+            )),
+        };
+        let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
+        let proxy = Arc::new(crate::proxy::Proxy::new(
+            &settings.proxy,
+            &tinybird_url,
+            settings.signing_key.secret(),
+        )?);
+        let fail = settings.limits.on_redis_error;
+        let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
+        Ok(Arc::new(App {
+            oidc,
+            proxy,
+            account_throttle: SharedThrottle::new(
+                "account",
+                settings.throttle,
+                redis.clone(),
+                fail,
+            ),
+            client_throttle: SharedThrottle::new(
+                "client",
+                settings.client_throttle,
+                redis.clone(),
+                fail,
+            ),
+            limits: Limiter::new(
+                settings.limits.clone(),
+                Arc::clone(&settings.grants),
+                redis.clone(),
+                metrics.clone(),
+            ),
+            audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
+            health: crate::health::Health::new(&settings)?,
+            redis,
+            metrics,
+            tinybird_url: tinybird_url.trim_end_matches('/').to_owned(),
+            settings,
+            sessions,
+        }))
+    }
+
+    /// What minting needs, borrowed from the settings.
+    pub fn mint_params(&self) -> MintParams<'_> {
+        MintParams {
+            workspace_id: &self.settings.workspace_id,
+            signing_key: self.settings.signing_key.secret(),
+            ttl: self.settings.token_ttl,
+            rps: self.settings.token_rps,
+            name: &self.settings.token_name,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The app user, as every part of the BFF sees them: whoever logged in (a local user, an OIDC
+//! login, an identity provider's bearer token) becomes one of these, and it is all the grants
+//! look at.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An authenticated app user, as the grants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct User {
+    /// Stable identifier (login name, or the IdP's `sub`).
+    pub id: String,
+    /// The tenant (organisation) the user belongs to; most row filters come from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Roles that grants match on.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Any other attribute a grant may match on or render into a fixed param.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
