@@ -23,12 +23,13 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    // The marker's own characters could rebuild a credential next to it; real tokens
-    // (base64url, dots) never hold them.
+    // The marker itself could rebuild a credential: one inside it ("redacted") or across its
+    // brackets. Real tokens (base64url and dots) are neither.
     let secrets: Vec<String> = input
         .secrets
         .into_iter()
-        .filter(|s| s.len() >= MIN_SECRET_LEN && !s.contains('[') && !s.contains(']'))
+        .filter(|s| s.len() >= MIN_SECRET_LEN && !MARKER.contains(s.as_str()))
+        .filter(|s| !s.contains('[') && !s.contains(']'))
         .take(4)
         .collect();
     let redactor = Redactor::new(secrets.iter().map(String::as_str));
