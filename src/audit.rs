@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::user::User;
-use crate::config::Problem;
+use crate::config::problem::Problem;
 use crate::metrics::Metrics;
 use crate::tinybird::ScopeType;
 use crate::tinybird::mint::Minted;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::config::{SessionStoreKind, Settings, TinybirdHost};
+use crate::auth::store::SessionStoreKind;
 use crate::redis::Redis;
 
 /// How long the upstream check may take.
@@ -42,12 +42,9 @@ impl std::fmt::Debug for Health {
 }
 
 impl Health {
-    /// Checks for these settings.
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let upstream = match &settings.host {
-            TinybirdHost::Remote(url) => Some(url.clone()),
-            TinybirdHost::Local(_) => None,
-        };
+    /// Checks for a BFF whose Tinybird is `upstream` (`None`: the embedded endpoint) and
+    /// whose sessions live in `session_store`.
+    pub fn new(upstream: Option<Url>, session_store: SessionStoreKind) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(UPSTREAM_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -56,7 +53,7 @@ impl Health {
             upstream,
             client,
             last_upstream: Mutex::new(None),
-            session_store: settings.session_store.clone(),
+            session_store,
         })
     }
 

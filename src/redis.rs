@@ -19,7 +19,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::config::{EnvLookup, Problem};
+use crate::config::problem::{EnvLookup, Problem};
 use crate::metrics::Metrics;
 
 /// `[redis]` as written.
@@ -92,7 +92,11 @@ impl RedisSettings {
 }
 
 /// Validates `[redis]`; problems name `redis.<key>` and the fix.
-pub fn validate(raw: &RedisConfig, env: EnvLookup<'_>) -> Result<RedisSettings, Vec<Problem>> {
+pub fn validate(
+    raw: &RedisConfig,
+    base: &std::path::Path,
+    env: EnvLookup<'_>,
+) -> Result<RedisSettings, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut push = |key: &str, message: String| {
         problems.push(Problem {
@@ -128,33 +132,10 @@ pub fn validate(raw: &RedisConfig, env: EnvLookup<'_>) -> Result<RedisSettings, 
             );
         }
     }
-    let password = match (
-        env(&raw.password_env),
-        env(&format!("{}_FILE", raw.password_env)),
-    ) {
-        (Some(_), Some(_)) => {
-            push(
-                "password_env",
-                format!("both {0} and {0}_FILE are set: keep one", raw.password_env),
-            );
-            None
-        }
-        (Some(p), None) => Some(p),
-        (None, Some(file)) => match std::fs::read_to_string(&file) {
-            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
-            Err(e) => {
-                push(
-                    "password_env",
-                    format!(
-                        "{}_FILE names {file:?}, which cannot be read: {e}",
-                        raw.password_env
-                    ),
-                );
-                None
-            }
-        },
-        (None, None) => None,
-    };
+    let password = crate::config::problem::read_secret(&raw.password_env, base, env)
+        .map_err(|message| push("password_env", message))
+        .ok()
+        .flatten();
     if let (Some(u), Some(p)) = (url.as_mut(), password) {
         let _ = u.set_password(Some(&p));
     }
@@ -309,7 +290,7 @@ mod tests {
     #[test]
     fn password_comes_from_the_environment_and_stays_out_of_debug() {
         let env = |k: &str| (k == "REDIS_PASSWORD").then(|| "s3cret".to_owned());
-        let s = validate(&raw("redis://cache:6380/1"), &env).unwrap();
+        let s = validate(&raw("redis://cache:6380/1"), std::path::Path::new("."), &env).unwrap();
         assert_eq!(s.url.password(), Some("s3cret"));
         let shown = format!("{s:?}");
         assert!(
@@ -322,11 +303,11 @@ mod tests {
     #[test]
     fn bad_urls_and_passwords_in_the_toml_are_problems() {
         let none = |_: &str| None;
-        let p = validate(&raw("redis://:pw@cache:6379"), &none).unwrap_err();
+        let p = validate(&raw("redis://:pw@cache:6379"), std::path::Path::new("."), &none).unwrap_err();
         assert!(p[0].message.contains("REDIS_PASSWORD"), "{p:?}");
-        let p = validate(&raw("http://cache"), &none).unwrap_err();
+        let p = validate(&raw("http://cache"), std::path::Path::new("."), &none).unwrap_err();
         assert_eq!(p[0].key, "redis.url");
-        let p = validate(&raw("rediss://cache"), &none).unwrap_err();
+        let p = validate(&raw("rediss://cache"), std::path::Path::new("."), &none).unwrap_err();
         assert!(p[0].message.contains("TLS"), "{p:?}");
     }
 }

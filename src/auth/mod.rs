@@ -5,14 +5,14 @@
 //! produces the same [`User`](crate::user::User). These are services: the routes that use
 //! them, and the extractor that finds a request's user, are in `crate::http`.
 
-pub mod bearer;
+pub(crate) mod bearer;
 pub mod claims_map;
-pub mod csrf;
+pub(crate) mod csrf;
 pub mod idp_token;
 pub mod jwks;
 pub mod oidc;
 pub mod redis_store;
-pub mod session;
+pub(crate) mod session;
 pub mod session_store;
 pub mod store;
 pub mod throttle;

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{EnvLookup, Problem, RawConfig};
+use super::FileConfig;
+use super::problem::{EnvLookup, Problem};
 
 /// The validated operations settings, moved into [`super::Settings`].
 pub(super) struct Ops {
@@ -18,14 +19,14 @@ pub(super) struct Ops {
 
 /// Validates every operations key, returning all problems at once.
 pub(super) fn validate(
-    raw: &RawConfig,
+    raw: &FileConfig,
     base: &Path,
     env: EnvLookup<'_>,
 ) -> Result<Ops, Vec<Problem>> {
     let mut problems = Vec::new();
     let admin_listen = match &raw.admin_listen {
         None => None,
-        Some(text) => super::parse_addr(text, "admin_listen", &mut problems),
+        Some(text) => super::problem::parse_addr(text, "admin_listen", &mut problems),
     };
     if let (Some(admin), Ok(app)) = (admin_listen, raw.listen.parse::<SocketAddr>()) {
         if admin == app && admin.port() != 0 {
@@ -36,7 +37,7 @@ pub(super) fn validate(
         }
     }
     let redis = raw.redis.as_ref().and_then(|r| {
-        crate::redis::validate(r, env)
+        crate::redis::validate(r, base, env)
             .map_err(|p| problems.extend(p))
             .ok()
     });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::auth::redis_store::{ObservedStore, RedisSessionStore};
 use crate::auth::session_store::FileSessionStore;
 use crate::auth::store::DynStore;
-use crate::config::{SessionStoreKind, Settings};
+use crate::config::{SessionStoreKind, Settings, TinybirdHost};
 use crate::ratelimit::Limiter;
 use crate::ratelimit::login::SharedThrottle;
 use crate::tinybird::mint::MintParams;
@@ -102,7 +102,13 @@ impl App {
                 metrics.clone(),
             ),
             audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
-            health: crate::health::Health::new(&settings)?,
+            health: crate::health::Health::new(
+                match &settings.host {
+                    TinybirdHost::Remote(url) => Some(url.clone()),
+                    TinybirdHost::Local(_) => None,
+                },
+                settings.session_store.clone(),
+            )?,
             redis,
             metrics,
             tinybird_url: tinybird_url.trim_end_matches('/').to_owned(),

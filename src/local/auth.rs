@@ -11,8 +11,8 @@
 //! - **Refusals** are 403s reading `invalid authentication token`, then `. ` and the detail.
 //!   A token that fails to decode or verify is **echoed whole** in Python's bytes notation:
 //!   `Invalid token b'<the token>': Signature has expired`. Tinybird really does that, so
-//!   the local endpoint does too: anything relaying its answers must redact (see
-//!   `crate::redact`), and tests against this endpoint see the real shape.
+//!   the local endpoint does too: anything relaying its answers must redact (the BFF's
+//!   proxy does), and tests against this endpoint see the real shape.
 //!
 //! Every text Tinybird's server sends here is a constant or a `format!` in this file.
 

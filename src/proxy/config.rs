@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::{EnvLookup, Problem};
+use crate::config::problem::{EnvLookup, Problem};
 use crate::tinybird::upstream::RetryPolicy;
 
 /// `[proxy]` as written in the config.
@@ -190,9 +190,13 @@ fn duration(value: &str, key: &str, problems: &mut Vec<Problem>) -> Duration {
 }
 
 /// Validates `[proxy]`; every problem names its key (`proxy.<key>`) and the fix.
-pub fn validate(raw: &ProxyConfig, env: EnvLookup<'_>) -> Result<ProxySettings, Vec<Problem>> {
+pub fn validate(
+    raw: &ProxyConfig,
+    base: &std::path::Path,
+    env: EnvLookup<'_>,
+) -> Result<ProxySettings, Vec<Problem>> {
     let mut problems = Vec::new();
-    let credentials = credentials(raw, env, &mut problems);
+    let credentials = credentials(raw, base, env, &mut problems);
     if !(1..=10).contains(&raw.max_attempts) {
         problems.push(problem(
             "max_attempts",
@@ -246,21 +250,32 @@ pub fn validate(raw: &ProxyConfig, env: EnvLookup<'_>) -> Result<ProxySettings, 
     })
 }
 
-fn credentials(raw: &ProxyConfig, env: EnvLookup<'_>, problems: &mut Vec<Problem>) -> Credentials {
+fn credentials(
+    raw: &ProxyConfig,
+    base: &std::path::Path,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) -> Credentials {
     match raw.credentials.as_str() {
         "jwt" => Credentials::Jwt,
         "static" => {
             let var = &raw.static_token_env;
-            match env(var) {
-                Some(token) if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) => {
+            match crate::config::problem::read_secret(var, base, env) {
+                Ok(Some(token))
+                    if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) =>
+                {
                     Credentials::Static(SecretString::from(token))
                 }
-                Some(_) => {
+                Ok(Some(_)) => {
                     problems.push(problem("static_token_env", format!("{var} is empty or has spaces or non-ASCII characters: set it to a Tinybird read token as copied from the UI")));
                     Credentials::Jwt
                 }
-                None => {
-                    problems.push(problem("static_token_env", format!("credentials = \"static\" needs the read token in {var}: set it (never in the TOML), or use credentials = \"jwt\"")));
+                Ok(None) => {
+                    problems.push(problem("static_token_env", format!("credentials = \"static\" needs the read token in {var} (or a file named by {var}_FILE): set it (never in the TOML), or use credentials = \"jwt\"")));
+                    Credentials::Jwt
+                }
+                Err(message) => {
+                    problems.push(problem("static_token_env", message));
                     Credentials::Jwt
                 }
             }
@@ -320,7 +335,7 @@ mod tests {
 
     #[test]
     fn no_proxy_table_gives_the_documented_defaults() {
-        let s = validate(&ProxyConfig::default(), &|_| None).unwrap();
+        let s = validate(&ProxyConfig::default(), std::path::Path::new("."), &|_| None).unwrap();
         assert!(matches!(s.credentials, Credentials::Jwt));
         assert_eq!(s.retry, RetryPolicy::default());
         assert_eq!(s.retry.max_attempts, 4);
@@ -350,7 +365,7 @@ mod tests {
     #[test]
     fn static_credentials_come_from_the_environment_and_stay_redacted() {
         let raw = parse("credentials = \"static\"\nstatic_token_env = \"TB_READ\"");
-        let s = validate(&raw, &|k| {
+        let s = validate(&raw, std::path::Path::new("."), &|k| {
             (k == "TB_READ").then(|| "p.read-token".to_owned())
         })
         .unwrap();
@@ -359,9 +374,9 @@ mod tests {
         };
         assert_eq!(token.expose_secret(), "p.read-token");
         assert!(!format!("{s:?}").contains("p.read-token"));
-        let missing = validate(&raw, &|_| None).unwrap_err();
+        let missing = validate(&raw, std::path::Path::new("."), &|_| None).unwrap_err();
         assert_eq!(keys(missing), ["proxy.static_token_env"]);
-        let spaced = validate(&raw, &|_| Some("p.x \n".into())).unwrap_err();
+        let spaced = validate(&raw, std::path::Path::new("."), &|_| Some("p.x \n".into())).unwrap_err();
         assert_eq!(keys(spaced), ["proxy.static_token_env"]);
     }
 
@@ -371,7 +386,7 @@ mod tests {
             "credentials = \"admin\"\nmax_attempts = 0\nbase_delay = \"soon\"\nmax_delay = \"0s\"\n\
              max_response_bytes = 0\nmax_connections = 0\n[cache]\nmax_entries = 0\npipes = { \"../x\" = \"5s\", slow = \"2h\" }",
         );
-        let mut got = keys(validate(&raw, &|_| None).unwrap_err());
+        let mut got = keys(validate(&raw, std::path::Path::new("."), &|_| None).unwrap_err());
         got.sort();
         assert_eq!(
             got,
@@ -387,9 +402,9 @@ mod tests {
                 "proxy.max_response_bytes",
             ]
         );
-        let huge = validate(&parse("max_connections = 1000000"), &|_| None).unwrap_err();
+        let huge = validate(&parse("max_connections = 1000000"), std::path::Path::new("."), &|_| None).unwrap_err();
         assert_eq!(keys(huge), ["proxy.max_connections"]);
-        let most = validate(&parse("max_connections = 65535"), &|_| None).unwrap();
+        let most = validate(&parse("max_connections = 65535"), std::path::Path::new("."), &|_| None).unwrap();
         assert_eq!(most.max_connections, 65_535);
     }
 
@@ -399,6 +414,7 @@ mod tests {
         assert!(toml::from_str::<ProxyConfig>("[cache]\nttl = \"5s\"").is_err());
         let s = validate(
             &parse("[cache]\npipes = { top_products = \"5s\" }"),
+            std::path::Path::new("."),
             &|_| None,
         )
         .unwrap();

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::tinybird::gcra::Rate;
 use super::{Per, Scope};
-use crate::config::Problem;
+use crate::config::problem::Problem;
 
 /// `[limits]` as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::claims_map::ClaimsMapping;
 use crate::auth::idp_token::DEFAULT_ALGORITHMS;
-use crate::config::{EnvLookup, Problem};
+use crate::config::problem::{EnvLookup, Problem};
 
 /// Authorization request parameters the login flow sets itself.
 const RESERVED_PARAMS: &[&str] = &[
@@ -33,7 +33,7 @@ const RESERVED_PARAMS: &[&str] = &[
 /// `[oidc.<name>]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawOidcProvider {
+pub struct OidcProviderConfig {
     /// The issuer URL exactly as the provider writes `iss` (discovery is read from it).
     pub issuer: String,
     /// Label of the login button (default: the table name).
@@ -129,7 +129,7 @@ pub struct OidcProviderSettings {
 
 /// Validates every `[oidc.<name>]`; problems name `oidc.<name>.<key>`.
 pub fn validate(
-    raw: &BTreeMap<String, RawOidcProvider>,
+    raw: &BTreeMap<String, OidcProviderConfig>,
     base: &Path,
     env: EnvLookup<'_>,
 ) -> Result<Vec<OidcProviderSettings>, Vec<Problem>> {
@@ -318,24 +318,13 @@ pub fn issuer_ok(issuer: &str) -> bool {
 
 /// Reads a secret from `$VAR`, or from the file `$VAR_FILE` names.
 fn read_secret(var: &str, base: &Path, env: EnvLookup<'_>) -> Result<Option<SecretString>, String> {
-    let file_var = format!("{var}_FILE");
-    let text = match (env(var), env(&file_var)) {
-        (Some(_), Some(_)) => return Err(format!("both {var} and {file_var} are set: keep one")),
-        (Some(v), None) => v,
-        (None, Some(file)) => std::fs::read_to_string(base.join(&file))
-            .map_err(|e| format!("{file_var} names {file:?}, which cannot be read: {e}"))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        (None, None) => {
-            return Err(format!(
-                "set {var} (or {file_var}) to the client secret, or remove client_secret_env for a public client"
-            ));
-        }
-    };
-    if text.is_empty() {
-        return Err(format!("{var} is empty"));
+    match crate::config::problem::read_secret(var, base, env)? {
+        None => Err(format!(
+            "set {var} (or {var}_FILE) to the client secret, or remove client_secret_env for a public client"
+        )),
+        Some(text) if text.is_empty() => Err(format!("{var} is empty")),
+        Some(text) => Ok(Some(SecretString::from(text))),
     }
-    Ok(Some(SecretString::from(text)))
 }
 
 #[cfg(test)]
@@ -346,7 +335,7 @@ mod tests {
         toml_text: &str,
         env: &[(&str, &str)],
     ) -> Result<Vec<OidcProviderSettings>, Vec<String>> {
-        let raw: BTreeMap<String, RawOidcProvider> = toml::from_str(toml_text).unwrap();
+        let raw: BTreeMap<String, OidcProviderConfig> = toml::from_str(toml_text).unwrap();
         let lookup = |k: &str| {
             env.iter()
                 .find(|(n, _)| *n == k)

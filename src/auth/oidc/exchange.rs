@@ -8,14 +8,25 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::flow::Pending;
 use super::{DiscoveryError, Provider};
 use crate::auth::jwks::read_json;
 use crate::auth::session::SessionUser;
 use crate::error::AppError;
+
+/// A login in progress, kept server-side in the session.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Pending {
+    pub(super) provider: String,
+    pub(super) state: String,
+    pub(super) nonce: String,
+    pub(super) verifier: String,
+    pub(super) return_to: String,
+    pub(super) started: i64,
+}
 
 /// Exchanges `code`, verifies and maps: the user to log in, and the raw ID token (kept for
 /// RP-initiated logout's `id_token_hint`).

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
-use super::exchange::{self, unavailable};
+use super::exchange::{self, Pending, unavailable};
 use super::{OidcProviders, Provider, return_to};
 use crate::auth::session::{SessionUser, start_session};
 use crate::error::AppError;
@@ -28,17 +28,6 @@ const PENDING_KEY: &str = "oidc_pending";
 const LOGIN_KEY: &str = "oidc_login";
 /// A login must come back within this many seconds.
 const PENDING_TTL_SECS: i64 = 600;
-
-/// A login in progress, kept server-side in the session.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Pending {
-    provider: String,
-    state: String,
-    pub(super) nonce: String,
-    pub(super) verifier: String,
-    return_to: String,
-    started: i64,
-}
 
 /// How an OIDC user logged in: what RP-initiated logout needs.
 #[derive(Serialize, Deserialize)]

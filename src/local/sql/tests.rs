@@ -20,7 +20,8 @@ async fn db() -> Arc<Database> {
 }
 
 fn tenant(org: &str) -> SqlAccess {
-    let filter = format!("org_id = {}", crate::grants::sql_literal(org));
+    // Demo tenant ids need no escaping (the grants quote real ones: `grants::sql_literal`).
+    let filter = format!("org_id = '{org}'");
     SqlAccess::Filtered(
         ["orders", "products", "orgs"]
             .into_iter()
