@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use tinybird_bff::user::User;
 use tinybird_bff::grants::{GrantConfig, Grants};
-use tinybird_bff::tinybird::params::Params;
 use tinybird_bff::tinybird::AdminToken;
 use tinybird_bff::tinybird::mint::{DEFAULT_NAME_TEMPLATE, MintParams, NameTemplate, mint};
+use tinybird_bff::tinybird::params::Params;
+use tinybird_bff::user::User;
 
 fn main() {
     divan::main();
@@ -31,7 +31,7 @@ fn alice() -> User {
 
 /// Grant evaluation: matching plus rendering the fixed params (3 pipes).
 #[divan::bench]
-fn evaluate_grants(bencher: divan::Bencher) {
+fn evaluate_grants(bencher: divan::Bencher<'_, '_>) {
     let grants = grants();
     let user = alice();
     bencher.bench(|| grants.evaluate(divan::black_box(&user)).unwrap());
@@ -39,7 +39,7 @@ fn evaluate_grants(bencher: divan::Bencher) {
 
 /// Claim building and HS256 signing for 3 pipes with fixed params.
 #[divan::bench]
-fn build_and_sign_claims(bencher: divan::Bencher) {
+fn build_and_sign_claims(bencher: divan::Bencher<'_, '_>) {
     let access = grants().evaluate(&alice()).unwrap();
     let key = AdminToken::generate("ws");
     let name = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
@@ -56,7 +56,7 @@ fn build_and_sign_claims(bencher: divan::Bencher) {
 
 /// Proxy param rewriting: parse the client's query, force the fixed param, drop `token`, serialise.
 #[divan::bench]
-fn rewrite_params(bencher: divan::Bencher) {
+fn rewrite_params(bencher: divan::Bencher<'_, '_>) {
     let query = "limit=10&org_id=globex&from=ts-sdk&token=abc&org_id=initech&days=30";
     bencher.bench(|| {
         let mut params = Params::parse(divan::black_box(query)).unwrap();

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::user::User;
 use crate::config::problem::Problem;
 use crate::metrics::Metrics;
 use crate::tinybird::ScopeType;
 use crate::tinybird::mint::Minted;
+use crate::user::User;
 
 /// `[audit]` as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -63,10 +63,10 @@ impl Health {
             .last_upstream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, ok)) = cached {
-            if at.elapsed() < UPSTREAM_CACHE {
-                return ok;
-            }
+        if let Some((at, ok)) = cached
+            && at.elapsed() < UPSTREAM_CACHE
+        {
+            return ok;
         }
         let ok = match self.client.head(url.clone()).send().await {
             Ok(_) => true,

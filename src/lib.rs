@@ -2,25 +2,23 @@
 //!
 //! # Layout
 //!
-//! A request reads top to bottom through these modules:
+//! A request reads top to bottom (see docs/architecture.md for the import rule):
 //!
-//! - [`app`]: the BFF's state, its router (every route, grouped by caller) and `serve`.
-//! - [`auth`]: who the user is: local users, sessions, CSRF, login throttling, OIDC login
-//!   and identity-provider bearer tokens (`auth::oidc`, `auth::bearer`).
-//! - [`grants`]: which pipes a user may read, with which fixed params (pure, no I/O).
-//! - [`ratelimit`]: per-user and per-tenant limits on minting and proxy calls, in memory or
-//!   shared by every instance through [`redis`] (which also holds sessions when configured).
-//! - [`token`]: `POST /api/token`, minting through [`tinybird::mint`].
-//! - [`proxy`]: `/api/pipes/...`, the pass-through that calls Tinybird server-side.
-//! - [`tinybird`]: the Tinybird contract: claims, signing, the admin token's shape.
-//! - [`web`]: the browser page and client, embedded from `web/`.
-//! - [`error`]: the one JSON error envelope.
+//! - [`http`]: the only code that knows the server: its state ([`http::App`]), the router
+//!   (every route, grouped by caller), the extractor of the request's user, the
+//!   "CSRF, then grants" access check, the middleware and one file per route group.
+//! - [`config`]: the TOML settings, one validator per section.
+//! - Services: [`auth`] (users, sessions and their stores, CSRF, login throttling, OIDC,
+//!   identity-provider bearer tokens), [`proxy`] (the pass-through that calls Tinybird
+//!   server-side), [`ratelimit`] (per-user and per-tenant limits), [`metrics`], [`audit`],
+//!   [`health`] (readiness) and [`redis`] (the shared store).
+//! - Rules: [`grants`] (which pipes and data sources a user may read, pure), [`tinybird`]
+//!   (the Tinybird contract: claims, minting, names, parameters, the GCRA rule, the upstream
+//!   client) and [`local`] (the Tinybird-compatible local endpoint, on [`tinybird`] alone).
+//! - Leaves: [`user`], [`error`] (the JSON error envelope), [`client_ip`], [`redact`]
+//!   (credentials out of whatever is relayed or logged).
 //!
-//! Around them: [`config`] (the TOML settings and their validation), [`params`] (query and
-//! form parameters as Tinybird reads them), [`local`] (the Tinybird-compatible local
-//! endpoint), [`demo`] (the offline demo), [`run`] (listeners and shutdown) and [`cli`];
-//! for operators, [`metrics`] (Prometheus, per-tenant usage), [`audit`] (the audit log) and
-//! [`health`] (readiness, the admin listener).
+//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown) and [`cli`].
 
 pub mod audit;
 pub mod auth;

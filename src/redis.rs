@@ -121,16 +121,16 @@ pub fn validate(
             None
         }
     };
-    if let Some(u) = &url {
-        if u.password().is_some() {
-            push(
-                "url",
-                format!(
-                    "carries a password; remove it and set {} (or {}_FILE) instead: secrets never live in the TOML",
-                    raw.password_env, raw.password_env
-                ),
-            );
-        }
+    if let Some(u) = &url
+        && u.password().is_some()
+    {
+        push(
+            "url",
+            format!(
+                "carries a password; remove it and set {} (or {}_FILE) instead: secrets never live in the TOML",
+                raw.password_env, raw.password_env
+            ),
+        );
     }
     let password = crate::config::problem::read_secret(&raw.password_env, base, env)
         .map_err(|message| push("password_env", message))
@@ -290,7 +290,12 @@ mod tests {
     #[test]
     fn password_comes_from_the_environment_and_stays_out_of_debug() {
         let env = |k: &str| (k == "REDIS_PASSWORD").then(|| "s3cret".to_owned());
-        let s = validate(&raw("redis://cache:6380/1"), std::path::Path::new("."), &env).unwrap();
+        let s = validate(
+            &raw("redis://cache:6380/1"),
+            std::path::Path::new("."),
+            &env,
+        )
+        .unwrap();
         assert_eq!(s.url.password(), Some("s3cret"));
         let shown = format!("{s:?}");
         assert!(
@@ -303,7 +308,12 @@ mod tests {
     #[test]
     fn bad_urls_and_passwords_in_the_toml_are_problems() {
         let none = |_: &str| None;
-        let p = validate(&raw("redis://:pw@cache:6379"), std::path::Path::new("."), &none).unwrap_err();
+        let p = validate(
+            &raw("redis://:pw@cache:6379"),
+            std::path::Path::new("."),
+            &none,
+        )
+        .unwrap_err();
         assert!(p[0].message.contains("REDIS_PASSWORD"), "{p:?}");
         let p = validate(&raw("http://cache"), std::path::Path::new("."), &none).unwrap_err();
         assert_eq!(p[0].key, "redis.url");

@@ -7,8 +7,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http::{self, App};
 use crate::config::{Settings, TinybirdHost};
+use crate::http::{self, App};
 use crate::local::{LocalConfig, LocalEndpoint};
 
 /// Addresses actually bound (ports resolved when 0 was asked for).

@@ -61,9 +61,6 @@ pub async fn user_from_request(
         .verify(token, &provider.settings.bearer_audiences)
         .await
         .map_err(|e| e.into_app_error("bearer token"))?;
-    let mapped = provider
-        .settings
-        .claims
-        .map(&claims)?;
+    let mapped = provider.settings.claims.map(&claims)?;
     Ok(Some(mapped.user))
 }

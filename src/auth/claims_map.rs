@@ -192,10 +192,10 @@ impl ClaimsMapping {
         roles.dedup();
         let mut attributes = BTreeMap::new();
         for (name, path) in &self.attributes {
-            if let Some(v) = path.lookup(claims) {
-                if let Some(s) = scalar(v, path, "an attribute holds one value")? {
-                    attributes.insert(name.clone(), s);
-                }
+            if let Some(v) = path.lookup(claims)
+                && let Some(s) = scalar(v, path, "an attribute holds one value")?
+            {
+                attributes.insert(name.clone(), s);
             }
         }
         let display_name = self
@@ -265,6 +265,13 @@ fn wrong_shape(value: &Value, path: &ClaimPath, wanted: &'static str) -> ClaimsM
         path: path.to_string(),
         found,
         wanted,
+    }
+}
+
+impl From<ClaimsMapError> for AppError {
+    /// Claims that do not map to a user are a 403 that names the claim.
+    fn from(e: ClaimsMapError) -> Self {
+        AppError::Forbidden(e.to_string())
     }
 }
 
@@ -342,12 +349,5 @@ mod tests {
         assert!(err.to_string().contains("`org_id` is a list"), "{err}");
         let err = m.map(&json!({"name": "no sub"})).unwrap_err();
         assert!(matches!(err, ClaimsMapError::MissingId { .. }), "{err}");
-    }
-}
-
-impl From<ClaimsMapError> for AppError {
-    /// Claims that do not map to a user are a 403 that names the claim.
-    fn from(e: ClaimsMapError) -> Self {
-        AppError::Forbidden(e.to_string())
     }
 }

@@ -32,11 +32,11 @@ use crate::grants::{GrantConfig, Grants};
 use crate::tinybird::AdminToken;
 use crate::tinybird::mint::NameTemplate;
 use access::{AccessInput, UsersConfig};
-pub use problem::{EnvLookup, Problem};
 use problem::problem;
+pub use problem::{EnvLookup, Problem};
 use session::{LoginConfig, SessionConfig};
-pub use tinybird::TinybirdHost;
 use tinybird::TinybirdConfig;
+pub use tinybird::TinybirdHost;
 use token::TokenConfig;
 
 /// The config file as written. Every table denies unknown keys.

@@ -28,13 +28,16 @@ pub(super) fn validate(
         None => None,
         Some(text) => super::problem::parse_addr(text, "admin_listen", &mut problems),
     };
-    if let (Some(admin), Ok(app)) = (admin_listen, raw.listen.parse::<SocketAddr>()) {
-        if admin == app && admin.port() != 0 {
-            problems.push(Problem {
-                key: "admin_listen".into(),
-                message: "is the same address as listen: give /metrics its own port, e.g. \"127.0.0.1:9300\"".into(),
-            });
-        }
+    if let (Some(admin), Ok(app)) = (admin_listen, raw.listen.parse::<SocketAddr>())
+        && admin == app
+        && admin.port() != 0
+    {
+        problems.push(Problem {
+            key: "admin_listen".into(),
+            message:
+                "is the same address as listen: give /metrics its own port, e.g. \"127.0.0.1:9300\""
+                    .into(),
+        });
     }
     let redis = raw.redis.as_ref().and_then(|r| {
         crate::redis::validate(r, base, env)

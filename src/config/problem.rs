@@ -90,8 +90,16 @@ mod tests {
         };
         assert_eq!(read_secret("A", &dir, &env), Ok(Some("from-env".into())));
         assert_eq!(read_secret("B", &dir, &env), Ok(Some("p.secret ".into())));
-        assert!(read_secret("C", &dir, &env).unwrap_err().contains("keep one"));
-        assert!(read_secret("D", &dir, &env).unwrap_err().contains("cannot be read"));
+        assert!(
+            read_secret("C", &dir, &env)
+                .unwrap_err()
+                .contains("keep one")
+        );
+        assert!(
+            read_secret("D", &dir, &env)
+                .unwrap_err()
+                .contains("cannot be read")
+        );
         assert_eq!(read_secret("E", &dir, &env), Ok(None));
         std::fs::remove_dir_all(dir).unwrap();
     }

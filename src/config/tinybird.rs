@@ -67,7 +67,8 @@ pub fn validate(
 ) -> Result<TinybirdSettings, Vec<Problem>> {
     let mut problems = Vec::new();
     let host = if raw.host == "local" {
-        parse_addr(&raw.local_listen, "tinybird.local_listen", &mut problems).map(TinybirdHost::Local)
+        parse_addr(&raw.local_listen, "tinybird.local_listen", &mut problems)
+            .map(TinybirdHost::Local)
     } else {
         match Url::parse(&raw.host) {
             Ok(u)

@@ -54,10 +54,10 @@ pub struct TokenSettings {
 pub fn validate(raw: &TokenConfig) -> Result<TokenSettings, Vec<Problem>> {
     let mut problems = Vec::new();
     let ttl = parse_duration(&raw.ttl, "token.ttl", &mut problems);
-    if let Some(ttl) = ttl {
-        if ttl < Duration::from_secs(10) || ttl > Duration::from_secs(24 * 3600) {
-            problems.push(problem("token.ttl", "must be between 10s and 24h; short TTLs are the only revocation Tinybird JWTs have (10m is a good default)"));
-        }
+    if let Some(ttl) = ttl
+        && (ttl < Duration::from_secs(10) || ttl > Duration::from_secs(24 * 3600))
+    {
+        problems.push(problem("token.ttl", "must be between 10s and 24h; short TTLs are the only revocation Tinybird JWTs have (10m is a good default)"));
     }
     let name = NameTemplate::compile(&raw.name)
         .map_err(|e| problems.push(problem("token.name", e.to_string())))

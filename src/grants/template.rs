@@ -96,7 +96,10 @@ impl Templates {
     /// (data-source filters quote each value as an SQL literal this way).
     pub(super) fn with_formatter<F>(formatter: F) -> Self
     where
-        F: Fn(&mut Output, &State, &Value) -> Result<(), minijinja::Error> + Send + Sync + 'static,
+        F: Fn(&mut Output<'_>, &State<'_, '_>, &Value) -> Result<(), minijinja::Error>
+            + Send
+            + Sync
+            + 'static,
     {
         let mut templates = Self::new();
         templates.env.set_formatter(formatter);

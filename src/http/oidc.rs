@@ -41,7 +41,14 @@ pub async fn login(
 ) -> Result<Redirect, AppError> {
     let provider = flow::login_provider(&state.oidc, &name)?;
     let public_url = &state.settings.public_url;
-    let to = flow::begin(provider, &name, query.return_to.as_deref(), public_url, &session).await?;
+    let to = flow::begin(
+        provider,
+        &name,
+        query.return_to.as_deref(),
+        public_url,
+        &session,
+    )
+    .await?;
     Ok(Redirect::to(to.as_str()))
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::AppState;
+use super::state::{App, AppState};
 use crate::error::AppError;
 use crate::proxy::cache::CacheStatus;
 use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
@@ -44,21 +44,46 @@ pub async fn pipe(
         response.headers_mut().insert("x-bff-cache", value);
     }
     let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
-    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    state
-        .metrics
-        .proxy_request(tenant.as_deref(), &pipe, status, attempts, elapsed);
+    let seen = observe(&state, tenant.as_deref(), &pipe, &response, started);
     tracing::info!(
         pipe = %pipe,
-        status,
-        attempts,
+        status = seen.status,
+        attempts = seen.attempts,
         cache = cache.map_or("-", CacheStatus::as_str),
-        elapsed_ms = elapsed.as_millis() as u64,
+        elapsed_ms = seen.elapsed_ms,
         "proxied pipe call"
     );
     response
+}
+
+/// What a proxied call did, for its log line.
+pub(super) struct Observed {
+    /// Upstream attempts (0: refused before any).
+    pub attempts: u32,
+    /// The status answered.
+    pub status: u16,
+    /// Time spent, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// Counts a proxied call (pipe label `label`, `(sql)` for SQL) for `tenant` in the metrics.
+pub(super) fn observe(
+    app: &App,
+    tenant: Option<&str>,
+    label: &str,
+    response: &Response,
+    started: Instant,
+) -> Observed {
+    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics
+        .proxy_request(tenant, label, status, attempts, elapsed);
+    Observed {
+        attempts,
+        status,
+        elapsed_ms: elapsed.as_millis() as u64,
+    }
 }
 
 /// What to send, with which credential; then the call (through the cache or not). The
@@ -96,7 +121,11 @@ async fn handle(
         None => Ok((state.proxy.fetch(&call).await, None)),
         Some(ttl) => {
             // Keyed by the JWT `name`: the identity whose rows the answer holds.
-            let identity = state.settings.token_name.render(&user).map_err(AppError::from)?;
+            let identity = state
+                .settings
+                .token_name
+                .render(&user)
+                .map_err(AppError::from)?;
             let (response, status) = state.proxy.fetch_cached(call, &identity, ttl).await;
             Ok((response, Some(status)))
         }

@@ -19,7 +19,7 @@ use super::extract::CurrentUser;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::proxy::sql::{SqlBody, sql_params};
-use crate::proxy::{Attempts, MAX_FORM_BYTES, ProxyError};
+use crate::proxy::{MAX_FORM_BYTES, ProxyError};
 
 /// `GET`/`POST /api/sql`.
 pub async fn sql(
@@ -35,16 +35,12 @@ pub async fn sql(
     let response = handle(&state, user, &method, &uri, &headers, body, &mut tenant)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    state
-        .metrics
-        .proxy_request(tenant.as_deref(), "(sql)", status, attempts, elapsed);
+    // SQL is counted under one pipe label: its text never becomes a label.
+    let seen = super::pipes::observe(&state, tenant.as_deref(), "(sql)", &response, started);
     tracing::info!(
-        status,
-        attempts,
-        elapsed_ms = elapsed.as_millis() as u64,
+        status = seen.status,
+        attempts = seen.attempts,
+        elapsed_ms = seen.elapsed_ms,
         "proxied sql call"
     );
     response

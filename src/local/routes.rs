@@ -21,12 +21,12 @@ use super::auth::{Caller, authenticate, presented_token};
 use super::error::{Api, ApiError};
 use super::format::{self, Format};
 use super::headers::RequestId;
-use crate::tinybird::names::is_valid_pipe_name;
 use super::query::{self, QueryError};
 use super::ratelimit::RateHeaders;
 use super::stats::Row;
-use crate::tinybird::params::Params;
 use crate::tinybird::claims::{Claims, Limits, Scope, sign};
+use crate::tinybird::names::is_valid_pipe_name;
+use crate::tinybird::params::Params;
 
 /// What a request learnt about itself on the way, for its stats row and headers.
 pub struct Trace {

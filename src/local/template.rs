@@ -277,7 +277,7 @@ fn environment() -> Environment<'static> {
 }
 
 /// Prints `?` (or `(?, ?)` for a list) and records the value(s) as binds.
-fn bind_output(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+fn bind_output(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Result<(), Error> {
     let sink = state.lookup(BINDS_VAR);
     let sink = sink
         .as_ref()

@@ -335,7 +335,10 @@ mod tests {
 
     #[test]
     fn no_proxy_table_gives_the_documented_defaults() {
-        let s = validate(&ProxyConfig::default(), std::path::Path::new("."), &|_| None).unwrap();
+        let s = validate(&ProxyConfig::default(), std::path::Path::new("."), &|_| {
+            None
+        })
+        .unwrap();
         assert!(matches!(s.credentials, Credentials::Jwt));
         assert_eq!(s.retry, RetryPolicy::default());
         assert_eq!(s.retry.max_attempts, 4);
@@ -376,7 +379,8 @@ mod tests {
         assert!(!format!("{s:?}").contains("p.read-token"));
         let missing = validate(&raw, std::path::Path::new("."), &|_| None).unwrap_err();
         assert_eq!(keys(missing), ["proxy.static_token_env"]);
-        let spaced = validate(&raw, std::path::Path::new("."), &|_| Some("p.x \n".into())).unwrap_err();
+        let spaced =
+            validate(&raw, std::path::Path::new("."), &|_| Some("p.x \n".into())).unwrap_err();
         assert_eq!(keys(spaced), ["proxy.static_token_env"]);
     }
 
@@ -402,9 +406,19 @@ mod tests {
                 "proxy.max_response_bytes",
             ]
         );
-        let huge = validate(&parse("max_connections = 1000000"), std::path::Path::new("."), &|_| None).unwrap_err();
+        let huge = validate(
+            &parse("max_connections = 1000000"),
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap_err();
         assert_eq!(keys(huge), ["proxy.max_connections"]);
-        let most = validate(&parse("max_connections = 65535"), std::path::Path::new("."), &|_| None).unwrap();
+        let most = validate(
+            &parse("max_connections = 65535"),
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap();
         assert_eq!(most.max_connections, 65_535);
     }
 

@@ -47,8 +47,8 @@ use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
 pub use credentials::Bearer;
 use credentials::{Fresh, TokenCache};
-pub use respond::{Attempts, ProxyError};
 use respond::respond;
+pub use respond::{Attempts, ProxyError};
 use rewrite::Target;
 
 /// Longest query string accepted; clients switch to a form `POST` well before (4-8 KB).
@@ -136,8 +136,8 @@ impl Proxy {
             // The whole user is the key: grants (and so the token) depend on all of it.
             let key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
             return self.tokens.get_or_mint(&key, now, || {
-                let minted = crate::tinybird::mint::mint(user, access, mint, now)
-                    .map_err(AppError::from)?;
+                let minted =
+                    crate::tinybird::mint::mint(user, access, mint, now).map_err(AppError::from)?;
                 Ok(Fresh {
                     iat: minted.claims.iat.unwrap_or(now),
                     exp: minted.claims.exp,
@@ -176,7 +176,12 @@ impl Proxy {
         identity: &str,
         ttl: Duration,
     ) -> (Response, CacheStatus) {
-        let key = CacheKey::new(&call.target.pipe, &call.target.format, &call.params, identity);
+        let key = CacheKey::new(
+            &call.target.pipe,
+            &call.target.format,
+            &call.params,
+            identity,
+        );
         let (proxy, call) = (Arc::clone(self), Arc::new(call));
         let fetch = move || {
             let (proxy, call) = (Arc::clone(&proxy), Arc::clone(&call));
@@ -205,4 +210,3 @@ impl Proxy {
             .filter(|_| cacheable)
     }
 }
-

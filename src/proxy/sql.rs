@@ -42,7 +42,9 @@ pub fn sql_params(query: &str, body: SqlBody<'_>) -> Result<Params, ProxyError> 
     if query.len() > MAX_QUERY_BYTES {
         return Err(ProxyError::UriTooLong(MAX_QUERY_BYTES));
     }
-    let bad = |e: crate::tinybird::params::ParamsError| ProxyError::App(AppError::BadRequest(e.to_string()));
+    let bad = |e: crate::tinybird::params::ParamsError| {
+        ProxyError::App(AppError::BadRequest(e.to_string()))
+    };
     let mut params = Params::parse(query).map_err(bad)?;
     let mut raw = None;
     match body {

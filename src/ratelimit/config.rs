@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::tinybird::gcra::Rate;
 use super::{Per, Scope};
 use crate::config::problem::Problem;
+use crate::tinybird::gcra::Rate;
 
 /// `[limits]` as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::user::User;
 use crate::error::AppError;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
 use crate::redis::Redis;
-pub use config::{FailMode, LimitSettings, LimitsConfig};
 use crate::tinybird::gcra::{MemoryBuckets, Outcome};
+use crate::user::User;
+pub use config::{FailMode, LimitSettings, LimitsConfig};
 
 /// What is being limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 
 use std::sync::LazyLock;
 
-use crate::tinybird::gcra::{Decision, Outcome};
 use crate::redis::{Redis, RedisFailure};
+use crate::tinybird::gcra::{Decision, Outcome};
 
 /// KEYS: the buckets. ARGV: `interval_us, burst` per key. Returns
 /// `{allowed, binding (1-based), remaining, reset_us, retry_after_us}`.

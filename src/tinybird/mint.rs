@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::claims::{Claims, Limits, Scope, ScopeType, sign};
-use crate::user::User;
 use crate::grants::Access;
+use crate::user::User;
 
 /// Per user and tenant by default.
 pub const DEFAULT_NAME_TEMPLATE: &str = "{{ user.id }}@{{ user.tenant or 'no-tenant' }}";
@@ -150,6 +150,13 @@ pub fn mint(
     })
 }
 
+impl From<NameError> for crate::error::AppError {
+    /// A JWT `name` that cannot be rendered for a user is a 403 that says which part.
+    fn from(e: NameError) -> Self {
+        crate::error::AppError::Forbidden(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,12 +216,5 @@ mod tests {
             serde_json::to_value(&minted.claims.scopes).unwrap(),
             serde_json::json!([{"type": "DATASOURCES:READ", "resource": "orders", "filter": "org_id = 'acme'"}])
         );
-    }
-}
-
-impl From<NameError> for crate::error::AppError {
-    /// A JWT `name` that cannot be rendered for a user is a 403 that says which part.
-    fn from(e: NameError) -> Self {
-        crate::error::AppError::Forbidden(e.to_string())
     }
 }

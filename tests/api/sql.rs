@@ -12,10 +12,10 @@
 mod endpoint;
 
 use serde_json::{Value, json};
-use tinybird_bff::user::User;
 use tinybird_bff::grants::{GrantConfig, Grants};
 use tinybird_bff::tinybird::claims::{Claims, Scope, ScopeType};
 use tinybird_bff::tinybird::mint::{DEFAULT_NAME_TEMPLATE, MintParams, NameTemplate, mint};
+use tinybird_bff::user::User;
 
 use crate::helpers::{
     LocalServer, WORKSPACE, admin_key, admin_key_text, client, now, sign_claims, spawn_local,

@@ -46,10 +46,7 @@ pub(super) async fn finish(
     {
         merge_userinfo(provider, &tokens.access_token, &mut claims).await?;
     }
-    let mapped = provider
-        .settings
-        .claims
-        .map(&claims)?;
+    let mapped = provider.settings.claims.map(&claims)?;
     let record = SessionUser {
         user: mapped.user,
         display_name: mapped.display_name,
@@ -109,7 +106,8 @@ async fn exchange_code(
         let error = body["error"].as_str().unwrap_or("unknown error");
         tracing::warn!(provider = %provider.settings.name, %status, %error, "code exchange refused");
         return Err(AppError::Unauthorized(format!(
-            "the identity provider refused the login code ({error}): start again at /auth/{}/login", provider.settings.name
+            "the identity provider refused the login code ({error}): start again at /auth/{}/login",
+            provider.settings.name
         )));
     }
     let field = |k: &str| body[k].as_str().map(str::to_owned);

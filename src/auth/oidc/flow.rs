@@ -55,7 +55,10 @@ pub struct CallbackQuery {
 }
 
 /// The provider `name` if it is configured for browser login, else 404.
-pub fn login_provider<'a>(providers: &'a OidcProviders, name: &str) -> Result<&'a Provider, AppError> {
+pub fn login_provider<'a>(
+    providers: &'a OidcProviders,
+    name: &str,
+) -> Result<&'a Provider, AppError> {
     providers
         .get(name)
         .filter(|p| p.settings.client.is_some())
@@ -141,7 +144,10 @@ pub async fn complete(
 ) -> Result<Completed, CallbackError> {
     let invalid = CallbackError::Invalid;
     // Taken out before anything else: whatever happens next, this state is used up.
-    let pending: Option<Pending> = session.remove(PENDING_KEY).await.map_err(|e| invalid(e.into()))?;
+    let pending: Option<Pending> = session
+        .remove(PENDING_KEY)
+        .await
+        .map_err(|e| invalid(e.into()))?;
     let restart = format!("start again at /auth/{name}/login");
     let Some(pending) = pending else {
         return Err(invalid(AppError::BadRequest(format!(

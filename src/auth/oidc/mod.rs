@@ -120,10 +120,10 @@ impl Provider {
         if let Some(m) = self.metadata.read().expect("metadata lock").clone() {
             return Ok(m);
         }
-        if let Some((at, why)) = self.failure.read().expect("failure lock").clone() {
-            if at.elapsed() < self.settings.jwks_cooldown {
-                return Err(DiscoveryError::CoolingDown(why));
-            }
+        if let Some((at, why)) = self.failure.read().expect("failure lock").clone()
+            && at.elapsed() < self.settings.jwks_cooldown
+        {
+            return Err(DiscoveryError::CoolingDown(why));
         }
         match self.discover().await {
             Ok(m) => {
@@ -175,10 +175,10 @@ impl Provider {
         {
             return Err(format!("{url} lists a non-https endpoint"));
         }
-        if let Some(methods) = &m.code_challenge_methods_supported {
-            if !methods.iter().any(|x| x == "S256") {
-                return Err("the provider does not support PKCE with S256".into());
-            }
+        if let Some(methods) = &m.code_challenge_methods_supported
+            && !methods.iter().any(|x| x == "S256")
+        {
+            return Err("the provider does not support PKCE with S256".into());
         }
         Ok(m)
     }

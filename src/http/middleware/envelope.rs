@@ -41,10 +41,7 @@ pub async fn api_responses(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
-    let proxied = response
-        .extensions()
-        .get::<Relayed>()
-        .is_some();
+    let proxied = response.extensions().get::<Relayed>().is_some();
     if !plain || proxied || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }

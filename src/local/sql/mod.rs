@@ -57,8 +57,8 @@ use super::headers::RequestId;
 use super::query::{QueryError, QueryOutput};
 use super::routes::Trace;
 use super::stats::{QUERY_API, Row, SCHEMA};
-use crate::tinybird::params::Params;
 use crate::tinybird::claims::{Scope, ScopeType};
+use crate::tinybird::params::Params;
 use policy::Denial;
 use statement::{SqlFormat, split_format};
 

@@ -389,10 +389,6 @@ fn internal(err: rusqlite::Error) -> SqlError {
 
 /// Sets SQLite's per-value length limit on `conn`, returning the previous one.
 fn set_length_limit(conn: &Connection, bytes: i32) -> i32 {
-    // SAFETY: the handle is valid for as long as `conn` is borrowed, and sqlite3_limit only
-    // reads and writes an integer on it. rusqlite's safe `set_limit` needs its `limits`
-    // feature, which this crate does not enable.
-    unsafe {
-        rusqlite::ffi::sqlite3_limit(conn.handle(), rusqlite::ffi::SQLITE_LIMIT_LENGTH, bytes)
-    }
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, bytes)
+        .unwrap_or(bytes)
 }

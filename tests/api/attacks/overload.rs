@@ -79,7 +79,7 @@ fn request(http: &reqwest::Client, bin: &Bin, kind: Kind, cookie: &str) -> reqwe
             ))
             .header("cookie", cookie),
         Kind::Random => {
-            let path = if n % 2 == 0 {
+            let path = if n.is_multiple_of(2) {
                 format!("api/{n:x}/x")
             } else {
                 format!("{n:x}.js")

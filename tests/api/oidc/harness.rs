@@ -11,8 +11,8 @@ use base64::Engine;
 use reqwest::Url;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tinybird_bff::http::{App, AppState};
 use tinybird_bff::config::Settings;
+use tinybird_bff::http::{App, AppState};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
