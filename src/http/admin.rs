@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::State;
 
 use super::extract::CurrentUser;
-use super::state::AppState;
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::metrics::usage::{ADMIN_ROLE, UsageReport};
 
 /// `GET /api/admin/usage`.
 pub async fn usage(
-    State(state): State<AppState>,
+    State(metrics): State<Metrics>,
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<UsageReport>, AppError> {
     if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
@@ -19,5 +19,5 @@ pub async fn usage(
             "usage is for users with the {ADMIN_ROLE:?} role"
         )));
     }
-    Ok(Json(state.metrics.usage_report()))
+    Ok(Json(metrics.usage_report()))
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, json};
 use tokio::net::TcpListener;
 
 use super::state::AppState;
+use crate::metrics::Metrics;
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
@@ -44,10 +45,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics` on the admin listener: this instance's Prometheus (OpenMetrics) text.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.encode(),
+        metrics.encode(),
     )
 }
 

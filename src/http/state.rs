@@ -128,3 +128,10 @@ impl App {
         }
     }
 }
+
+/// Handlers that need only the metrics ask for them (`State<Metrics>`), not the whole [`App`].
+impl axum::extract::FromRef<AppState> for crate::metrics::Metrics {
+    fn from_ref(app: &AppState) -> Self {
+        app.metrics.clone()
+    }
+}
