@@ -1,0 +1,1 @@
+//! ch_* function tests.

@@ -1,0 +1,807 @@
+//! Statements and queries: `WITH`, `SELECT`, `FROM` and joins, `GROUP BY`, `ORDER BY`,
+//! `LIMIT offset, n`, `LIMIT n BY`, `SETTINGS` (ignored) and `FORMAT` (cut before this runs).
+//!
+//! ClickHouse's scoping is kept: a `SELECT` alias is visible in every clause of its query
+//! (it is expanded where used, as ClickHouse does), a non-aggregated column must be grouped,
+//! `NULL`s sort last, and an outer join fills unmatched non-`Nullable` columns with their
+//! type's default rather than `NULL`. `LIMIT n BY` becomes a `row_number()` window.
+
+use sqlparser::ast::{
+    Distinct, GroupByExpr, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator,
+    SetQuantifier, Statement, TableFactor, TableWithJoins,
+};
+use sqlparser::dialect::ClickHouseDialect;
+use sqlparser::parser::Parser;
+
+use super::types::ChType;
+use super::{Catalog, OutColumn, TranslateError, Translated};
+
+/// A type the translator may not know (a table outside the catalog).
+pub type Ty = Option<ChType>;
+/// Columns of a relation, when known.
+pub type Columns = Option<Vec<(String, Ty)>>;
+
+/// Upper bound on the elements `arrayJoin` expands per row (a numbers series joins them).
+pub const ARRAY_JOIN_MAX: usize = 10_000;
+
+pub(super) fn unsupported(what: impl Into<String>) -> TranslateError {
+    TranslateError::Unsupported(what.into())
+}
+
+/// A `FROM` item visible to expressions.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The name expressions qualify it with (alias, else table name).
+    pub name: String,
+    /// Its columns, when known.
+    pub columns: Columns,
+    /// Whether an outer join may leave it unmatched (defaults fill its columns).
+    pub outer: bool,
+}
+
+/// One `SELECT`'s scope.
+#[derive(Debug, Default)]
+pub struct Level {
+    /// The `FROM` items.
+    pub sources: Vec<Source>,
+    /// `SELECT` aliases and their expressions (ClickHouse lets every clause use them).
+    pub aliases: Vec<(String, sqlparser::ast::Expr)>,
+    /// Aliases being expanded: inside its own definition a name means the column.
+    pub expanding: Vec<String>,
+    /// SQL of the `GROUP BY` keys (bare and parenthesised).
+    pub group_keys: Vec<String>,
+    /// Emitting a join's `ON`: columns are the stored ones, not defaults.
+    pub in_on: bool,
+    /// Array arguments of `arrayJoin` calls, by join number.
+    pub array_joins: Vec<String>,
+}
+
+/// Translation state of one statement.
+pub struct Ctx<'a> {
+    /// The data sources.
+    pub catalog: &'a Catalog,
+    /// CTE frames, innermost last: name to columns.
+    pub ctes: Vec<Vec<(String, Columns)>>,
+    /// `SELECT` scopes, innermost last.
+    pub levels: Vec<Level>,
+    /// Counter for generated subquery aliases.
+    pub generated: usize,
+}
+
+/// Quotes an identifier for SQLite with backticks: unlike double quotes, an unknown
+/// backticked name is an error, never a string literal.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Translates `endpoint`, with `nodes` readable by name (pipe nodes become CTEs).
+pub fn translate(
+    nodes: &[(&str, &str)],
+    endpoint: &str,
+    catalog: &Catalog,
+) -> Result<Translated, TranslateError> {
+    let mut ctx = Ctx {
+        catalog,
+        ctes: vec![Vec::new()],
+        levels: Vec::new(),
+        generated: 0,
+    };
+    let mut withs = Vec::new();
+    let mut offset = 0;
+    for (name, sql) in nodes {
+        let (numbered, count) = number_placeholders(sql, offset);
+        offset += count;
+        let query = parse(&numbered)?;
+        let (text, columns) = ctx.query(&query)?;
+        withs.push(format!("{} AS ({text})", ident(name)));
+        ctx.ctes[0].push(((*name).to_owned(), columns));
+    }
+    let (numbered, _) = number_placeholders(endpoint, offset);
+    let query = parse(&numbered)?;
+    let (text, columns) = ctx.query(&query)?;
+    let sql = if withs.is_empty() {
+        text
+    } else if let Some(rest) = text.strip_prefix("WITH RECURSIVE ") {
+        format!("WITH RECURSIVE {}, {rest}", withs.join(", "))
+    } else if let Some(rest) = text.strip_prefix("WITH ") {
+        format!("WITH {}, {rest}", withs.join(", "))
+    } else {
+        format!("WITH {} {text}", withs.join(", "))
+    };
+    let columns = columns.map(|cols| {
+        cols.into_iter()
+            .map(|(name, ty)| OutColumn { name, ty })
+            .collect()
+    });
+    Ok(Translated { sql, columns })
+}
+
+fn parse(sql: &str) -> Result<Query, TranslateError> {
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains(" asof ") {
+        return Err(unsupported("ASOF JOIN"));
+    }
+    let mut statements = Parser::parse_sql(&ClickHouseDialect {}, sql)
+        .map_err(|e| TranslateError::Parse(parse_message(&e.to_string(), sql)))?;
+    if statements.len() != 1 {
+        return Err(TranslateError::Invalid(
+            "send one statement at a time".into(),
+        ));
+    }
+    match statements.remove(0) {
+        Statement::Query(query) => Ok(*query),
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+            Err(unsupported("EXPLAIN"))
+        }
+        Statement::Insert(_) => Err(unsupported(
+            "INSERT (ingestion: append rows with fixtures in the project folder)",
+        )),
+        Statement::CreateView(_) => Err(unsupported("materialized views and CREATE VIEW")),
+        other => {
+            let text = other.to_string();
+            let word: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(TranslateError::Invalid(format!(
+                "{word} is not allowed: only read-only SELECT statements run here"
+            )))
+        }
+    }
+}
+
+fn parse_message(message: &str, sql: &str) -> String {
+    let message = message.trim_start_matches("sql parser error: ");
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains(" div ") {
+        return format!("{message} (write intDiv(a, b) instead of a DIV b)");
+    }
+    if lower.contains(" by ") && lower.matches("limit").count() > 1 {
+        return format!(
+            "{message} (LIMIT n BY followed by a second LIMIT is not parsed: wrap the LIMIT BY \
+             query in a subquery and put the LIMIT outside)"
+        );
+    }
+    message.to_owned()
+}
+
+/// Numbers `?` placeholders (outside strings, quoted names and comments) as `?N`, from
+/// `offset + 1`, so their binding order survives any reordering of the SQL.
+pub fn number_placeholders(sql: &str, offset: usize) -> (String, usize) {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut count = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '\'' | '"' | '`' => {
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut previous = ' ';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if previous == '*' && d == '/' {
+                        break;
+                    }
+                    previous = d;
+                }
+            }
+            '?' if !chars.peek().is_some_and(char::is_ascii_digit) => {
+                count += 1;
+                out.push_str(&(offset + count).to_string());
+            }
+            _ => {}
+        }
+    }
+    (out, count)
+}
+
+impl Ctx<'_> {
+    /// Translates a query; returns its SQL and its columns.
+    pub fn query(&mut self, query: &Query) -> Result<(String, Columns), TranslateError> {
+        if query.fetch.is_some() || !query.locks.is_empty() || query.for_clause.is_some() {
+            return Err(unsupported("FETCH, FOR and locking clauses"));
+        }
+        if !query.pipe_operators.is_empty() {
+            return Err(unsupported("pipe operators"));
+        }
+        // SETTINGS tune ClickHouse's execution, not the answer: accepted and ignored. A
+        // FORMAT clause was cut by the caller; inside a subquery it is meaningless.
+        let mut prefix = String::new();
+        self.ctes.push(Vec::new());
+        let result = (|| {
+            if let Some(with) = &query.with {
+                let mut parts = Vec::new();
+                for cte in &with.cte_tables {
+                    let name = cte.alias.name.value.clone();
+                    let declared: Vec<String> =
+                        cte.alias.columns.iter().map(|c| c.name.value.clone()).collect();
+                    if with.recursive {
+                        let columns = (!declared.is_empty())
+                            .then(|| declared.iter().map(|c| (c.clone(), None)).collect());
+                        self.ctes.last_mut().expect("frame").push((name.clone(), columns));
+                    }
+                    let (sql, mut columns) = self.query(&cte.query)?;
+                    if !declared.is_empty() {
+                        columns = Some(match columns {
+                            Some(cols) if cols.len() == declared.len() => declared
+                                .iter()
+                                .zip(cols)
+                                .map(|(n, (_, ty))| (n.clone(), ty))
+                                .collect(),
+                            _ => declared.iter().map(|c| (c.clone(), None)).collect(),
+                        });
+                    }
+                    let list = if declared.is_empty() {
+                        String::new()
+                    } else {
+                        let names: Vec<String> = declared.iter().map(|c| ident(c)).collect();
+                        format!("({})", names.join(", "))
+                    };
+                    parts.push(format!("{}{list} AS ({sql})", ident(&name)));
+                    let frame = self.ctes.last_mut().expect("frame");
+                    frame.retain(|(n, _)| *n != name);
+                    frame.push((name, columns));
+                }
+                let recursive = if with.recursive { "RECURSIVE " } else { "" };
+                prefix = format!("WITH {recursive}{} ", parts.join(", "));
+            }
+            match query.body.as_ref() {
+                SetExpr::Select(select) => self.select(
+                    select,
+                    query.order_by.as_ref(),
+                    query.limit_clause.as_ref(),
+                ),
+                body => {
+                    if query.order_by.is_some() || query.limit_clause.is_some() {
+                        return Err(unsupported(
+                            "ORDER BY or LIMIT after UNION (ClickHouse applies them to the \
+                             last SELECT only): wrap the UNION in a subquery and order that",
+                        ));
+                    }
+                    self.set_expr(body)
+                }
+            }
+        })();
+        self.ctes.pop();
+        let (sql, columns) = result?;
+        Ok((format!("{prefix}{sql}"), columns))
+    }
+
+    fn set_expr(&mut self, body: &SetExpr) -> Result<(String, Columns), TranslateError> {
+        match body {
+            SetExpr::Select(select) => self.select(select, None, None),
+            SetExpr::Query(query) => {
+                let (sql, columns) = self.query(query)?;
+                Ok((format!("SELECT * FROM ({sql})"), columns))
+            }
+            SetExpr::SetOperation {
+                left,
+                op,
+                set_quantifier,
+                right,
+            } => {
+                let (l, lc) = self.set_expr(left)?;
+                let (r, rc) = self.set_expr(right)?;
+                let op = match (op, set_quantifier) {
+                    (SetOperator::Union, SetQuantifier::All) => "UNION ALL",
+                    (SetOperator::Union, SetQuantifier::None | SetQuantifier::Distinct) => {
+                        "UNION"
+                    }
+                    (SetOperator::Except, SetQuantifier::None | SetQuantifier::Distinct) => {
+                        "EXCEPT"
+                    }
+                    (SetOperator::Intersect, SetQuantifier::None | SetQuantifier::Distinct) => {
+                        "INTERSECT"
+                    }
+                    (op, q) => return Err(unsupported(format!("{op} {q}"))),
+                };
+                let columns = match (lc, rc) {
+                    (Some(l), Some(r)) if l.len() == r.len() => Some(
+                        l.into_iter()
+                            .zip(r)
+                            .map(|((name, a), (_, b))| {
+                                let ty = match (a, b) {
+                                    (Some(a), Some(b)) => super::types::common(&[&a, &b]),
+                                    _ => None,
+                                };
+                                (name, ty)
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+                Ok((format!("{l} {op} {r}"), columns))
+            }
+            SetExpr::Values(_) => Err(unsupported("VALUES")),
+            other => Err(unsupported(format!(
+                "the statement {}",
+                other.to_string().chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    /// The relation a table name reads: a CTE, a data source, or (schema-qualified, or
+    /// outside the catalog) a table SQLite resolves with unknown columns.
+    fn table(&mut self, name: &ObjectName) -> Result<(String, String, Columns), TranslateError> {
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => Ok(i.value.as_str()),
+                other => Err(unsupported(format!("the table name {other}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let sql = parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join(".");
+        let last = parts.last().copied().unwrap_or_default().to_owned();
+        if parts.len() > 1 {
+            return Ok((sql, last, None));
+        }
+        for frame in self.ctes.iter().rev() {
+            if let Some((_, columns)) = frame.iter().rev().find(|(n, _)| *n == last) {
+                return Ok((sql, last, columns.clone()));
+            }
+        }
+        let columns = self.catalog.table(&last).map(|cols| {
+            cols.iter()
+                .map(|c| (c.name.clone(), Some(c.ty.clone())))
+                .collect()
+        });
+        Ok((sql, last, columns))
+    }
+
+    fn factor(&mut self, factor: &TableFactor) -> Result<(String, Source), TranslateError> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args,
+                with_hints,
+                version,
+                partitions,
+                sample,
+                ..
+            } => {
+                if args.is_some() {
+                    return Err(unsupported(format!("the table function {name}()")));
+                }
+                if !with_hints.is_empty() || version.is_some() || !partitions.is_empty() {
+                    return Err(unsupported(format!("table modifiers on {name}")));
+                }
+                if sample.is_some() {
+                    return Err(unsupported("SAMPLE"));
+                }
+                let (sql, table, columns) = self.table(name)?;
+                let alias_name = alias.as_ref().map(|a| a.name.value.clone());
+                let text = match &alias_name {
+                    Some(a) => format!("{sql} AS {}", ident(a)),
+                    None => sql,
+                };
+                Ok((
+                    text,
+                    Source {
+                        name: alias_name.unwrap_or(table),
+                        columns,
+                        outer: false,
+                    },
+                ))
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
+                if *lateral {
+                    return Err(unsupported("LATERAL"));
+                }
+                // A subquery sees the outer CTEs but not the outer FROM items.
+                let saved = std::mem::take(&mut self.levels);
+                let result = self.query(subquery);
+                self.levels = saved;
+                let (sql, columns) = result?;
+                let name = match alias {
+                    Some(a) => a.name.value.clone(),
+                    None => {
+                        self.generated += 1;
+                        format!("_tb_subquery_{}", self.generated)
+                    }
+                };
+                Ok((
+                    format!("({sql}) AS {}", ident(&name)),
+                    Source {
+                        name,
+                        columns,
+                        outer: false,
+                    },
+                ))
+            }
+            TableFactor::NestedJoin { .. } => Err(unsupported("parenthesised joins")),
+            other => Err(unsupported(format!(
+                "the FROM item {}",
+                other.to_string().chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    fn from(&mut self, from: &[TableWithJoins]) -> Result<String, TranslateError> {
+        let mut parts = Vec::new();
+        for table in from {
+            let (mut sql, source) = self.factor(&table.relation)?;
+            self.level().sources.push(source);
+            for join in &table.joins {
+                sql.push(' ');
+                sql.push_str(&self.join(join)?);
+            }
+            parts.push(sql);
+        }
+        Ok(parts.join(", "))
+    }
+
+    fn join(&mut self, join: &Join) -> Result<String, TranslateError> {
+        let (sql, source) = self.factor(&join.relation)?;
+        let (keyword, constraint, left_outer, right_outer) = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => ("JOIN", c, false, false),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => ("LEFT JOIN", c, false, true),
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => {
+                ("RIGHT JOIN", c, true, false)
+            }
+            JoinOperator::FullOuter(c) => ("FULL JOIN", c, true, true),
+            JoinOperator::CrossJoin(c) => ("CROSS JOIN", c, false, false),
+            other => {
+                let text = other_join_name(other);
+                return Err(unsupported(format!("{text} joins")));
+            }
+        };
+        let level = self.level();
+        if left_outer {
+            level.sources.iter_mut().for_each(|s| s.outer = true);
+        }
+        level.sources.push(Source {
+            outer: right_outer,
+            ..source
+        });
+        let on = match constraint {
+            JoinConstraint::None => String::new(),
+            JoinConstraint::Natural => return Ok(format!("NATURAL {keyword} {sql}")),
+            JoinConstraint::Using(names) => {
+                let names: Vec<String> = names.iter().map(|n| ident(&n.to_string())).collect();
+                format!(" USING ({})", names.join(", "))
+            }
+            JoinConstraint::On(expr) => {
+                self.level().in_on = true;
+                let result = self.expr(expr);
+                self.level().in_on = false;
+                format!(" ON {}", result?.sql)
+            }
+            JoinConstraint::UsingAlias(..) => return Err(unsupported("USING (...) AS alias")),
+        };
+        Ok(format!("{keyword} {sql}{on}"))
+    }
+
+    /// The innermost `SELECT` scope.
+    pub fn level(&mut self) -> &mut Level {
+        if self.levels.is_empty() {
+            self.levels.push(Level::default());
+        }
+        self.levels.last_mut().expect("a level")
+    }
+
+    fn select(
+        &mut self,
+        select: &Select,
+        order_by: Option<&OrderBy>,
+        limit: Option<&LimitClause>,
+    ) -> Result<(String, Columns), TranslateError> {
+        self.levels.push(Level::default());
+        let result = self.select_inner(select, order_by, limit);
+        self.levels.pop();
+        result
+    }
+
+    fn select_inner(
+        &mut self,
+        select: &Select,
+        order_by: Option<&OrderBy>,
+        limit: Option<&LimitClause>,
+    ) -> Result<(String, Columns), TranslateError> {
+        refuse_select_extras(select)?;
+        let from = self.from(&select.from)?;
+        for item in &select.projection {
+            if let SelectItem::ExprWithAlias { expr, alias } = item {
+                self.level().aliases.push((alias.value.clone(), expr.clone()));
+            }
+        }
+        let mut clauses = String::new();
+        let wheres: Vec<&sqlparser::ast::Expr> =
+            select.prewhere.iter().chain(select.selection.iter()).collect();
+        let mut where_sql = Vec::new();
+        for w in wheres {
+            where_sql.push(self.expr(w)?.sql);
+        }
+        let group = match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(unsupported("GROUP BY modifiers (WITH TOTALS, ROLLUP, CUBE)"));
+                }
+                let mut keys = Vec::new();
+                for e in exprs {
+                    let e = self.positional(e, &select.projection)?;
+                    keys.push(self.expr(&e)?.sql);
+                }
+                keys
+            }
+            GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL")),
+        };
+        for key in &group {
+            let bare = strip_parens(key).to_owned();
+            let level = self.level();
+            level.group_keys.push(format!("({bare})"));
+            level.group_keys.push(bare);
+        }
+        let (items, columns, aggregated_items) = self.projection(&select.projection)?;
+        let having = match &select.having {
+            Some(h) => Some(self.expr(h)?),
+            None => None,
+        };
+        let aggregated = !group.is_empty()
+            || aggregated_items
+            || having.as_ref().is_some_and(|h| h.agg);
+        let mut order = Vec::new();
+        if let Some(order_by) = order_by {
+            order = self.order_by(order_by, &select.projection, aggregated)?;
+        }
+        if aggregated {
+            self.check_grouped(&items, having.as_ref())?;
+        }
+        let array_joins = std::mem::take(&mut self.level().array_joins);
+        let mut from = from;
+        for (k, array) in array_joins.iter().enumerate() {
+            let series = format!(
+                "(WITH RECURSIVE _tb_n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM _tb_n \
+                 WHERE i + 1 < {ARRAY_JOIN_MAX}) SELECT i FROM _tb_n) AS `_tb_aj{k}`"
+            );
+            from = if from.is_empty() {
+                series
+            } else {
+                format!("{from} CROSS JOIN {series}")
+            };
+            where_sql.push(format!("`_tb_aj{k}`.i < json_array_length({array})"));
+        }
+        let distinct = match &select.distinct {
+            None | Some(Distinct::All) => "",
+            Some(Distinct::Distinct) => "DISTINCT ",
+            Some(Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
+        };
+        let projection: Vec<String> = items.iter().map(|i| i.sql.clone()).collect();
+        if !from.is_empty() {
+            clauses.push_str(&format!(" FROM {from}"));
+        }
+        if !where_sql.is_empty() {
+            clauses.push_str(&format!(" WHERE {}", where_sql.join(" AND ")));
+        }
+        if !group.is_empty() {
+            clauses.push_str(&format!(" GROUP BY {}", group.join(", ")));
+        }
+        if let Some(h) = having {
+            clauses.push_str(&format!(" HAVING {}", h.sql));
+        }
+        let (limit_sql, limit_by) = self.limit(limit)?;
+        if let Some((n, offset, by)) = limit_by {
+            if !distinct.is_empty() {
+                return Err(unsupported("DISTINCT with LIMIT BY"));
+            }
+            let Some(cols) = &columns else {
+                return Err(unsupported("LIMIT BY over columns the catalog does not know"));
+            };
+            let order_sql = order.join(", ");
+            let over_order = if order.is_empty() {
+                String::new()
+            } else {
+                format!(" ORDER BY {order_sql}")
+            };
+            let names: Vec<String> = cols.iter().map(|(n, _)| ident(n)).collect();
+            let inner = format!(
+                "SELECT {}, row_number() OVER (PARTITION BY {}{over_order}) AS `_tb_lb`, \
+                 row_number() OVER ({}) AS `_tb_ord`{clauses}",
+                projection.join(", "),
+                by.join(", "),
+                over_order.trim_start()
+            );
+            let sql = format!(
+                "SELECT {} FROM ({inner}) WHERE `_tb_lb` > {offset} AND `_tb_lb` <= {offset} + {n} \
+                 ORDER BY `_tb_ord`{limit_sql}",
+                names.join(", ")
+            );
+            return Ok((sql, columns));
+        }
+        if !order.is_empty() {
+            clauses.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        }
+        clauses.push_str(&limit_sql);
+        let sql = format!("SELECT {distinct}{}{clauses}", projection.join(", "));
+        Ok((sql, columns))
+    }
+}
+
+/// `(x)` without its outer parentheses, when they enclose the whole text.
+fn strip_parens(sql: &str) -> &str {
+    let Some(inner) = sql.strip_prefix('(').and_then(|s| s.strip_suffix(')')) else {
+        return sql;
+    };
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return sql;
+        }
+    }
+    if depth == 0 { strip_parens(inner) } else { sql }
+}
+
+fn other_join_name(op: &JoinOperator) -> &'static str {
+    match op {
+        JoinOperator::Semi(_) | JoinOperator::LeftSemi(_) | JoinOperator::RightSemi(_) => "SEMI",
+        JoinOperator::Anti(_) | JoinOperator::LeftAnti(_) | JoinOperator::RightAnti(_) => "ANTI",
+        JoinOperator::AsOf { .. } => "ASOF",
+        _ => "these",
+    }
+}
+
+fn refuse_select_extras(select: &Select) -> Result<(), TranslateError> {
+    if select.top.is_some() || select.into.is_some() {
+        return Err(unsupported("TOP and SELECT INTO"));
+    }
+    if !select.lateral_views.is_empty() {
+        return Err(unsupported("ARRAY JOIN clauses (use arrayJoin() in the SELECT list)"));
+    }
+    if select.qualify.is_some() {
+        return Err(unsupported("QUALIFY"));
+    }
+    if !select.named_window.is_empty() {
+        return Err(unsupported("named windows (WINDOW w AS ...)"));
+    }
+    if !select.cluster_by.is_empty() || !select.distribute_by.is_empty() || !select.sort_by.is_empty()
+    {
+        return Err(unsupported("CLUSTER/DISTRIBUTE/SORT BY"));
+    }
+    if !select.connect_by.is_empty() {
+        return Err(unsupported("CONNECT BY"));
+    }
+    if select.exclude.is_some() {
+        return Err(unsupported("EXCLUDE"));
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    /// `LIMIT` as SQLite text, plus `(n, offset, by-keys)` of a `LIMIT n BY`.
+    #[allow(clippy::type_complexity)]
+    fn limit(
+        &mut self,
+        limit: Option<&LimitClause>,
+    ) -> Result<(String, Option<(String, String, Vec<String>)>), TranslateError> {
+        match limit {
+            None => Ok((String::new(), None)),
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                let (o, l) = (self.expr(offset)?.sql, self.expr(limit)?.sql);
+                Ok((format!(" LIMIT {l} OFFSET {o}"), None))
+            }
+            Some(LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                let l = match limit {
+                    Some(l) => Some(self.expr(l)?.sql),
+                    None => None,
+                };
+                let o = match offset {
+                    Some(o) => Some(self.expr(&o.value)?.sql),
+                    None => None,
+                };
+                if !limit_by.is_empty() {
+                    if offset.is_some() {
+                        return Err(unsupported("LIMIT n OFFSET m BY"));
+                    }
+                    let mut by = Vec::new();
+                    for e in limit_by {
+                        by.push(self.expr(e)?.sql);
+                    }
+                    let n = l.ok_or_else(|| unsupported("BY without a LIMIT"))?;
+                    return Ok((String::new(), Some((n, o.unwrap_or("0".into()), by))));
+                }
+                let mut sql = match l {
+                    Some(l) => format!(" LIMIT {l}"),
+                    None => " LIMIT -1".to_owned(),
+                };
+                if let Some(o) = o {
+                    sql.push_str(&format!(" OFFSET {o}"));
+                }
+                if limit.is_none() && offset.is_none() {
+                    sql.clear();
+                }
+                Ok((sql, None))
+            }
+        }
+    }
+
+    fn order_by(
+        &mut self,
+        order_by: &OrderBy,
+        projection: &[SelectItem],
+        aggregated: bool,
+    ) -> Result<Vec<String>, TranslateError> {
+        let OrderByKind::Expressions(exprs) = &order_by.kind else {
+            return Err(unsupported("ORDER BY ALL"));
+        };
+        if order_by.interpolate.is_some() {
+            return Err(unsupported("INTERPOLATE"));
+        }
+        let mut out = Vec::new();
+        for item in exprs {
+            if item.with_fill.is_some() {
+                return Err(unsupported("WITH FILL"));
+            }
+            let e = self.positional(&item.expr, projection)?;
+            let e = self.expr(&e)?;
+            if aggregated {
+                self.ensure_grouped(&e)?;
+            }
+            let desc = matches!(
+                item.options.sort,
+                Some(sqlparser::ast::OrderBySort::Desc)
+            );
+            // ClickHouse puts NULLs last in both directions unless told otherwise.
+            let nulls = match item.options.nulls_first {
+                Some(true) => " NULLS FIRST",
+                _ => " NULLS LAST",
+            };
+            out.push(format!("{}{}{nulls}", e.sql, if desc { " DESC" } else { " ASC" }));
+        }
+        Ok(out)
+    }
+
+    /// `GROUP BY 1` / `ORDER BY 2`: ClickHouse reads a bare number as a projection position.
+    fn positional(
+        &self,
+        e: &sqlparser::ast::Expr,
+        projection: &[SelectItem],
+    ) -> Result<sqlparser::ast::Expr, TranslateError> {
+        if let sqlparser::ast::Expr::Value(v) = e {
+            if let sqlparser::ast::Value::Number(n, _) = &v.value {
+                let index: usize = n
+                    .parse()
+                    .map_err(|_| TranslateError::Invalid(format!("bad position {n}")))?;
+                return match projection.get(index.wrapping_sub(1)) {
+                    Some(SelectItem::UnnamedExpr(e)) => Ok(e.clone()),
+                    Some(SelectItem::ExprWithAlias { expr, .. }) => Ok(expr.clone()),
+                    _ => Err(TranslateError::Invalid(format!(
+                        "position {index} is not an expression of the SELECT list"
+                    ))),
+                };
+            }
+        }
+        Ok(e.clone())
+    }
+}
