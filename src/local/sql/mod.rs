@@ -107,6 +107,9 @@ pub enum SqlError {
     /// The statement reads something the token may not read, or around a filter (403).
     #[error("{0}")]
     Denied(Denial),
+    /// Outside the ClickHouse the local endpoint runs (400).
+    #[error("{0}")]
+    Translate(#[from] crate::local::clickhouse::TranslateError),
     /// Not one plain read, or a function off the allow-list (400).
     #[error("{0}")]
     Statement(String),
@@ -177,11 +180,13 @@ pub async fn sql(
             )
         })?;
     let (sql, format) = split_format(&query).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let sql = sql.to_owned();
+    let translated = state.db.translator.query(sql).map_err(SqlError::from)?;
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
     let conn = state.db.acquire().await;
     let limits = state.query_limits;
-    let out = tokio::task::spawn_blocking(move || sandbox::run(&conn, &sql, &access, limits))
+    let out = tokio::task::spawn_blocking(move || {
+        sandbox::run_typed(&conn, &translated.sql, translated.columns.as_deref(), &access, limits)
+    })
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
         .map_err(|e| {
