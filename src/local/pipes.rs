@@ -77,6 +77,11 @@ impl PipeError {
 }
 
 impl Pipe {
+    /// The endpoint node's template (the node Tinybird serves).
+    pub fn endpoint(&self) -> &PipeTemplate {
+        &self.nodes.last().expect("a pipe has an endpoint node").template
+    }
+
     /// Every parameter any node reads (Tinybird: parameters declared in any node are the
     /// pipe's), sorted.
     pub fn param_names(&self) -> Vec<String> {

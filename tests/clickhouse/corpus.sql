@@ -187,9 +187,9 @@ SELECT product_name FROM products WHERE org_id = 'acme' ORDER BY product_name;
 -- joins
 SELECT o.order_id, p.product_name FROM orders AS o JOIN products AS p ON p.org_id = o.org_id AND p.product_id = o.product_id ORDER BY o.order_id LIMIT 5;
 SELECT o.order_id, g.plan FROM orders AS o INNER JOIN orgs AS g ON g.org_id = o.org_id ORDER BY o.order_id LIMIT 3;
-SELECT g.org_id, count(o.order_id) AS n FROM orgs AS g LEFT JOIN orders AS o ON o.org_id = g.org_id GROUP BY g.org_id ORDER BY g.org_id;
-SELECT g.org_id, o.order_id, o.customer FROM orgs AS g LEFT JOIN (SELECT * FROM orders WHERE org_id = 'acme' AND order_id < 50) AS o ON o.org_id = g.org_id ORDER BY g.org_id, o.order_id;
-SELECT g.org_id, count(o.order_id) AS n, sum(o.amount) AS s FROM orgs AS g LEFT JOIN (SELECT * FROM orders WHERE org_id = 'globex') AS o ON o.org_id = g.org_id GROUP BY g.org_id ORDER BY g.org_id;
+SELECT g.org_id, count(o.order_id) AS n FROM orgs AS g LEFT JOIN orders AS o ON o.org_id = g.org_id GROUP BY g.org_id ORDER BY g.org_id SETTINGS join_use_nulls = 1;
+SELECT g.org_id, o.order_id, o.customer FROM orgs AS g LEFT JOIN (SELECT * FROM orders WHERE org_id = 'acme' AND order_id < 50) AS o ON o.org_id = g.org_id ORDER BY g.org_id, o.order_id SETTINGS join_use_nulls = 1;
+SELECT g.org_id, count(o.order_id) AS n, sum(o.amount) AS s FROM orgs AS g LEFT JOIN (SELECT * FROM orders WHERE org_id = 'globex') AS o ON o.org_id = g.org_id GROUP BY g.org_id ORDER BY g.org_id SETTINGS join_use_nulls = 1;
 SELECT org_id, plan, count() AS n FROM orders JOIN orgs USING (org_id) GROUP BY org_id, plan ORDER BY org_id;
 SELECT count() AS n FROM orders AS o CROSS JOIN orgs AS g WHERE g.org_id = 'acme' AND o.order_id < 10;
 SELECT p.category, round(sum(o.amount), 2) AS revenue FROM orders AS o JOIN products AS p ON p.org_id = o.org_id AND p.product_id = o.product_id WHERE o.org_id = 'acme' GROUP BY p.category ORDER BY revenue DESC;
@@ -258,5 +258,7 @@ SELECT (1, 2) AS t;
 SELECT CAST(1 AS Decimal(10, 2)) AS d;
 -- refused: lagInFrame
 SELECT lagInFrame(order_id) OVER (ORDER BY order_id) AS p FROM orders LIMIT 1;
+-- refused: join_use_nulls
+SELECT g.org_id, o.order_id FROM orgs AS g LEFT JOIN orders AS o ON o.org_id = g.org_id ORDER BY o.order_id LIMIT 1 SETTINGS join_use_nulls = 0;
 -- refused: GROUP BY modifiers
 SELECT org_id, count() FROM orders GROUP BY org_id WITH TOTALS;

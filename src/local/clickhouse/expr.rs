@@ -341,12 +341,11 @@ impl Ctx<'_> {
         }
         let grouped = self.level().group_keys.contains(&sql);
         let free = if grouped { vec![] } else { vec![sql.clone()] };
-        // ClickHouse fills the unmatched side of an outer join with defaults, not NULLs.
-        let sql = match &ty {
-            Some(t) if outer && !in_on && !t.is_nullable() => {
-                format!("coalesce({sql}, {})", t.default_sql())
-            }
-            _ => sql,
+        // The unmatched side of an outer join is NULL, typed Nullable: ClickHouse with
+        // join_use_nulls = 1 (see the module doc of `translate`).
+        let ty = match ty {
+            Some(t) if outer && !in_on => Some(t.nullable()),
+            other => other,
         };
         Ok(E {
             sql,

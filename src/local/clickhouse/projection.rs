@@ -100,12 +100,8 @@ impl Ctx<'_> {
                         _ => ident(&name),
                     };
                     let outer = source.is_some_and(|s| s.outer);
-                    let value = match &ty {
-                        Some(t) if outer && !t.is_nullable() => {
-                            format!("coalesce({qualified}, {})", t.default_sql())
-                        }
-                        _ => qualified.clone(),
-                    };
+                    let ty = if outer { ty.map(ChType::nullable) } else { ty };
+                    let value = qualified.clone();
                     out.push(E {
                         sql: format!("{value} AS {}", ident(&name)),
                         ty: ty.clone(),

@@ -3,8 +3,13 @@
 //!
 //! ClickHouse's scoping is kept: a `SELECT` alias is visible in every clause of its query
 //! (it is expanded where used, as ClickHouse does), a non-aggregated column must be grouped,
-//! `NULL`s sort last, and an outer join fills unmatched non-`Nullable` columns with their
-//! type's default rather than `NULL`. `LIMIT n BY` becomes a `row_number()` window.
+//! and `NULL`s sort last. `LIMIT n BY` becomes a `row_number()` window.
+//!
+//! One deliberate difference: outer joins answer as ClickHouse does with `join_use_nulls =
+//! 1` (an unmatched row's columns are `NULL`, typed `Nullable`), not with its default of the
+//! type's default value (`0`, `''`). A row-filtered tenant's unmatched row must never look
+//! like a row with a real (empty) tenant id; the `/v0/sql` isolation suite relies on it.
+//! `SETTINGS join_use_nulls = 0` is refused rather than silently ignored.
 
 use sqlparser::ast::{
     Distinct, GroupByExpr, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
@@ -221,8 +226,16 @@ impl Ctx<'_> {
         if !query.pipe_operators.is_empty() {
             return Err(unsupported("pipe operators"));
         }
-        // SETTINGS tune ClickHouse's execution, not the answer: accepted and ignored. A
-        // FORMAT clause was cut by the caller; inside a subquery it is meaningless.
+        // SETTINGS tune ClickHouse's execution, not the answer: accepted and ignored, except
+        // one that would change the answer. A FORMAT clause was cut by the caller.
+        for setting in query.settings.iter().flatten() {
+            let value = setting.value.to_string();
+            if setting.key.value == "join_use_nulls" && value != "1" {
+                return Err(unsupported(
+                    "SETTINGS join_use_nulls = 0 (outer joins here give NULL, as with join_use_nulls = 1)",
+                ));
+            }
+        }
         let mut prefix = String::new();
         self.ctes.push(Vec::new());
         let result = (|| {

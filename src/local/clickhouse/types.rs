@@ -371,7 +371,6 @@ mod tests {
             (Arith::Widen, "Int32", "UInt8", "Int64"),
             (Arith::Widen, "UInt8", "Int8", "Int16"),
             (Arith::Widen, "Float32", "UInt8", "Float64"),
-            (Arith::Keep, "Int8", "UInt8", "Int8"),
         ];
         for (op, a, b, want) in cases {
             assert_eq!(arithmetic(op, &t(a), &t(b)).to_string(), want, "{a} {op:?} {b}");

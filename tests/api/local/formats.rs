@@ -37,9 +37,9 @@ async fn json_has_exactly_tinybirds_envelope_with_quoted_int64() {
     assert_eq!(
         body["meta"],
         json!([
-            {"name": "product_id", "type": "Int64"},
+            {"name": "product_id", "type": "UInt32"},
             {"name": "product_name", "type": "String"},
-            {"name": "units", "type": "Int64"},
+            {"name": "units", "type": "UInt64"},
             {"name": "revenue", "type": "Float64"},
             {"name": "org_id", "type": "String"},
         ])
@@ -135,7 +135,7 @@ async fn csv_and_ndjson_carry_the_same_rows() {
         assert!(
             line.starts_with(&format!(
                 "{},{name},{},",
-                row["product_id"].as_str().unwrap(),
+                row["product_id"],
                 row["units"].as_str().unwrap()
             )),
             "{line} vs {row}"
