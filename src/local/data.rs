@@ -159,6 +159,17 @@ impl Database {
         }))
     }
 
+    /// A free connection without waiting, if there is one (benchmarks and fuzzing, which
+    /// have no async runtime).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection> {
+        self.available.try_acquire().ok()?.forget();
+        let conn = self.pool.lock().expect("pool lock").pop();
+        Some(PooledConnection {
+            db: Arc::clone(self),
+            conn,
+        })
+    }
+
     /// Waits for a free connection.
     pub async fn acquire(self: &Arc<Self>) -> PooledConnection {
         self.available

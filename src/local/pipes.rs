@@ -503,6 +503,45 @@ TYPE endpoint
     }
 
     #[test]
+    fn nodes_read_the_nodes_above_them_and_params_of_any_node_are_the_pipes() {
+        let source = "NODE mine\nSQL >\n    %\n    SELECT org_id, amount FROM orders WHERE org_id = {{ String(org_id) }}\n\n\
+                      NODE unused\nSQL >\n    %\n    SELECT {{ Int32(never_sent) }} AS x\n\n\
+                      NODE endpoint\nSQL >\n    %\n    SELECT org_id, count() AS n FROM mine GROUP BY org_id LIMIT {{ Int32(limit, 5) }}\n\nTYPE endpoint\n";
+        let (set, errors) = PipeSet::from_sources(&[("multi.pipe", source)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let pipe = set.get("multi").unwrap();
+        assert_eq!(pipe.param_names(), ["limit", "never_sent", "org_id"]);
+        let translator = Translator::new(std::sync::Arc::new(Default::default()));
+        let prepared = pipe
+            .prepare(&Params::parse("org_id=acme").unwrap(), &translator)
+            .expect("the unused node's required parameter is not asked for");
+        assert!(prepared.sql.starts_with("WITH `mine` AS (SELECT"), "{}", prepared.sql);
+        assert!(!prepared.sql.contains("unused"), "{}", prepared.sql);
+        assert_eq!(prepared.binds, [SqlValue::Text("acme".into()), SqlValue::Integer(5)]);
+        let err = pipe.prepare(&Params::default(), &translator).unwrap_err();
+        assert_eq!(err.to_string(), "missing required parameter org_id");
+    }
+
+    #[test]
+    fn writing_pipes_are_refused_with_their_line() {
+        let source = "NODE mv\nSQL >\n    SELECT 1 AS x\nTYPE materialized\nDATASOURCE target\n";
+        let (_, errors) = PipeSet::from_sources(&[("mv.pipe", source)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4);
+        assert!(errors[0].message.contains("materialized"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_template_error_keeps_the_status_its_author_chose() {
+        let source = "NODE endpoint\nSQL >\n    %\n    {% if not defined(org_id) %}{{ error('org_id is required', 403) }}{% end %}\n    SELECT 1\n";
+        let (set, errors) = PipeSet::from_sources(&[("guarded.pipe", source)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let translator = Translator::new(std::sync::Arc::new(Default::default()));
+        let err = set.get("guarded").unwrap().prepare(&Params::default(), &translator).unwrap_err();
+        assert_eq!((err.status(), err.to_string().as_str()), (403, "org_id is required"));
+    }
+
+    #[test]
     fn broken_file_is_reported_with_file_and_line_while_others_load() {
         let broken = TOP.replace("String(org_id)", "Strin(org_id)");
         let (set, errors) = PipeSet::from_sources(&[
