@@ -67,7 +67,7 @@ fn run(bencher: divan::Bencher, name: &str) {
         binds: Vec::new(),
     };
     let columns = translated.columns.as_deref();
-    bencher.bench(|| query::run_typed(&conn, &rendered, columns, QueryLimits::default()).unwrap());
+    bencher.bench_local(|| query::run_typed(&conn, &rendered, columns, QueryLimits::default()).unwrap());
 }
 
 /// The demo's top_products before this change: one SQLite node, rendered and run as is.
@@ -87,7 +87,7 @@ fn pipe_before(bencher: divan::Bencher) {
     let template = PipeTemplate::compile(TOP_PRODUCTS_SQLITE).unwrap();
     let params = Params::parse("org_id=acme").unwrap();
     let conn = db.try_acquire().unwrap();
-    bencher.bench(|| {
+    bencher.bench_local(|| {
         let sql = template.render(&params).unwrap();
         query::run(&conn, &sql, QueryLimits::default()).unwrap()
     });
@@ -101,7 +101,7 @@ fn pipe_after(bencher: divan::Bencher) {
     let pipe = pipes.get("top_products").unwrap();
     let params = Params::parse("org_id=acme").unwrap();
     let conn = db.try_acquire().unwrap();
-    bencher.bench(|| {
+    bencher.bench_local(|| {
         let prepared = pipe.prepare(&params, &db.translator).unwrap();
         query::run_prepared(&conn, &prepared, QueryLimits::default()).unwrap()
     });
