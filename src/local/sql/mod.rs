@@ -26,9 +26,12 @@
 //! reads a data source its token does not grant, or reads one around its filter. Statements
 //! that are not plain reads get a 400.
 //!
-//! Differences from Tinybird: SQLite's SQL dialect, JSON as the default format, no pipes as
-//! tables, and data sources are the tables of the database (`orders`, `products`, `orgs` in
-//! the demo); views in a `--data` file cannot be granted.
+//! The query is ClickHouse SQL: it is translated to SQLite first (`super::clickhouse`,
+//! cached per text), and the sandbox only ever sees the translation. Differences from
+//! Tinybird: the ClickHouse subset the translator supports (the rest is a 400 naming it),
+//! JSON as the default format, no pipes as tables, and data sources are the tables of the
+//! database (`orders`, `products`, `orgs` in the demo); views in a `--data` file cannot be
+//! granted.
 
 pub mod policy;
 pub mod sandbox;
