@@ -24,10 +24,22 @@ fn main() {
 
 const QUERIES: &[(&str, &str)] = &[
     ("count", "SELECT count() FROM orders WHERE org_id = 'acme'"),
-    ("group_by_day", "SELECT toStartOfDay(ts) AS d, countIf(amount > 100) AS big, round(sum(amount), 2) AS revenue FROM orders WHERE org_id = 'acme' GROUP BY d ORDER BY d"),
-    ("join_top", "SELECT p.product_name, sum(o.quantity) AS units FROM orders AS o JOIN products AS p ON p.org_id = o.org_id AND p.product_id = o.product_id WHERE o.org_id = 'globex' AND o.day > today() - 30 GROUP BY p.product_name ORDER BY units DESC LIMIT 5"),
-    ("limit_by", "SELECT org_id, customer, sum(amount) AS s FROM orders GROUP BY org_id, customer ORDER BY s DESC LIMIT 2 BY org_id"),
-    ("quantiles", "SELECT product_id, quantile(0.9)(amount) AS p90, uniq(customer) AS u FROM orders WHERE org_id = 'initech' GROUP BY product_id ORDER BY product_id"),
+    (
+        "group_by_day",
+        "SELECT toStartOfDay(ts) AS d, countIf(amount > 100) AS big, round(sum(amount), 2) AS revenue FROM orders WHERE org_id = 'acme' GROUP BY d ORDER BY d",
+    ),
+    (
+        "join_top",
+        "SELECT p.product_name, sum(o.quantity) AS units FROM orders AS o JOIN products AS p ON p.org_id = o.org_id AND p.product_id = o.product_id WHERE o.org_id = 'globex' AND o.day > today() - 30 GROUP BY p.product_name ORDER BY units DESC LIMIT 5",
+    ),
+    (
+        "limit_by",
+        "SELECT org_id, customer, sum(amount) AS s FROM orders GROUP BY org_id, customer ORDER BY s DESC LIMIT 2 BY org_id",
+    ),
+    (
+        "quantiles",
+        "SELECT product_id, quantile(0.9)(amount) AS p90, uniq(customer) AS u FROM orders WHERE org_id = 'initech' GROUP BY product_id ORDER BY product_id",
+    ),
 ];
 
 fn db() -> &'static Arc<Database> {
@@ -36,7 +48,11 @@ fn db() -> &'static Arc<Database> {
 }
 
 fn sql_of(name: &str) -> &'static str {
-    QUERIES.iter().find(|(n, _)| *n == name).map(|(_, q)| *q).unwrap()
+    QUERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, q)| *q)
+        .unwrap()
 }
 
 /// Uncached translation of each query.
@@ -67,7 +83,9 @@ fn run(bencher: divan::Bencher, name: &str) {
         binds: Vec::new(),
     };
     let columns = translated.columns.as_deref();
-    bencher.bench_local(|| query::run_typed(&conn, &rendered, columns, QueryLimits::default()).unwrap());
+    bencher.bench_local(|| {
+        query::run_typed(&conn, &rendered, columns, QueryLimits::default()).unwrap()
+    });
 }
 
 /// The demo's top_products before this change: one SQLite node, rendered and run as is.

@@ -15,8 +15,8 @@ use super::clickhouse::catalog::Catalog;
 use super::clickhouse::translate::ident;
 use super::clickhouse::{Translator, sqlite};
 use super::pipes::PipeLoadError;
-use super::project::{Project, fixtures};
 pub use super::project::demo::{DEMO_ORGS, DemoData};
+use super::project::{Project, fixtures};
 
 /// A fixed pool of read-only connections to one database.
 pub struct Database {
@@ -84,7 +84,11 @@ impl Database {
                     format!("{} {}{null}", ident(&c.name), c.ty.sqlite_decl())
                 })
                 .collect();
-            owner.execute_batch(&format!("CREATE TABLE {} ({})", ident(&ds.name), columns.join(", ")))?;
+            owner.execute_batch(&format!(
+                "CREATE TABLE {} ({})",
+                ident(&ds.name),
+                columns.join(", ")
+            ))?;
             if !ds.sorting_key.is_empty() {
                 let keys: Vec<String> = ds.sorting_key.iter().map(|k| ident(k)).collect();
                 owner.execute_batch(&format!(

@@ -76,9 +76,16 @@ pub fn render(out: &QueryOutput, format: Format, quote_64bit: bool) -> String {
                             (*f as i64).to_string()
                         }
                         Value::Integer(_) | Value::Real(_) | Value::Text(_) => {
-                            let hint = ty.as_ref().map(|t| t.base().to_string()).unwrap_or_default();
+                            let hint = ty
+                                .as_ref()
+                                .map(|t| t.base().to_string())
+                                .unwrap_or_default();
                             let text = to_string(v.into(), &hint).unwrap_or_default();
-                            if matches!(v, Value::Text(_)) { csv_field(&text) } else { text }
+                            if matches!(v, Value::Text(_)) {
+                                csv_field(&text)
+                            } else {
+                                text
+                            }
                         }
                         Value::Blob(b) => csv_field(&String::from_utf8_lossy(b)),
                     })
@@ -137,7 +144,9 @@ fn json_value(v: &Value, ty: Option<&ChType>, quote_64bit: bool) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Integer(i) if base == Some(&ChType::Bool) => Json::Bool(*i != 0),
-        Value::Integer(i) if base.is_some_and(|t| matches!(t, ChType::Float(_))) => json!(*i as f64),
+        Value::Integer(i) if base.is_some_and(|t| matches!(t, ChType::Float(_))) => {
+            json!(*i as f64)
+        }
         Value::Integer(i) if quote => Json::String(i.to_string()),
         Value::Integer(i) => json!(i),
         Value::Real(f) if base.is_some_and(ChType::is_integer) => {
@@ -163,7 +172,6 @@ fn json_value(v: &Value, ty: Option<&ChType>, quote_64bit: bool) -> Json {
         Value::Blob(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
     }
 }
-
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

@@ -79,13 +79,21 @@ impl PipeError {
 impl Pipe {
     /// The endpoint node's template (the node Tinybird serves).
     pub fn endpoint(&self) -> &PipeTemplate {
-        &self.nodes.last().expect("a pipe has an endpoint node").template
+        &self
+            .nodes
+            .last()
+            .expect("a pipe has an endpoint node")
+            .template
     }
 
     /// Every parameter any node reads (Tinybird: parameters declared in any node are the
     /// pipe's), sorted.
     pub fn param_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.nodes.iter().flat_map(|n| n.template.param_names()).collect();
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.template.param_names())
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -99,7 +107,10 @@ impl Pipe {
         // A node may read only nodes above it: walk upwards, rendering what is read.
         for i in (0..last).rev() {
             let name = &self.nodes[i].name;
-            let read = rendered[i + 1..].iter().flatten().any(|r| mentions(&r.sql, name));
+            let read = rendered[i + 1..]
+                .iter()
+                .flatten()
+                .any(|r| mentions(&r.sql, name));
             if read {
                 rendered[i] = Some(self.nodes[i].template.render(params)?);
             }
@@ -380,7 +391,11 @@ fn parse_pipe(file: &Path, contents: &str) -> Result<Pipe, PipeLoadError> {
         }
         let template = PipeTemplate::compile(&node.sql)
             .map_err(|err| error(node.header_line + err.line, err.message))?;
-        let name = if node.name.is_empty() { format!("node_{i}") } else { node.name };
+        let name = if node.name.is_empty() {
+            format!("node_{i}")
+        } else {
+            node.name
+        };
         compiled.push(PipeNode { name, template });
     }
     Ok(Pipe {
@@ -492,7 +507,13 @@ TYPE endpoint
         assert!(errors.is_empty(), "{errors:?}");
         let sql = |name: &str| {
             let pipe = set.get(name).unwrap();
-            pipe.nodes.last().unwrap().template.render(&Params::default()).unwrap().sql
+            pipe.nodes
+                .last()
+                .unwrap()
+                .template
+                .render(&Params::default())
+                .unwrap()
+                .sql
         };
         assert_eq!(sql("multi"), "SELECT 1");
         assert_eq!(sql("last"), "SELECT 2");
@@ -515,9 +536,16 @@ TYPE endpoint
         let prepared = pipe
             .prepare(&Params::parse("org_id=acme").unwrap(), &translator)
             .expect("the unused node's required parameter is not asked for");
-        assert!(prepared.sql.starts_with("WITH `mine` AS (SELECT"), "{}", prepared.sql);
+        assert!(
+            prepared.sql.starts_with("WITH `mine` AS (SELECT"),
+            "{}",
+            prepared.sql
+        );
         assert!(!prepared.sql.contains("unused"), "{}", prepared.sql);
-        assert_eq!(prepared.binds, [SqlValue::Text("acme".into()), SqlValue::Integer(5)]);
+        assert_eq!(
+            prepared.binds,
+            [SqlValue::Text("acme".into()), SqlValue::Integer(5)]
+        );
         let err = pipe.prepare(&Params::default(), &translator).unwrap_err();
         assert_eq!(err.to_string(), "missing required parameter org_id");
     }
@@ -537,8 +565,15 @@ TYPE endpoint
         let (set, errors) = PipeSet::from_sources(&[("guarded.pipe", source)]);
         assert!(errors.is_empty(), "{errors:?}");
         let translator = Translator::new(std::sync::Arc::new(Default::default()));
-        let err = set.get("guarded").unwrap().prepare(&Params::default(), &translator).unwrap_err();
-        assert_eq!((err.status(), err.to_string().as_str()), (403, "org_id is required"));
+        let err = set
+            .get("guarded")
+            .unwrap()
+            .prepare(&Params::default(), &translator)
+            .unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string().as_str()),
+            (403, "org_id is required")
+        );
     }
 
     #[test]

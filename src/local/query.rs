@@ -155,7 +155,10 @@ fn run_inner(
                 .filter(|t| t.len() == decltypes.len())
                 .and_then(|t| t[i].ty.as_ref());
             Column {
-                ty: known.map_or_else(|| column_type(decltypes[i].as_deref(), &rows, i), ToString::to_string),
+                ty: known.map_or_else(
+                    || column_type(decltypes[i].as_deref(), &rows, i),
+                    ToString::to_string,
+                ),
                 name,
             }
         })

@@ -39,7 +39,14 @@ const TEMPLATE_NAME: &str = "pipe";
 /// Context variable holding the per-render bind list; `__tb__` names cannot be parameters.
 const BINDS_VAR: &str = "__tb__binds";
 /// Tinybird's other template functions (see `extras`).
-const EXTRA_FUNCTIONS: &[&str] = &["column", "columns", "symbol", "sql_and", "split_to_array", "error"];
+const EXTRA_FUNCTIONS: &[&str] = &[
+    "column",
+    "columns",
+    "symbol",
+    "sql_and",
+    "split_to_array",
+    "error",
+];
 /// Globals minijinja defines itself; they are not pipe parameters.
 const BUILTIN_GLOBALS: &[&str] = &["range", "loop", "caller", "self"];
 /// Parameter names Tinybird keeps for itself (contract §2).
@@ -310,7 +317,9 @@ fn bind_output(out: &mut Output, state: &State, value: &Value) -> Result<(), Err
     }
     if let Some(fragment) = value.downcast_object_ref::<extras::Fragment>() {
         binds.extend(fragment.binds.iter().cloned());
-        return out.write_str(&format!("({})", fragment.sql)).map_err(Error::from);
+        return out
+            .write_str(&format!("({})", fragment.sql))
+            .map_err(Error::from);
     }
     if let Some(array) = value.downcast_object_ref::<extras::ArrayValues>() {
         let mut marks = Vec::new();
@@ -318,7 +327,9 @@ fn bind_output(out: &mut Output, state: &State, value: &Value) -> Result<(), Err
             binds.push(sql_value(item)?);
             marks.push("?");
         }
-        return out.write_str(&format!("[{}]", marks.join(", "))).map_err(Error::from);
+        return out
+            .write_str(&format!("[{}]", marks.join(", ")))
+            .map_err(Error::from);
     }
     let is_list = matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable);
     if is_list && value.downcast_object_ref::<Param>().is_none() {

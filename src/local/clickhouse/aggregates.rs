@@ -15,10 +15,34 @@ use super::translate::{Ctx, unsupported};
 use super::types::ChType;
 
 const BASES: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "any", "anyLast", "argMin", "argMax", "uniq",
-    "uniqExact", "uniqCombined", "uniqCombined64", "uniqHLL12", "groupArray", "groupUniqArray",
-    "quantile", "quantiles", "quantileExact", "quantilesExact", "median", "medianExact", "topK",
-    "stddevPop", "stddevSamp", "varPop", "varSamp", "anyHeavy",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "any",
+    "anyLast",
+    "argMin",
+    "argMax",
+    "uniq",
+    "uniqExact",
+    "uniqCombined",
+    "uniqCombined64",
+    "uniqHLL12",
+    "groupArray",
+    "groupUniqArray",
+    "quantile",
+    "quantiles",
+    "quantileExact",
+    "quantilesExact",
+    "median",
+    "medianExact",
+    "topK",
+    "stddevPop",
+    "stddevSamp",
+    "varPop",
+    "varSamp",
+    "anyHeavy",
 ];
 
 /// Splits `sumIf` into (`sum`, if, distinct); `None` when not an aggregate.
@@ -28,8 +52,20 @@ fn parse_name(name: &str) -> Result<Option<(&'static str, bool, bool)>, Translat
     if let Some(base) = plain.iter().find(|b| **b == lowered) {
         return Ok(Some((base, false, false)));
     }
-    for suffix in ["State", "Merge", "MergeState", "SimpleState", "ForEach", "Array", "Map",
-        "OrNull", "OrDefault", "Resample", "ArgMin", "ArgMax"] {
+    for suffix in [
+        "State",
+        "Merge",
+        "MergeState",
+        "SimpleState",
+        "ForEach",
+        "Array",
+        "Map",
+        "OrNull",
+        "OrDefault",
+        "Resample",
+        "ArgMin",
+        "ArgMax",
+    ] {
         if let Some(base) = name.strip_suffix(suffix) {
             let base = base.strip_suffix("If").unwrap_or(base);
             if BASES.contains(&base) {
@@ -48,7 +84,10 @@ fn parse_name(name: &str) -> Result<Option<(&'static str, bool, bool)>, Translat
         Some(base) if BASES.contains(&base) => (base, true),
         _ => (rest, false),
     };
-    Ok(BASES.iter().find(|b| **b == rest).map(|b| (*b, is_if, distinct)))
+    Ok(BASES
+        .iter()
+        .find(|b| **b == rest)
+        .map(|b| (*b, is_if, distinct)))
 }
 
 fn float() -> Option<ChType> {
@@ -92,15 +131,29 @@ impl Ctx<'_> {
     }
 
     /// Emits `f(...) OVER (...)`.
-    pub fn window(&mut self, name: &str, call: &CallArgs, over: &WindowType) -> Result<E, TranslateError> {
+    pub fn window(
+        &mut self,
+        name: &str,
+        call: &CallArgs,
+        over: &WindowType,
+    ) -> Result<E, TranslateError> {
         let WindowType::WindowSpec(spec) = over else {
             return Err(unsupported("named windows"));
         };
         if spec.window_name.is_some() {
             return Err(unsupported("named windows"));
         }
-        let ranking = ["row_number", "rank", "dense_rank", "percent_rank", "cume_dist",
-            "first_value", "last_value", "nth_value", "ntile"];
+        let ranking = [
+            "row_number",
+            "rank",
+            "dense_rank",
+            "percent_rank",
+            "cume_dist",
+            "first_value",
+            "last_value",
+            "nth_value",
+            "ntile",
+        ];
         let lower = name.to_ascii_lowercase();
         let mut args = Vec::new();
         for a in &call.args {
@@ -109,18 +162,23 @@ impl Ctx<'_> {
         let (func, ty) = if ranking.contains(&name) {
             let ty = match name {
                 "percent_rank" | "cume_dist" => float(),
-                "first_value" | "last_value" | "nth_value" => args.first().and_then(|a| a.ty.clone()),
+                "first_value" | "last_value" | "nth_value" => {
+                    args.first().and_then(|a| a.ty.clone())
+                }
                 _ => Some(ChType::UInt(64)),
             };
             (name.to_owned(), ty)
-        } else if ["count", "sum", "avg", "min", "max"].contains(&lower.as_str()) && call.params.is_empty() {
+        } else if ["count", "sum", "avg", "min", "max"].contains(&lower.as_str())
+            && call.params.is_empty()
+        {
             if call.distinct {
                 return Err(unsupported("DISTINCT in window functions"));
             }
             let e = aggregate_sql(&lower, name, &args, &[], call.star, false)?;
             // The aggregate's own text, minus ClickHouse's empty-set default wrapper.
             let raw = e.sql.strip_prefix("coalesce(").map_or(e.sql.clone(), |s| {
-                s.rsplit_once(", ").map_or(s.to_owned(), |(inner, _)| inner.to_owned())
+                s.rsplit_once(", ")
+                    .map_or(s.to_owned(), |(inner, _)| inner.to_owned())
             });
             return self.over(raw, e.ty, &args, spec);
         } else {
@@ -154,8 +212,16 @@ impl Ctx<'_> {
             for o in &spec.order_by {
                 let e = self.expr(&o.expr)?;
                 let desc = matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
-                let nulls = if o.options.nulls_first == Some(true) { "NULLS FIRST" } else { "NULLS LAST" };
-                keys.push(format!("{} {} {nulls}", e.sql, if desc { "DESC" } else { "ASC" }));
+                let nulls = if o.options.nulls_first == Some(true) {
+                    "NULLS FIRST"
+                } else {
+                    "NULLS LAST"
+                };
+                keys.push(format!(
+                    "{} {} {nulls}",
+                    e.sql,
+                    if desc { "DESC" } else { "ASC" }
+                ));
                 parts.push(e);
             }
             clauses.push(format!("ORDER BY {}", keys.join(", ")));
@@ -165,7 +231,10 @@ impl Ctx<'_> {
                 .end_bound
                 .as_ref()
                 .map_or("CURRENT ROW".to_owned(), ToString::to_string);
-            clauses.push(format!("{} BETWEEN {} AND {end}", frame.units, frame.start_bound));
+            clauses.push(format!(
+                "{} BETWEEN {} AND {end}",
+                frame.units, frame.start_bound
+            ));
         }
         let sql = format!("{call} OVER ({})", clauses.join(" "));
         let refs: Vec<&E> = parts.iter().collect();
@@ -176,7 +245,9 @@ impl Ctx<'_> {
 fn one(name: &str, args: &[E]) -> Result<E, TranslateError> {
     match args {
         [a] => Ok(a.clone()),
-        _ => Err(TranslateError::Invalid(format!("{name} takes one argument"))),
+        _ => Err(TranslateError::Invalid(format!(
+            "{name} takes one argument"
+        ))),
     }
 }
 
@@ -184,7 +255,9 @@ fn param(name: &str, params: &[E], default: &str) -> Result<String, TranslateErr
     match params {
         [] => Ok(default.to_owned()),
         [p] => Ok(p.sql.clone()),
-        _ => Err(TranslateError::Invalid(format!("{name} takes one parameter"))),
+        _ => Err(TranslateError::Invalid(format!(
+            "{name} takes one parameter"
+        ))),
     }
 }
 
@@ -206,7 +279,9 @@ fn aggregate_sql(
     };
     // ClickHouse answers an empty set with the type's default unless the input is Nullable.
     let with_default = |sql: String, ty: &Option<ChType>| match ty {
-        Some(t) if !nullable_arg && !t.is_nullable() => format!("coalesce({sql}, {})", t.default_sql()),
+        Some(t) if !nullable_arg && !t.is_nullable() => {
+            format!("coalesce({sql}, {})", t.default_sql())
+        }
         _ => sql,
     };
     let (sql, ty) = match base {
@@ -223,18 +298,35 @@ fn aggregate_sql(
         }
         "sum" => {
             let a = one(name, args)?;
-            let ty = a.ty.as_ref().map(|t| match t.base() {
-                ChType::UInt(_) | ChType::Bool => ChType::UInt(64),
-                ChType::Int(_) => ChType::Int(64),
-                _ => ChType::Float(64),
-            }.nullable_if(&[t]));
-            let func = if ty.as_ref().is_some_and(|t| matches!(t.base(), ChType::Float(_))) { "total" } else { "sum" };
-            let sql = if func == "total" && nullable_arg { text("sum") } else { text(func) };
+            let ty = a.ty.as_ref().map(|t| {
+                match t.base() {
+                    ChType::UInt(_) | ChType::Bool => ChType::UInt(64),
+                    ChType::Int(_) => ChType::Int(64),
+                    _ => ChType::Float(64),
+                }
+                .nullable_if(&[t])
+            });
+            let func = if ty
+                .as_ref()
+                .is_some_and(|t| matches!(t.base(), ChType::Float(_)))
+            {
+                "total"
+            } else {
+                "sum"
+            };
+            let sql = if func == "total" && nullable_arg {
+                text("sum")
+            } else {
+                text(func)
+            };
             (with_default(sql, &ty), ty)
         }
         "avg" => {
             one(name, args)?;
-            (text("avg"), float().map(|t| t.nullable_if(&[arg_ty.as_ref().unwrap_or(&ChType::Float(64))])))
+            (
+                text("avg"),
+                float().map(|t| t.nullable_if(&[arg_ty.as_ref().unwrap_or(&ChType::Float(64))])),
+            )
         }
         "min" | "max" => {
             one(name, args)?;
@@ -242,46 +334,80 @@ fn aggregate_sql(
         }
         "any" | "anyLast" | "anyHeavy" => {
             one(name, args)?;
-            let func = if base == "anyLast" { "ch_any_last" } else { "ch_any" };
+            let func = if base == "anyLast" {
+                "ch_any_last"
+            } else {
+                "ch_any"
+            };
             (with_default(text(func), &arg_ty), arg_ty.clone())
         }
         "argMin" | "argMax" => {
             if args.len() != 2 {
                 return Err(TranslateError::Invalid(format!("{name}(value, key)")));
             }
-            let func = if base == "argMax" { "ch_arg_max" } else { "ch_arg_min" };
+            let func = if base == "argMax" {
+                "ch_arg_max"
+            } else {
+                "ch_arg_min"
+            };
             (with_default(text(func), &arg_ty), arg_ty.clone())
         }
         "groupArray" | "groupUniqArray" => {
             one(name, args)?;
             let limit = param(name, params, "0")?;
-            let func = if base == "groupArray" { "ch_group_array" } else { "ch_group_uniq_array" };
-            let ty = arg_ty.as_ref().map(|t| ChType::Array(Box::new(t.base().clone())));
-            (format!("coalesce({func}({}, {limit}), '[]')", args[0].sql), ty)
+            let func = if base == "groupArray" {
+                "ch_group_array"
+            } else {
+                "ch_group_uniq_array"
+            };
+            let ty = arg_ty
+                .as_ref()
+                .map(|t| ChType::Array(Box::new(t.base().clone())));
+            (
+                format!("coalesce({func}({}, {limit}), '[]')", args[0].sql),
+                ty,
+            )
         }
         "quantile" | "quantileExact" | "median" | "medianExact" => {
             let a = one(name, args)?;
             let p = param(name, params, "0.5")?;
             let exact = base.ends_with("Exact");
             let ty = if exact { arg_ty.clone() } else { float() };
-            let func = if exact { "ch_quantile_exact" } else { "ch_quantile" };
+            let func = if exact {
+                "ch_quantile_exact"
+            } else {
+                "ch_quantile"
+            };
             (format!("{func}({}, {p})", a.sql), ty)
         }
         "quantiles" | "quantilesExact" => {
             let a = one(name, args)?;
             if params.is_empty() {
-                return Err(TranslateError::Invalid(format!("{name}(levels...)(x) needs levels")));
+                return Err(TranslateError::Invalid(format!(
+                    "{name}(levels...)(x) needs levels"
+                )));
             }
             let levels: Vec<&str> = params.iter().map(|p| p.sql.as_str()).collect();
             let exact = base == "quantilesExact";
-            let elem = if exact { arg_ty.clone().map(|t| t.base().clone()) } else { float() };
-            let sql = format!("ch_quantiles({}, json_array({}), {})", a.sql, levels.join(", "), u8::from(exact));
+            let elem = if exact {
+                arg_ty.clone().map(|t| t.base().clone())
+            } else {
+                float()
+            };
+            let sql = format!(
+                "ch_quantiles({}, json_array({}), {})",
+                a.sql,
+                levels.join(", "),
+                u8::from(exact)
+            );
             (sql, elem.map(|t| ChType::Array(Box::new(t))))
         }
         "topK" => {
             let a = one(name, args)?;
             let k = param(name, params, "10")?;
-            let ty = arg_ty.as_ref().map(|t| ChType::Array(Box::new(t.base().clone())));
+            let ty = arg_ty
+                .as_ref()
+                .map(|t| ChType::Array(Box::new(t.base().clone())));
             (format!("coalesce(ch_top_k({}, {k}), '[]')", a.sql), ty)
         }
         "stddevPop" | "stddevSamp" | "varPop" | "varSamp" => {
@@ -290,7 +416,12 @@ fn aggregate_sql(
         }
         other => return Err(unsupported(format!("the aggregate {other}"))),
     };
-    if distinct && !matches!(base, "count" | "sum" | "avg" | "min" | "max" | "uniq" | "uniqExact") {
+    if distinct
+        && !matches!(
+            base,
+            "count" | "sum" | "avg" | "min" | "max" | "uniq" | "uniqExact"
+        )
+    {
         return Err(unsupported(format!("DISTINCT with {name}")));
     }
     let refs: Vec<&E> = args.iter().collect();

@@ -66,7 +66,11 @@ impl Catalog {
                     let not_null: bool = r.get(2)?;
                     let pk: i64 = r.get(3)?;
                     let ty = sqlite_decl_type(&decl);
-                    let ty = if not_null || pk > 0 { ty } else { ty.nullable() };
+                    let ty = if not_null || pk > 0 {
+                        ty
+                    } else {
+                        ty.nullable()
+                    };
                     Ok(CatalogColumn { name, ty })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -135,14 +135,26 @@ impl Ctx<'_> {
                 pattern,
                 escape_char,
                 any,
-            } => self.like("ch_like", *negated, expr, pattern, escape_char.is_some() || *any),
+            } => self.like(
+                "ch_like",
+                *negated,
+                expr,
+                pattern,
+                escape_char.is_some() || *any,
+            ),
             Expr::ILike {
                 negated,
                 expr,
                 pattern,
                 escape_char,
                 any,
-            } => self.like("ch_ilike", *negated, expr, pattern, escape_char.is_some() || *any),
+            } => self.like(
+                "ch_ilike",
+                *negated,
+                expr,
+                pattern,
+                escape_char.is_some() || *any,
+            ),
             Expr::Case {
                 operand,
                 conditions,
@@ -216,9 +228,9 @@ impl Ctx<'_> {
             Expr::CompoundFieldAccess { root, access_chain } => {
                 let mut e = self.expr(root)?;
                 for access in access_chain {
-                    let sqlparser::ast::AccessExpr::Subscript(
-                        sqlparser::ast::Subscript::Index { index },
-                    ) = access
+                    let sqlparser::ast::AccessExpr::Subscript(sqlparser::ast::Subscript::Index {
+                        index,
+                    }) = access
                     else {
                         return Err(unsupported("tuple and map access"));
                     };
@@ -263,7 +275,11 @@ impl Ctx<'_> {
                 super::functions::call_scalar(self, name, args)
             }
             Expr::Floor { expr, field } | Expr::Ceil { expr, field } => {
-                let name = if matches!(expr_ref, Expr::Floor { .. }) { "floor" } else { "ceil" };
+                let name = if matches!(expr_ref, Expr::Floor { .. }) {
+                    "floor"
+                } else {
+                    "ceil"
+                };
                 let mut args = vec![self.expr(expr)?];
                 match field {
                     sqlparser::ast::CeilFloorKind::Scale(v) => args.push(value(&v.value)?),
@@ -413,7 +429,10 @@ impl Ctx<'_> {
             }
         }
         let (a, b) = (self.expr(l)?, self.expr(r)?);
-        let num = |t: &Ty| t.as_ref().is_none_or(|t| t.is_number() || *t == ChType::Nothing);
+        let num = |t: &Ty| {
+            t.as_ref()
+                .is_none_or(|t| t.is_number() || *t == ChType::Nothing)
+        };
         let sym = match op {
             B::And => "AND",
             B::Or => "OR",
@@ -449,7 +468,9 @@ impl Ctx<'_> {
                     Arith::Keep => modulo_type(x, y),
                     _ => types::arithmetic(arith, x, y),
                 });
-                let is_float = ty.as_ref().is_some_and(|t| matches!(t.base(), ChType::Float(_)));
+                let is_float = ty
+                    .as_ref()
+                    .is_some_and(|t| matches!(t.base(), ChType::Float(_)));
                 let sql = if matches!(op, B::Modulo) && is_float {
                     format!("ch_fmod({}, {})", a.sql, b.sql)
                 } else {
@@ -506,12 +527,19 @@ fn show(ty: &Ty) -> String {
 pub fn comparable(a: E, b: E) -> Result<(E, E), TranslateError> {
     let (ta, tb) = (a.ty.clone(), b.ty.clone());
     let temporal = |t: &Ty| t.as_ref().is_some_and(ChType::is_temporal);
-    let stringy = |e: &E| e.literal.is_some() || e.ty.as_ref().is_none_or(|t| *t.base() == ChType::String);
+    let stringy =
+        |e: &E| e.literal.is_some() || e.ty.as_ref().is_none_or(|t| *t.base() == ChType::String);
     if temporal(&ta) && !temporal(&tb) && stringy(&b) {
-        return Ok((a.clone(), to_temporal(b, ta.as_ref().expect("known").base())?));
+        return Ok((
+            a.clone(),
+            to_temporal(b, ta.as_ref().expect("known").base())?,
+        ));
     }
     if temporal(&tb) && !temporal(&ta) && stringy(&a) {
-        return Ok((to_temporal(a, tb.as_ref().expect("known").base())?, b.clone()));
+        return Ok((
+            to_temporal(a, tb.as_ref().expect("known").base())?,
+            b.clone(),
+        ));
     }
     if let (Some(x), Some(y)) = (&ta, &tb) {
         match (x.base(), y.base()) {
@@ -537,9 +565,8 @@ pub fn comparable(a: E, b: E) -> Result<(E, E), TranslateError> {
 fn to_temporal(e: E, target: &ChType) -> Result<E, TranslateError> {
     let datetime = !matches!(target, ChType::Date);
     if let Some(text) = &e.literal {
-        let parsed = super::sqlite::dates::parse_datetime(text).ok_or_else(|| {
-            TranslateError::Invalid(format!("cannot parse '{text}' as {target}"))
-        })?;
+        let parsed = super::sqlite::dates::parse_datetime(text)
+            .ok_or_else(|| TranslateError::Invalid(format!("cannot parse '{text}' as {target}")))?;
         let canonical = if datetime {
             parsed.format("%Y-%m-%d %H:%M:%S").to_string()
         } else {
@@ -547,7 +574,11 @@ fn to_temporal(e: E, target: &ChType) -> Result<E, TranslateError> {
         };
         return Ok(E::constant(quote(&canonical), target.clone()));
     }
-    let func = if datetime { "ch_to_datetime" } else { "ch_to_date" };
+    let func = if datetime {
+        "ch_to_datetime"
+    } else {
+        "ch_to_date"
+    };
     let sql = format!("{func}({})", e.sql);
     Ok(E {
         sql,
@@ -566,10 +597,7 @@ pub fn value(v: &Value) -> Result<E, TranslateError> {
             literal: Some(s.clone()),
             ..E::default()
         }),
-        Value::Boolean(b) => Ok(E::constant(
-            if *b { "1" } else { "0" }.into(),
-            ChType::Bool,
-        )),
+        Value::Boolean(b) => Ok(E::constant(if *b { "1" } else { "0" }.into(), ChType::Bool)),
         Value::Null => Ok(E::constant("NULL".into(), ChType::Nothing)),
         Value::Placeholder(p) if p.starts_with('?') => Ok(E {
             sql: p.clone(),
@@ -591,7 +619,10 @@ fn number(n: &str) -> Result<E, TranslateError> {
         }
         return Ok(E::constant(i.to_string(), types::integer_literal(i)));
     }
-    if let Some(hex) = clean.strip_prefix("0x").or_else(|| clean.strip_prefix("0X")) {
+    if let Some(hex) = clean
+        .strip_prefix("0x")
+        .or_else(|| clean.strip_prefix("0X"))
+    {
         let i = i64::from_str_radix(hex, 16)
             .map_err(|_| TranslateError::Invalid(format!("bad number {n}")))?;
         return Ok(E::constant(i.to_string(), types::integer_literal(i.into())));
@@ -599,6 +630,10 @@ fn number(n: &str) -> Result<E, TranslateError> {
     let f: f64 = clean
         .parse()
         .map_err(|_| TranslateError::Invalid(format!("bad number {n}")))?;
-    let text = if f.is_finite() { format!("{f:?}") } else { "NULL".into() };
+    let text = if f.is_finite() {
+        format!("{f:?}")
+    } else {
+        "NULL".into()
+    };
     Ok(E::constant(text, ChType::Float(64)))
 }

@@ -34,8 +34,7 @@ pub use catalog::Catalog;
 pub use types::ChType;
 
 /// Where to point users when a construct is outside the supported set.
-pub const FULL_CLICKHOUSE_HINT: &str =
-    "the local endpoint runs a subset of ClickHouse on SQLite; use Tinybird Local for full ClickHouse";
+pub const FULL_CLICKHOUSE_HINT: &str = "the local endpoint runs a subset of ClickHouse on SQLite; use Tinybird Local for full ClickHouse";
 
 /// Why a query cannot run here (every variant is a 400 for the caller).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

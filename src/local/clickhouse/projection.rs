@@ -92,11 +92,15 @@ impl Ctx<'_> {
             (Some(cols), Some(star)) => {
                 // Listed one by one, so outer-join defaults and names hold.
                 for (name, ty) in star {
-                    let source = sources
-                        .iter()
-                        .find(|s| s.columns.as_ref().is_some_and(|c| c.iter().any(|(n, _)| *n == name)));
+                    let source = sources.iter().find(|s| {
+                        s.columns
+                            .as_ref()
+                            .is_some_and(|c| c.iter().any(|(n, _)| *n == name))
+                    });
                     let qualified = match source {
-                        Some(s) if sources.len() > 1 => format!("{}.{}", ident(&s.name), ident(&name)),
+                        Some(s) if sources.len() > 1 => {
+                            format!("{}.{}", ident(&s.name), ident(&name))
+                        }
                         _ => ident(&name),
                     };
                     let outer = source.is_some_and(|s| s.outer);
@@ -124,7 +128,11 @@ impl Ctx<'_> {
 
     /// ClickHouse refuses a column that is neither aggregated nor grouped; SQLite would
     /// silently pick one row's value.
-    pub(super) fn check_grouped(&mut self, items: &[E], having: Option<&E>) -> Result<(), TranslateError> {
+    pub(super) fn check_grouped(
+        &mut self,
+        items: &[E],
+        having: Option<&E>,
+    ) -> Result<(), TranslateError> {
         for e in items.iter().chain(having) {
             self.ensure_grouped(e)?;
         }
@@ -186,7 +194,9 @@ fn refuse_wildcard_options(
 pub fn column_name(expr: &Expr) -> String {
     match expr {
         Expr::Identifier(id) => id.value.clone(),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+        Expr::CompoundIdentifier(parts) => {
+            parts.last().map(|p| p.value.clone()).unwrap_or_default()
+        }
         Expr::Nested(inner) => column_name(inner),
         Expr::BinaryOp { left, op, right } => {
             let name = match op {
@@ -208,7 +218,10 @@ pub fn column_name(expr: &Expr) -> String {
             };
             format!("{name}({}, {})", column_name(left), column_name(right))
         }
-        Expr::UnaryOp { op: UnaryOperator::Not, expr } => format!("not({})", column_name(expr)),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => format!("not({})", column_name(expr)),
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr: inner,

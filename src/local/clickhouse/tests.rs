@@ -21,14 +21,22 @@ fn demo() -> Arc<Database> {
 
 /// Translates and runs `sql` on the demo; returns (name, type) pairs and rows.
 async fn run(db: &Arc<Database>, sql: &str) -> (Vec<(String, String)>, Vec<Vec<Value>>) {
-    let translated = db.translator.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let translated = db
+        .translator
+        .query(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let conn = db.acquire().await;
     let rendered = RenderedSql {
         sql: translated.sql.clone(),
         binds: Vec::new(),
     };
-    let out = query::run_typed(&conn, &rendered, translated.columns.as_deref(), QueryLimits::default())
-        .unwrap_or_else(|e| panic!("{sql}\n{}\n{e}", translated.sql));
+    let out = query::run_typed(
+        &conn,
+        &rendered,
+        translated.columns.as_deref(),
+        QueryLimits::default(),
+    )
+    .unwrap_or_else(|e| panic!("{sql}\n{}\n{e}", translated.sql));
     let meta = out.columns.into_iter().map(|c| (c.name, c.ty)).collect();
     (meta, out.rows)
 }
@@ -71,7 +79,11 @@ async fn clickhouse_meaning_wins_where_sqlite_differs() {
         ]
     );
     // A DateTime compared with a date string compares as dates, not as text.
-    let (_, rows) = run(&db, "SELECT toDateTime('2024-01-01 00:00:00') = '2024-01-01'").await;
+    let (_, rows) = run(
+        &db,
+        "SELECT toDateTime('2024-01-01 00:00:00') = '2024-01-01'",
+    )
+    .await;
     assert_eq!(rows[0][0], Value::Integer(1));
     // An empty set sums to 0, not NULL.
     let (_, rows) = run(&db, "SELECT sum(quantity) FROM orders WHERE 0").await;
@@ -81,7 +93,11 @@ async fn clickhouse_meaning_wins_where_sqlite_differs() {
 #[tokio::test]
 async fn limit_by_keeps_the_first_rows_of_each_key_in_order() {
     let db = demo();
-    let (_, rows) = run(&db, "SELECT org_id, order_id FROM orders ORDER BY org_id, order_id LIMIT 2 BY org_id").await;
+    let (_, rows) = run(
+        &db,
+        "SELECT org_id, order_id FROM orders ORDER BY org_id, order_id LIMIT 2 BY org_id",
+    )
+    .await;
     assert_eq!(rows.len(), 6);
     let orgs: Vec<&Value> = rows.iter().map(|r| &r[0]).collect();
     assert_eq!(orgs[0], orgs[1]);
@@ -92,12 +108,17 @@ async fn limit_by_keeps_the_first_rows_of_each_key_in_order() {
 fn ungrouped_columns_are_refused_as_clickhouse_does() {
     let catalog = Catalog::from_sqlite(&{
         let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch("CREATE TABLE t (a INTEGER NOT NULL, b TEXT NOT NULL)").unwrap();
+        c.execute_batch("CREATE TABLE t (a INTEGER NOT NULL, b TEXT NOT NULL)")
+            .unwrap();
         c
     })
     .unwrap();
     let err = translate("SELECT a, b FROM t GROUP BY a", &catalog).unwrap_err();
-    assert!(err.to_string().contains("column b is not under an aggregate"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("column b is not under an aggregate"),
+        "{err}"
+    );
     assert!(translate("SELECT a, any(b) FROM t GROUP BY a", &catalog).is_ok());
     assert!(translate("SELECT a + 1 AS x, count() FROM t GROUP BY x", &catalog).is_ok());
 }
@@ -125,8 +146,16 @@ fn refusals_name_the_construct_and_point_to_tinybird_local() {
 
 #[test]
 fn schema_qualified_names_pass_through_untouched() {
-    let out = translate("SELECT token_name, count() FROM tinybird.pipe_stats_rt GROUP BY token_name", &Catalog::default()).unwrap();
-    assert!(out.sql.contains("FROM `tinybird`.`pipe_stats_rt`"), "{}", out.sql);
+    let out = translate(
+        "SELECT token_name, count() FROM tinybird.pipe_stats_rt GROUP BY token_name",
+        &Catalog::default(),
+    )
+    .unwrap();
+    assert!(
+        out.sql.contains("FROM `tinybird`.`pipe_stats_rt`"),
+        "{}",
+        out.sql
+    );
     let types: Vec<Option<ChType>> = out.columns.unwrap().into_iter().map(|c| c.ty).collect();
     // Unknown columns are typed from their values at run time; count() is still UInt64.
     assert_eq!(types, [None, Some(ChType::UInt(64))]);
@@ -146,9 +175,20 @@ fn placeholders_keep_their_source_order_whatever_is_reordered() {
 fn pipe_nodes_become_ctes_readable_by_name() {
     let translator = Translator::new(Arc::new(Catalog::default()));
     let out = translator
-        .pipe(&[("first", "SELECT ? AS x"), ("second", "SELECT x + 1 AS y FROM first")], "SELECT y FROM second WHERE y > ?")
+        .pipe(
+            &[
+                ("first", "SELECT ? AS x"),
+                ("second", "SELECT x + 1 AS y FROM first"),
+            ],
+            "SELECT y FROM second WHERE y > ?",
+        )
         .unwrap();
-    assert!(out.sql.starts_with("WITH `first` AS (SELECT ?1 AS `x`), `second` AS"), "{}", out.sql);
+    assert!(
+        out.sql
+            .starts_with("WITH `first` AS (SELECT ?1 AS `x`), `second` AS"),
+        "{}",
+        out.sql
+    );
     assert!(out.sql.ends_with("WHERE `y` > ?2"), "{}", out.sql);
     // The same text is translated once.
     let again = translator.query("SELECT 1").unwrap();

@@ -136,16 +136,18 @@ fn parse(sql: &str) -> Result<Query, TranslateError> {
     }
     match statements.remove(0) {
         Statement::Query(query) => Ok(*query),
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
-            Err(unsupported("EXPLAIN"))
-        }
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => Err(unsupported("EXPLAIN")),
         Statement::Insert(_) => Err(unsupported(
             "INSERT (ingestion: append rows with fixtures in the project folder)",
         )),
         Statement::CreateView(_) => Err(unsupported("materialized views and CREATE VIEW")),
         other => {
             let text = other.to_string();
-            let word: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let word: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             Err(TranslateError::Invalid(format!(
                 "{word} is not allowed: only read-only SELECT statements run here"
             )))
@@ -243,12 +245,19 @@ impl Ctx<'_> {
                 let mut parts = Vec::new();
                 for cte in &with.cte_tables {
                     let name = cte.alias.name.value.clone();
-                    let declared: Vec<String> =
-                        cte.alias.columns.iter().map(|c| c.name.value.clone()).collect();
+                    let declared: Vec<String> = cte
+                        .alias
+                        .columns
+                        .iter()
+                        .map(|c| c.name.value.clone())
+                        .collect();
                     if with.recursive {
                         let columns = (!declared.is_empty())
                             .then(|| declared.iter().map(|c| (c.clone(), None)).collect());
-                        self.ctes.last_mut().expect("frame").push((name.clone(), columns));
+                        self.ctes
+                            .last_mut()
+                            .expect("frame")
+                            .push((name.clone(), columns));
                     }
                     let (sql, mut columns) = self.query(&cte.query)?;
                     if !declared.is_empty() {
@@ -276,11 +285,9 @@ impl Ctx<'_> {
                 prefix = format!("WITH {recursive}{} ", parts.join(", "));
             }
             match query.body.as_ref() {
-                SetExpr::Select(select) => self.select(
-                    select,
-                    query.order_by.as_ref(),
-                    query.limit_clause.as_ref(),
-                ),
+                SetExpr::Select(select) => {
+                    self.select(select, query.order_by.as_ref(), query.limit_clause.as_ref())
+                }
                 body => {
                     if query.order_by.is_some() || query.limit_clause.is_some() {
                         return Err(unsupported(
@@ -314,9 +321,7 @@ impl Ctx<'_> {
                 let (r, rc) = self.set_expr(right)?;
                 let op = match (op, set_quantifier) {
                     (SetOperator::Union, SetQuantifier::All) => "UNION ALL",
-                    (SetOperator::Union, SetQuantifier::None | SetQuantifier::Distinct) => {
-                        "UNION"
-                    }
+                    (SetOperator::Union, SetQuantifier::None | SetQuantifier::Distinct) => "UNION",
                     (SetOperator::Except, SetQuantifier::None | SetQuantifier::Distinct) => {
                         "EXCEPT"
                     }
@@ -472,9 +477,7 @@ impl Ctx<'_> {
         let (keyword, constraint, left_outer, right_outer) = match &join.join_operator {
             JoinOperator::Join(c) | JoinOperator::Inner(c) => ("JOIN", c, false, false),
             JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => ("LEFT JOIN", c, false, true),
-            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => {
-                ("RIGHT JOIN", c, true, false)
-            }
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => ("RIGHT JOIN", c, true, false),
             JoinOperator::FullOuter(c) => ("FULL JOIN", c, true, true),
             JoinOperator::CrossJoin(c) => ("CROSS JOIN", c, false, false),
             other => {
@@ -538,12 +541,17 @@ impl Ctx<'_> {
         let from = self.from(&select.from)?;
         for item in &select.projection {
             if let SelectItem::ExprWithAlias { expr, alias } = item {
-                self.level().aliases.push((alias.value.clone(), expr.clone()));
+                self.level()
+                    .aliases
+                    .push((alias.value.clone(), expr.clone()));
             }
         }
         let mut clauses = String::new();
-        let wheres: Vec<&sqlparser::ast::Expr> =
-            select.prewhere.iter().chain(select.selection.iter()).collect();
+        let wheres: Vec<&sqlparser::ast::Expr> = select
+            .prewhere
+            .iter()
+            .chain(select.selection.iter())
+            .collect();
         let mut where_sql = Vec::new();
         for w in wheres {
             where_sql.push(self.expr(w)?.sql);
@@ -551,7 +559,9 @@ impl Ctx<'_> {
         let group = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
-                    return Err(unsupported("GROUP BY modifiers (WITH TOTALS, ROLLUP, CUBE)"));
+                    return Err(unsupported(
+                        "GROUP BY modifiers (WITH TOTALS, ROLLUP, CUBE)",
+                    ));
                 }
                 let mut keys = Vec::new();
                 for e in exprs {
@@ -573,9 +583,8 @@ impl Ctx<'_> {
             Some(h) => Some(self.expr(h)?),
             None => None,
         };
-        let aggregated = !group.is_empty()
-            || aggregated_items
-            || having.as_ref().is_some_and(|h| h.agg);
+        let aggregated =
+            !group.is_empty() || aggregated_items || having.as_ref().is_some_and(|h| h.agg);
         let mut order = Vec::new();
         if let Some(order_by) = order_by {
             order = self.order_by(order_by, &select.projection, aggregated)?;
@@ -621,7 +630,9 @@ impl Ctx<'_> {
                 return Err(unsupported("DISTINCT with LIMIT BY"));
             }
             let Some(cols) = &columns else {
-                return Err(unsupported("LIMIT BY over columns the catalog does not know"));
+                return Err(unsupported(
+                    "LIMIT BY over columns the catalog does not know",
+                ));
             };
             let order_sql = order.join(", ");
             let over_order = if order.is_empty() {
@@ -686,7 +697,9 @@ fn refuse_select_extras(select: &Select) -> Result<(), TranslateError> {
         return Err(unsupported("TOP and SELECT INTO"));
     }
     if !select.lateral_views.is_empty() {
-        return Err(unsupported("ARRAY JOIN clauses (use arrayJoin() in the SELECT list)"));
+        return Err(unsupported(
+            "ARRAY JOIN clauses (use arrayJoin() in the SELECT list)",
+        ));
     }
     if select.qualify.is_some() {
         return Err(unsupported("QUALIFY"));
@@ -694,7 +707,9 @@ fn refuse_select_extras(select: &Select) -> Result<(), TranslateError> {
     if !select.named_window.is_empty() {
         return Err(unsupported("named windows (WINDOW w AS ...)"));
     }
-    if !select.cluster_by.is_empty() || !select.distribute_by.is_empty() || !select.sort_by.is_empty()
+    if !select.cluster_by.is_empty()
+        || !select.distribute_by.is_empty()
+        || !select.sort_by.is_empty()
     {
         return Err(unsupported("CLUSTER/DISTRIBUTE/SORT BY"));
     }
@@ -781,16 +796,17 @@ impl Ctx<'_> {
             if aggregated {
                 self.ensure_grouped(&e)?;
             }
-            let desc = matches!(
-                item.options.sort,
-                Some(sqlparser::ast::OrderBySort::Desc)
-            );
+            let desc = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
             // ClickHouse puts NULLs last in both directions unless told otherwise.
             let nulls = match item.options.nulls_first {
                 Some(true) => " NULLS FIRST",
                 _ => " NULLS LAST",
             };
-            out.push(format!("{}{}{nulls}", e.sql, if desc { " DESC" } else { " ASC" }));
+            out.push(format!(
+                "{}{}{nulls}",
+                e.sql,
+                if desc { " DESC" } else { " ASC" }
+            ));
         }
         Ok(out)
     }

@@ -111,12 +111,18 @@ impl ChType {
         let upper = text.trim().to_ascii_uppercase();
         for wrapper in ["Nullable", "Array", "LowCardinality"] {
             let w = wrapper.to_ascii_uppercase();
-            if let Some(inner) = upper.strip_prefix(&format!("{w}(")).and_then(|s| s.strip_suffix(')')) {
+            if let Some(inner) = upper
+                .strip_prefix(&format!("{w}("))
+                .and_then(|s| s.strip_suffix(')'))
+            {
                 let inner = ChType::parse_loose(inner)?;
                 return ChType::parse(&format!("{wrapper}({inner})"));
             }
         }
-        names.iter().find(|n| n.to_ascii_uppercase() == upper).and_then(|n| ChType::parse(n))
+        names
+            .iter()
+            .find(|n| n.to_ascii_uppercase() == upper)
+            .and_then(|n| ChType::parse(n))
     }
 
     /// The type without `Nullable`.
@@ -294,9 +300,7 @@ pub fn common(types: &[&ChType]) -> Option<ChType> {
         acc = match (&acc, t) {
             (a, b) if a == b => acc.clone(),
             (a, b) if a.is_number() && b.is_number() => widest_number(a, b),
-            (ChType::Date, ChType::DateTime) | (ChType::DateTime, ChType::Date) => {
-                ChType::DateTime
-            }
+            (ChType::Date, ChType::DateTime) | (ChType::DateTime, ChType::Date) => ChType::DateTime,
             (ChType::Array(a), ChType::Array(b)) => ChType::Array(Box::new(common(&[a, b])?)),
             _ => return None,
         };
@@ -373,7 +377,11 @@ mod tests {
             (Arith::Widen, "Float32", "UInt8", "Float64"),
         ];
         for (op, a, b, want) in cases {
-            assert_eq!(arithmetic(op, &t(a), &t(b)).to_string(), want, "{a} {op:?} {b}");
+            assert_eq!(
+                arithmetic(op, &t(a), &t(b)).to_string(),
+                want,
+                "{a} {op:?} {b}"
+            );
         }
         assert_eq!(integer_literal(300), ChType::UInt(16));
         assert_eq!(integer_literal(-1), ChType::Int(8));
@@ -385,7 +393,10 @@ mod tests {
         assert_eq!(c("UInt8", "Float64").as_deref(), Some("Float64"));
         assert_eq!(c("UInt8", "Int8").as_deref(), Some("Int16"));
         assert_eq!(c("Date", "DateTime").as_deref(), Some("DateTime"));
-        assert_eq!(c("Nullable(UInt8)", "UInt8").as_deref(), Some("Nullable(UInt8)"));
+        assert_eq!(
+            c("Nullable(UInt8)", "UInt8").as_deref(),
+            Some("Nullable(UInt8)")
+        );
         assert_eq!(c("String", "UInt8"), None);
         assert_eq!(
             common(&[&ChType::Nothing, &t("UInt8")]).map(|t| t.to_string()),

@@ -36,7 +36,10 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
         .unwrap_or_default()
         .to_owned();
     if !is_valid_pipe_name(&name) {
-        return Err(error(0, format!("'{name}' is not a valid data source name")));
+        return Err(error(
+            0,
+            format!("'{name}' is not a valid data source name"),
+        ));
     }
     let lines: Vec<&str> = contents.lines().collect();
     let mut columns = Vec::new();
@@ -46,14 +49,19 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
         let line = lines[i].trim_end();
         let number = i + 1;
         i += 1;
-        if line.trim().is_empty() || line.trim_start().starts_with('#') || line.starts_with([' ', '\t']) {
+        if line.trim().is_empty()
+            || line.trim_start().starts_with('#')
+            || line.starts_with([' ', '\t'])
+        {
             continue;
         }
         let (keyword, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let value = rest.trim().trim_matches('"');
         match keyword {
             "SCHEMA" => {
-                while i < lines.len() && (lines[i].trim().is_empty() || lines[i].starts_with([' ', '\t'])) {
+                while i < lines.len()
+                    && (lines[i].trim().is_empty() || lines[i].starts_with([' ', '\t']))
+                {
                     let text = lines[i].trim().trim_end_matches(',');
                     i += 1;
                     if text.is_empty() || text.starts_with('#') {
@@ -64,10 +72,13 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
             }
             "ENGINE" => {
                 if !ENGINES.contains(&value) {
-                    return Err(error(number, format!(
-                        "ENGINE \"{value}\" is not supported by the local endpoint (it merges or \
+                    return Err(error(
+                        number,
+                        format!(
+                            "ENGINE \"{value}\" is not supported by the local endpoint (it merges or \
                          aggregates rows in the background); use MergeTree here, or Tinybird Local"
-                    )));
+                        ),
+                    ));
                 }
             }
             "ENGINE_SORTING_KEY" => {
@@ -79,7 +90,10 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
                     .filter(|c| !c.is_empty())
                     .collect();
             }
-            "KAFKA_CONNECTION_NAME" | "IMPORT_SERVICE" | "IMPORT_CONNECTION_NAME" | "S3_CONNECTION_NAME" => {
+            "KAFKA_CONNECTION_NAME"
+            | "IMPORT_SERVICE"
+            | "IMPORT_CONNECTION_NAME"
+            | "S3_CONNECTION_NAME" => {
                 return Err(error(number, "connectors (ingestion) are not supported by the local endpoint: load rows as fixtures".into()));
             }
             // DESCRIPTION, TOKEN, TAGS, ENGINE_PARTITION_KEY, ENGINE_TTL, ...: not needed here.
@@ -87,11 +101,17 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
         }
     }
     if columns.is_empty() {
-        return Err(error(0, "no SCHEMA found: a data source needs `SCHEMA >` with indented columns".into()));
+        return Err(error(
+            0,
+            "no SCHEMA found: a data source needs `SCHEMA >` with indented columns".into(),
+        ));
     }
     for key in &sorting_key {
         if !columns.iter().any(|c| c.name == *key) {
-            return Err(error(0, format!("ENGINE_SORTING_KEY names {key}, which is not a column")));
+            return Err(error(
+                0,
+                format!("ENGINE_SORTING_KEY names {key}, which is not a column"),
+            ));
         }
     }
     Ok(Datasource {
@@ -107,7 +127,8 @@ fn column(text: &str) -> Result<CatalogColumn, String> {
         let end = stripped.find('`').ok_or("unclosed ` in a column name")?;
         (&stripped[..end], &stripped[end + 1..])
     } else {
-        text.split_once(char::is_whitespace).ok_or("a column needs a name and a type")?
+        text.split_once(char::is_whitespace)
+            .ok_or("a column needs a name and a type")?
     };
     let rest = rest.trim();
     // The type runs until a `json:` path, DEFAULT or CODEC, with balanced parentheses.
@@ -140,9 +161,17 @@ mod tests {
 
     #[test]
     fn reads_the_demo_orders() {
-        let ds = parse(Path::new("orders.datasource"), include_str!("../../../demo/datasources/orders.datasource")).unwrap();
+        let ds = parse(
+            Path::new("orders.datasource"),
+            include_str!("../../../demo/datasources/orders.datasource"),
+        )
+        .unwrap();
         assert_eq!(ds.name, "orders");
-        let types: Vec<String> = ds.columns.iter().map(|c| format!("{} {}", c.name, c.ty)).collect();
+        let types: Vec<String> = ds
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.ty))
+            .collect();
         assert_eq!(types[0], "order_id UInt64");
         assert_eq!(types[2], "ts DateTime");
         assert_eq!(ds.sorting_key, ["org_id", "day", "order_id"]);

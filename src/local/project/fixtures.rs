@@ -28,10 +28,16 @@ pub type RowError = (usize, String);
 pub fn load(conn: &Connection, ds: &Datasource, fixture: &Fixture) -> Result<usize, RowError> {
     let names: Vec<String> = ds.columns.iter().map(|c| ident(&c.name)).collect();
     let marks = vec!["?"; names.len()].join(", ");
-    let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", ident(&ds.name), names.join(", "));
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({marks})",
+        ident(&ds.name),
+        names.join(", ")
+    );
     let mut stmt = conn.prepare(&sql).map_err(|e| (0, e.to_string()))?;
     let mut insert = |line: usize, values: Vec<Value>| {
-        stmt.execute(rusqlite::params_from_iter(values)).map(drop).map_err(|e| (line, e.to_string()))
+        stmt.execute(rusqlite::params_from_iter(values))
+            .map(drop)
+            .map_err(|e| (line, e.to_string()))
     };
     let mut count = 0;
     match fixture {
@@ -40,14 +46,18 @@ pub fn load(conn: &Connection, ds: &Datasource, fixture: &Fixture) -> Result<usi
                 if line.trim().is_empty() {
                     continue;
                 }
-                let row: Json = serde_json::from_str(line).map_err(|e| (i + 1, format!("not JSON: {e}")))?;
+                let row: Json =
+                    serde_json::from_str(line).map_err(|e| (i + 1, format!("not JSON: {e}")))?;
                 let Json::Object(map) = row else {
                     return Err((i + 1, "each line must be a JSON object".into()));
                 };
                 let values = ds
                     .columns
                     .iter()
-                    .map(|c| convert(&c.ty, map.get(&c.name)).map_err(|m| (i + 1, format!("{}: {m}", c.name))))
+                    .map(|c| {
+                        convert(&c.ty, map.get(&c.name))
+                            .map_err(|m| (i + 1, format!("{}: {m}", c.name)))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 insert(i + 1, values)?;
                 count += 1;
@@ -55,16 +65,28 @@ pub fn load(conn: &Connection, ds: &Datasource, fixture: &Fixture) -> Result<usi
         }
         Fixture::Csv(text) => {
             let rows = csv_rows(text);
-            let header = rows.first().is_some_and(|r| r.iter().zip(&ds.columns).all(|(a, c)| *a == c.name));
+            let header = rows
+                .first()
+                .is_some_and(|r| r.iter().zip(&ds.columns).all(|(a, c)| *a == c.name));
             for (i, row) in rows.iter().enumerate().skip(usize::from(header)) {
                 if row.len() != ds.columns.len() {
-                    return Err((i + 1, format!("{} fields, the schema has {} columns", row.len(), ds.columns.len())));
+                    return Err((
+                        i + 1,
+                        format!(
+                            "{} fields, the schema has {} columns",
+                            row.len(),
+                            ds.columns.len()
+                        ),
+                    ));
                 }
                 let values = ds
                     .columns
                     .iter()
                     .zip(row)
-                    .map(|(c, v)| convert(&c.ty, Some(&Json::String(v.clone()))).map_err(|m| (i + 1, format!("{}: {m}", c.name))))
+                    .map(|(c, v)| {
+                        convert(&c.ty, Some(&Json::String(v.clone())))
+                            .map_err(|m| (i + 1, format!("{}: {m}", c.name)))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 insert(i + 1, values)?;
                 count += 1;
@@ -87,9 +109,16 @@ pub fn convert(ty: &ChType, value: Option<&Json>) -> Result<Value, String> {
     };
     Ok(match ty.base() {
         ChType::UInt(_) | ChType::Int(_) => match value {
-            Json::Number(n) if n.is_i64() || n.is_u64() => Value::Integer(n.as_i64().ok_or("out of range")?),
+            Json::Number(n) if n.is_i64() || n.is_u64() => {
+                Value::Integer(n.as_i64().ok_or("out of range")?)
+            }
             Json::Bool(b) => Value::Integer(i64::from(*b)),
-            _ => Value::Integer(text().trim().parse().map_err(|_| format!("'{}' is not an integer", text()))?),
+            _ => Value::Integer(
+                text()
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("'{}' is not an integer", text()))?,
+            ),
         },
         ChType::Bool => match value {
             Json::Bool(b) => Value::Integer(i64::from(*b)),
@@ -97,10 +126,16 @@ pub fn convert(ty: &ChType, value: Option<&Json>) -> Result<Value, String> {
         },
         ChType::Float(_) => match value {
             Json::Number(n) => Value::Real(n.as_f64().unwrap_or(0.0)),
-            _ => Value::Real(text().trim().parse().map_err(|_| format!("'{}' is not a number", text()))?),
+            _ => Value::Real(
+                text()
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("'{}' is not a number", text()))?,
+            ),
         },
         ChType::Date | ChType::DateTime | ChType::DateTime64(_) => {
-            let dt = parse_datetime(&text()).ok_or_else(|| format!("'{}' is not a date", text()))?;
+            let dt =
+                parse_datetime(&text()).ok_or_else(|| format!("'{}' is not a date", text()))?;
             Value::Text(match ty.base() {
                 ChType::Date => dt.format("%Y-%m-%d").to_string(),
                 ChType::DateTime => dt.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -110,7 +145,8 @@ pub fn convert(ty: &ChType, value: Option<&Json>) -> Result<Value, String> {
         ChType::Array(_) => match value {
             Json::Array(_) => Value::Text(value.to_string()),
             _ => {
-                let parsed: Json = serde_json::from_str(&text().replace('\'', "\"")).map_err(|_| "not an array".to_owned())?;
+                let parsed: Json = serde_json::from_str(&text().replace('\'', "\""))
+                    .map_err(|_| "not an array".to_owned())?;
                 Value::Text(parsed.to_string())
             }
         },
@@ -169,7 +205,10 @@ mod tests {
     #[test]
     fn converts_like_clickhouse_input_formats() {
         let int = ChType::UInt(32);
-        assert_eq!(convert(&int, Some(&Json::from("12"))), Ok(Value::Integer(12)));
+        assert_eq!(
+            convert(&int, Some(&Json::from("12"))),
+            Ok(Value::Integer(12))
+        );
         assert!(convert(&int, Some(&Json::from("x"))).is_err());
         assert_eq!(convert(&int, None), Ok(Value::Integer(0)));
         assert_eq!(convert(&int.clone().nullable(), None), Ok(Value::Null));
@@ -178,9 +217,15 @@ mod tests {
             Ok(Value::Text("2024-01-02 03:04:05".into()))
         );
         assert_eq!(
-            convert(&ChType::Array(Box::new(ChType::String)), Some(&Json::from("['a','b']"))),
+            convert(
+                &ChType::Array(Box::new(ChType::String)),
+                Some(&Json::from("['a','b']"))
+            ),
             Ok(Value::Text("[\"a\",\"b\"]".into()))
         );
-        assert_eq!(csv_rows("a,\"b,\"\"c\"\"\"\n1,2\n"), [vec!["a", "b,\"c\""], vec!["1", "2"]]);
+        assert_eq!(
+            csv_rows("a,\"b,\"\"c\"\"\"\n1,2\n"),
+            [vec!["a", "b,\"c\""], vec!["1", "2"]]
+        );
     }
 }

@@ -23,10 +23,16 @@ use super::{LocalConfig, StartError};
 /// Loads what `config` names (a project folder, a pipes folder over the demo's data sources,
 /// or the embedded demo) into the pipes and the database to serve. Broken files come back
 /// beside them.
-pub fn open(config: &LocalConfig) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoadError>), StartError> {
+pub fn open(
+    config: &LocalConfig,
+) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoadError>), StartError> {
     let project = match (&config.project, &config.pipes_dir) {
-        (Some(dir), _) => Project::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?,
-        (None, Some(dir)) => Project::pipes_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?,
+        (Some(dir), _) => {
+            Project::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
+        }
+        (None, Some(dir)) => {
+            Project::pipes_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
+        }
         (None, None) => Project::embedded_demo(),
     };
     let mut problems = project.problems.clone();
@@ -54,13 +60,34 @@ pub fn open(config: &LocalConfig) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoa
 
 /// The embedded demo project: `(path inside demo/, contents)`.
 pub const DEMO_FILES: &[(&str, &str)] = &[
-    ("datasources/orders.datasource", include_str!("../../../demo/datasources/orders.datasource")),
-    ("datasources/products.datasource", include_str!("../../../demo/datasources/products.datasource")),
-    ("datasources/orgs.datasource", include_str!("../../../demo/datasources/orgs.datasource")),
-    ("endpoints/top_products.pipe", include_str!("../../../demo/endpoints/top_products.pipe")),
-    ("endpoints/sales_by_day.pipe", include_str!("../../../demo/endpoints/sales_by_day.pipe")),
-    ("endpoints/recent_orders.pipe", include_str!("../../../demo/endpoints/recent_orders.pipe")),
-    ("endpoints/orgs_overview.pipe", include_str!("../../../demo/endpoints/orgs_overview.pipe")),
+    (
+        "datasources/orders.datasource",
+        include_str!("../../../demo/datasources/orders.datasource"),
+    ),
+    (
+        "datasources/products.datasource",
+        include_str!("../../../demo/datasources/products.datasource"),
+    ),
+    (
+        "datasources/orgs.datasource",
+        include_str!("../../../demo/datasources/orgs.datasource"),
+    ),
+    (
+        "endpoints/top_products.pipe",
+        include_str!("../../../demo/endpoints/top_products.pipe"),
+    ),
+    (
+        "endpoints/sales_by_day.pipe",
+        include_str!("../../../demo/endpoints/sales_by_day.pipe"),
+    ),
+    (
+        "endpoints/recent_orders.pipe",
+        include_str!("../../../demo/endpoints/recent_orders.pipe"),
+    ),
+    (
+        "endpoints/orgs_overview.pipe",
+        include_str!("../../../demo/endpoints/orgs_overview.pipe"),
+    ),
 ];
 
 /// A loaded project folder.
@@ -92,7 +119,15 @@ impl Project {
     pub fn load_dir(dir: &Path) -> std::io::Result<Self> {
         let mut project = Project::default();
         let mut files = list(dir)?;
-        for sub in ["datasources", "endpoints", "pipes", "materializations", "copies", "sinks", "fixtures"] {
+        for sub in [
+            "datasources",
+            "endpoints",
+            "pipes",
+            "materializations",
+            "copies",
+            "sinks",
+            "fixtures",
+        ] {
             let path = dir.join(sub);
             if path.is_dir() {
                 files.extend(list(&path)?);
@@ -133,7 +168,11 @@ impl Project {
     }
 
     fn add(&mut self, path: &Path, contents: String) {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
         match path.extension().and_then(|e| e.to_str()) {
             Some("datasource") => match datasource::parse(path, &contents) {
                 Ok(ds) => self.datasources.push(ds),
@@ -141,10 +180,12 @@ impl Project {
             },
             Some("pipe") => self.pipes.push((path.to_owned(), contents)),
             Some("ndjson") | Some("json") if is_fixture(path) => {
-                self.fixtures.push((stem, path.to_owned(), Fixture::Ndjson(contents)));
+                self.fixtures
+                    .push((stem, path.to_owned(), Fixture::Ndjson(contents)));
             }
             Some("csv") if is_fixture(path) => {
-                self.fixtures.push((stem, path.to_owned(), Fixture::Csv(contents)));
+                self.fixtures
+                    .push((stem, path.to_owned(), Fixture::Csv(contents)));
             }
             _ => {}
         }
@@ -154,12 +195,17 @@ impl Project {
     pub fn wants_demo_rows(&self) -> bool {
         let demo = Project::embedded_demo();
         self.fixtures.is_empty()
-            && demo.datasources.iter().all(|d| self.datasources.contains(d))
+            && demo
+                .datasources
+                .iter()
+                .all(|d| self.datasources.contains(d))
     }
 }
 
 fn is_fixture(path: &Path) -> bool {
-    path.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "fixtures")
+    path.parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "fixtures")
 }
 
 fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -188,14 +188,20 @@ pub async fn sql(
     let conn = state.db.acquire().await;
     let limits = state.query_limits;
     let out = tokio::task::spawn_blocking(move || {
-        sandbox::run_typed(&conn, &translated.sql, translated.columns.as_deref(), &access, limits)
+        sandbox::run_typed(
+            &conn,
+            &translated.sql,
+            translated.columns.as_deref(),
+            &access,
+            limits,
+        )
     })
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
-        .map_err(|e| {
-            tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
-            ApiError::from(e)
-        })?;
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
+    .map_err(|e| {
+        tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
+        ApiError::from(e)
+    })?;
     let (content_type, text) = render(&out, format, quote_64bit);
     let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
     if let Some(d) = rate {

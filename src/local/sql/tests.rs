@@ -34,7 +34,13 @@ async fn run(db: &Arc<Database>, access: &SqlAccess, sql: &str) -> Result<QueryO
     let translated = db.translator.query(sql)?;
     let conn = db.acquire().await;
     let columns = translated.columns.as_deref();
-    sandbox::run_typed(&conn, &translated.sql, columns, access, QueryLimits::default())
+    sandbox::run_typed(
+        &conn,
+        &translated.sql,
+        columns,
+        access,
+        QueryLimits::default(),
+    )
 }
 
 fn ints(out: &QueryOutput) -> Vec<i64> {
@@ -280,7 +286,10 @@ async fn sqlite_only_syntax_is_refused_by_name() {
     ] {
         let err = run(&db, &tenant("acme"), sql).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{sql}");
-        assert!(err.to_string().contains(word) && err.to_string().contains("Tinybird Local"), "{err}");
+        assert!(
+            err.to_string().contains(word) && err.to_string().contains("Tinybird Local"),
+            "{err}"
+        );
     }
 }
 

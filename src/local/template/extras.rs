@@ -69,7 +69,9 @@ impl Object for Fragment {
 fn is_name(text: &str) -> bool {
     let part = |p: &str| {
         let mut chars = p.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
             && p.len() <= 128
     };
@@ -83,7 +85,10 @@ fn names(function: &str, args: &[Value]) -> Result<(String, Vec<String>), Error>
     let text = match raw.and_then(|v| v.into_iter().find(|v| !v.is_empty())) {
         Some(text) => text,
         None => match args.get(1) {
-            Some(default) => default.as_str().map(str::to_owned).unwrap_or_else(|| default.to_string()),
+            Some(default) => default
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| default.to_string()),
             None => return Err(param_error(ParamError::Missing { name: param })),
         },
     };
@@ -104,7 +109,9 @@ fn names(function: &str, args: &[Value]) -> Result<(String, Vec<String>), Error>
 fn usage(function: &str) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("{function}() takes a parameter and an optional default, e.g. {function}(x, 'name')"),
+        format!(
+            "{function}() takes a parameter and an optional default, e.g. {function}(x, 'name')"
+        ),
     )
 }
 
@@ -131,9 +138,15 @@ pub(super) fn columns(args: Rest<Value>) -> Result<Value, Error> {
 pub(super) fn split_to_array(args: Rest<Value>) -> Result<Value, Error> {
     let target = args.first().ok_or_else(|| usage("split_to_array"))?;
     let (_, raw) = read_target(target);
-    let text = match raw.and_then(|v| v.into_iter().next()).filter(|v| !v.is_empty()) {
+    let text = match raw
+        .and_then(|v| v.into_iter().next())
+        .filter(|v| !v.is_empty())
+    {
         Some(text) => text,
-        None => args.get(1).and_then(|d| d.as_str().map(str::to_owned)).unwrap_or_default(),
+        None => args
+            .get(1)
+            .and_then(|d| d.as_str().map(str::to_owned))
+            .unwrap_or_default(),
     };
     let items: Vec<Value> = if text.is_empty() {
         Vec::new()
@@ -172,7 +185,9 @@ pub(super) fn sql_and(kwargs: Kwargs) -> Result<Value, Error> {
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidOperation,
-                    format!("sql_and: operator __{other} is not supported (eq, not, gt, gte, lt, lte, in, not_in, like)"),
+                    format!(
+                        "sql_and: operator __{other} is not supported (eq, not, gt, gte, lt, lte, in, not_in, like)"
+                    ),
                 ));
             }
         };
@@ -191,16 +206,27 @@ pub(super) fn sql_and(kwargs: Kwargs) -> Result<Value, Error> {
             binds.push(sql_value(&value)?);
             "?".to_owned()
         };
-        parts.push(format!("{} {op_sql} {rhs}", Identifiers(vec![column.to_owned()]).sql()));
+        parts.push(format!(
+            "{} {op_sql} {rhs}",
+            Identifiers(vec![column.to_owned()]).sql()
+        ));
     }
     kwargs.assert_all_used()?;
-    let sql = if parts.is_empty() { "1".to_owned() } else { parts.join(" AND ") };
+    let sql = if parts.is_empty() {
+        "1".to_owned()
+    } else {
+        parts.join(" AND ")
+    };
     Ok(Value::from_object(Fragment { sql, binds }))
 }
 
 /// `{{ error('message', 400) }}`: the pipe author's own refusal, with their status code.
 pub(super) fn error(message: String, status: Option<u16>) -> Result<Value, Error> {
     let status = status.unwrap_or(400);
-    let status = if (400..600).contains(&status) { status } else { 400 };
+    let status = if (400..600).contains(&status) {
+        status
+    } else {
+        400
+    };
     Err(param_error(ParamError::Raised { message, status }))
 }

@@ -275,7 +275,10 @@ fn template_is_send_and_sync() {
 
 #[test]
 fn names_print_as_quoted_identifiers_and_refuse_anything_else() {
-    let (text, binds) = sql("SELECT {{ columns(cols, 'a,b') }} FROM t ORDER BY {{ symbol(sort) }}", "sort=ts");
+    let (text, binds) = sql(
+        "SELECT {{ columns(cols, 'a,b') }} FROM t ORDER BY {{ symbol(sort) }}",
+        "sort=ts",
+    );
     assert_eq!(text, "SELECT `a`, `b` FROM t ORDER BY `ts`");
     assert!(binds.is_empty());
     assert_eq!(sql("SELECT {{ column(c, 't.x') }}", "").0, "SELECT `t`.`x`");
@@ -300,11 +303,17 @@ fn sql_and_split_to_array_and_datetime64_bind_their_values() {
     );
     assert_eq!(text, "WHERE (`id` IN (?, ?) AND `org_id` = ?)");
     assert_eq!(binds, [Integer(1), Integer(2), Text("acme".into())]);
-    assert_eq!(sql("WHERE {{ sql_and(a=String(x, None)) }}", "").0, "WHERE (1)");
+    assert_eq!(
+        sql("WHERE {{ sql_and(a=String(x, None)) }}", "").0,
+        "WHERE (1)"
+    );
     let (text, binds) = sql("has({{ split_to_array(tags, '') }}, tag)", "tags=a,b");
     assert_eq!(text, "has([?, ?], tag)");
     assert_eq!(binds, [Text("a".into()), Text("b".into())]);
-    assert_eq!(sql("{{ DateTime64(t) }}", "t=2024-01-02 03:04:05.678").1, [Text("2024-01-02 03:04:05.678".into())]);
+    assert_eq!(
+        sql("{{ DateTime64(t) }}", "t=2024-01-02 03:04:05.678").1,
+        [Text("2024-01-02 03:04:05.678".into())]
+    );
 }
 
 #[test]
@@ -315,9 +324,18 @@ fn for_loops_and_defined_guards_work() {
     );
     assert_eq!(text, "SELECT 1, ?, ?");
     assert_eq!(binds, [Text("a".into()), Text("b".into())]);
-    assert!(sql("{% if defined(x) and x != '' %}{{ String(x) }}{% end %}", "x=v").0.contains('?'));
+    assert!(
+        sql(
+            "{% if defined(x) and x != '' %}{{ String(x) }}{% end %}",
+            "x=v"
+        )
+        .0
+        .contains('?')
+    );
     match render("{{ error('nope', 401) }}", "") {
-        Err(ParamError::Raised { message, status }) => assert_eq!((message.as_str(), status), ("nope", 401)),
+        Err(ParamError::Raised { message, status }) => {
+            assert_eq!((message.as_str(), status), ("nope", 401))
+        }
         other => panic!("{other:?}"),
     }
 }

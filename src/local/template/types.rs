@@ -13,8 +13,21 @@ use super::{Param, ParamError};
 
 /// The scalar types a parameter may be declared as; `Array` takes one of these per element.
 pub(super) const SCALAR_TYPES: &[&str] = &[
-    "String", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
-    "Float64", "Date", "DateTime", "DateTime64", "Boolean",
+    "String",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float32",
+    "Float64",
+    "Date",
+    "DateTime",
+    "DateTime64",
+    "Boolean",
 ];
 
 /// Longest raw value quoted back in an error message; longer ones are cut (they are user input).

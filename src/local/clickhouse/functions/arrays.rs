@@ -36,16 +36,19 @@ pub fn literal(elems: &[E]) -> Result<E, TranslateError> {
     }
     let ty = if types.len() == elems.len() {
         let refs: Vec<&ChType> = types.iter().collect();
-        let elem = types::common(&refs).ok_or_else(|| {
-            TranslateError::Invalid("array elements have no common type".into())
-        })?;
+        let elem = types::common(&refs)
+            .ok_or_else(|| TranslateError::Invalid("array elements have no common type".into()))?;
         Some(ChType::Array(Box::new(elem)))
     } else {
         None
     };
     let parts: Vec<String> = elems.iter().map(json_value).collect();
     let refs: Vec<&E> = elems.iter().collect();
-    Ok(E::from_parts(format!("json_array({})", parts.join(", ")), ty, &refs))
+    Ok(E::from_parts(
+        format!("json_array({})", parts.join(", ")),
+        ty,
+        &refs,
+    ))
 }
 
 /// `arr[i]` (1-based; negative from the end; out of range is the element type's default).
@@ -79,8 +82,20 @@ pub fn array_join(ctx: &mut Ctx<'_>, array: E) -> Result<E, TranslateError> {
 
 /// Array functions that take a lambda: refused by name before their arguments are read.
 pub const LAMBDA_FUNCTIONS: &[&str] = &[
-    "arrayMap", "arrayFilter", "arrayExists", "arrayAll", "arrayCount", "arraySum", "arrayFirst",
-    "arrayLast", "arraySplit", "arrayFill", "arrayReduce", "arrayMin", "arrayMax", "arrayAvg",
+    "arrayMap",
+    "arrayFilter",
+    "arrayExists",
+    "arrayAll",
+    "arrayCount",
+    "arraySum",
+    "arrayFirst",
+    "arrayLast",
+    "arraySplit",
+    "arrayFill",
+    "arrayReduce",
+    "arrayMin",
+    "arrayMax",
+    "arrayAvg",
 ];
 
 /// Array functions over emitted arguments; `None` when `name` is not one.
@@ -93,7 +108,11 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "hasAny" | "hasAll" => {
             arity(name, args, 2, 2)?;
-            let func = if name == "hasAny" { "ch_has_any" } else { "ch_has_all" };
+            let func = if name == "hasAny" {
+                "ch_has_any"
+            } else {
+                "ch_has_all"
+            };
             simple(func, args, bool_ty())
         }
         "indexOf" => {
@@ -121,7 +140,11 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         "arrayConcat" => {
             arity(name, args, 1, 32)?;
             let refs: Vec<&ChType> = args.iter().filter_map(|a| a.ty.as_ref()).collect();
-            let ty = if refs.len() == args.len() { types::common(&refs) } else { None };
+            let ty = if refs.len() == args.len() {
+                types::common(&refs)
+            } else {
+                None
+            };
             simple("ch_array_concat", args, ty)
         }
         "arraySlice" => {

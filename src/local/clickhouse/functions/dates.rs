@@ -93,7 +93,11 @@ pub fn interval_arithmetic(
                     _ => "second",
                 };
                 let sql = format!("ch_date_diff('{unit}', {}, {})", b.sql, a.sql);
-                return Ok(Some(E::from_parts(sql, nullable_like(ChType::Int(32), &[a.clone(), b.clone()]), &[&a, &b])));
+                return Ok(Some(E::from_parts(
+                    sql,
+                    nullable_like(ChType::Int(32), &[a.clone(), b.clone()]),
+                    &[&a, &b],
+                )));
             }
             let (x, n) = match (temporal(&a), temporal(&b)) {
                 (true, false) if integer(&b) => (a, b),
@@ -104,7 +108,11 @@ pub fn interval_arithmetic(
                 Some(ChType::Date) => "day",
                 _ => "second",
             };
-            let n_sql = if minus { format!("-({})", n.sql) } else { n.sql.clone() };
+            let n_sql = if minus {
+                format!("-({})", n.sql)
+            } else {
+                n.sql.clone()
+            };
             return shift(&x, &n_sql, unit, &n).map(Some);
         }
     };
@@ -157,9 +165,17 @@ pub fn special(ctx: &mut Ctx<'_>, name: &str, args: &[Expr]) -> Result<Option<E>
             };
             let unit = unit_arg(unit)?;
             let (a, b) = (ctx.expr(a)?, ctx.expr(b)?);
-            let func = if name == "age" { "ch_age" } else { "ch_date_diff" };
+            let func = if name == "age" {
+                "ch_age"
+            } else {
+                "ch_date_diff"
+            };
             let sql = format!("{func}('{unit}', {}, {})", a.sql, b.sql);
-            E::from_parts(sql, nullable_like(ChType::Int(64), &[a.clone(), b.clone()]), &[&a, &b])
+            E::from_parts(
+                sql,
+                nullable_like(ChType::Int(64), &[a.clone(), b.clone()]),
+                &[&a, &b],
+            )
         }
         "dateAdd" | "date_add" | "DATE_ADD" | "dateSub" | "date_sub" | "DATE_SUB"
         | "timestampAdd" | "timestamp_add" | "timestampSub" | "timestamp_sub" => {
@@ -243,7 +259,11 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
     if let Some((_, part, ty)) = parts.iter().find(|(f, _, _)| *f == name) {
         arity(name, args, 1, 1)?;
         let sql = format!("ch_date_part('{part}', {})", args[0].sql);
-        return Ok(Some(E::from_parts(sql, nullable_like(ty.clone(), args), &[&args[0]])));
+        return Ok(Some(E::from_parts(
+            sql,
+            nullable_like(ty.clone(), args),
+            &[&args[0]],
+        )));
     }
     let adds = [
         ("addSeconds", "second"),
@@ -261,7 +281,13 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
             .find(|(f, _)| name.strip_prefix(prefix) == f.strip_prefix("add"));
         if let Some((_, unit)) = found {
             arity(name, args, 2, 2)?;
-            return shift(&args[0], &format!("{sign}({})", args[1].sql), unit, &args[1]).map(Some);
+            return shift(
+                &args[0],
+                &format!("{sign}({})", args[1].sql),
+                unit,
+                &args[1],
+            )
+            .map(Some);
         }
     }
     Ok(Some(match name {
@@ -280,7 +306,11 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "formatDateTime" | "DATE_FORMAT" => {
             arity(name, args, 2, 2)?;
-            simple("ch_format_datetime", args, nullable_like(ChType::String, &args[..1]))
+            simple(
+                "ch_format_datetime",
+                args,
+                nullable_like(ChType::String, &args[..1]),
+            )
         }
         _ => return Ok(None),
     }))

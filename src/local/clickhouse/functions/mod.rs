@@ -30,7 +30,10 @@ pub struct CallArgs {
     pub distinct: bool,
 }
 
-fn arg_list(args: &FunctionArguments, what: &str) -> Result<(Vec<Expr>, bool, bool), TranslateError> {
+fn arg_list(
+    args: &FunctionArguments,
+    what: &str,
+) -> Result<(Vec<Expr>, bool, bool), TranslateError> {
     match args {
         FunctionArguments::None => Ok((Vec::new(), false, false)),
         FunctionArguments::Subquery(_) => Err(unsupported(format!("a subquery as {what}"))),
@@ -78,7 +81,9 @@ impl Ctx<'_> {
             return Ok(e);
         }
         if call.star || call.distinct || !call.params.is_empty() {
-            return Err(unsupported(format!("{name} with *, DISTINCT or parameters")));
+            return Err(unsupported(format!(
+                "{name} with *, DISTINCT or parameters"
+            )));
         }
         if let Some(e) = dates::special(self, &name, &call.args)? {
             return Ok(e);
@@ -112,7 +117,9 @@ pub fn simple(name: &str, args: &[E], ty: Ty) -> E {
 
 /// `ty`, `Nullable` when any argument is.
 pub fn nullable_like(ty: ChType, args: &[E]) -> Ty {
-    let nullable = args.iter().any(|a| a.ty.as_ref().is_some_and(ChType::is_nullable));
+    let nullable = args
+        .iter()
+        .any(|a| a.ty.as_ref().is_some_and(ChType::is_nullable));
     Some(if nullable { ty.nullable() } else { ty })
 }
 
@@ -136,11 +143,50 @@ pub(super) fn arity(name: &str, args: &[E], min: usize, max: usize) -> Result<()
 pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, TranslateError> {
     let lower = name.to_ascii_lowercase();
     let standard = [
-        "if", "coalesce", "nullif", "ifnull", "greatest", "least", "abs", "round", "floor",
-        "ceil", "ceiling", "sqrt", "exp", "ln", "log", "log2", "log10", "pow", "power", "sign",
-        "pi", "lower", "upper", "length", "concat", "substring", "substr", "trim", "ltrim",
-        "rtrim", "position", "locate", "replace", "reverse", "repeat", "left", "right",
-        "char_length", "character_length", "lcase", "ucase", "isnull", "isnotnull", "mid",
+        "if",
+        "coalesce",
+        "nullif",
+        "ifnull",
+        "greatest",
+        "least",
+        "abs",
+        "round",
+        "floor",
+        "ceil",
+        "ceiling",
+        "sqrt",
+        "exp",
+        "ln",
+        "log",
+        "log2",
+        "log10",
+        "pow",
+        "power",
+        "sign",
+        "pi",
+        "lower",
+        "upper",
+        "length",
+        "concat",
+        "substring",
+        "substr",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "position",
+        "locate",
+        "replace",
+        "reverse",
+        "repeat",
+        "left",
+        "right",
+        "char_length",
+        "character_length",
+        "lcase",
+        "ucase",
+        "isnull",
+        "isnotnull",
+        "mid",
     ];
     let name = if standard.contains(&lower.as_str()) {
         lower.as_str()
@@ -181,9 +227,15 @@ pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, Tra
             }
             let ty = ctx.branches(&args)?;
             // Non-Nullable as soon as one argument can never be NULL.
-            let never_null = args.iter().any(|a| a.ty.as_ref().is_some_and(|t| !t.is_nullable()));
+            let never_null = args
+                .iter()
+                .any(|a| a.ty.as_ref().is_some_and(|t| !t.is_nullable()));
             let ty = ty.map(|t| if never_null { t.base().clone() } else { t });
-            let func = if name == "coalesce" { "coalesce" } else { "ifnull" };
+            let func = if name == "coalesce" {
+                "coalesce"
+            } else {
+                "ifnull"
+            };
             if func == "ifnull" {
                 arity(name, &args, 2, 2)?;
             }
@@ -197,8 +249,16 @@ pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, Tra
         }
         "isnull" | "isNull" | "isnotnull" | "isNotNull" => {
             arity(name, &args, 1, 1)?;
-            let op = if name.to_ascii_lowercase() == "isnull" { "IS NULL" } else { "IS NOT NULL" };
-            E::from_parts(format!("({} {op})", args[0].sql), Some(ChType::UInt(8)), &[&args[0]])
+            let op = if name.to_ascii_lowercase() == "isnull" {
+                "IS NULL"
+            } else {
+                "IS NOT NULL"
+            };
+            E::from_parts(
+                format!("({} {op})", args[0].sql),
+                Some(ChType::UInt(8)),
+                &[&args[0]],
+            )
         }
         "assumeNotNull" | "toNullable" | "materialize" | "identity" => {
             arity(name, &args, 1, 1)?;
@@ -219,14 +279,23 @@ pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, Tra
         }
         "toTypeName" => {
             arity(name, &args, 1, 1)?;
-            let ty = args[0].ty.as_ref().ok_or_else(|| {
-                unsupported("toTypeName of a column outside the catalog")
-            })?;
+            let ty = args[0]
+                .ty
+                .as_ref()
+                .ok_or_else(|| unsupported("toTypeName of a column outside the catalog"))?;
             let name = quote(&ty.to_string());
             if args[0].agg {
                 // Keep the aggregate in the SQL, so the query still aggregates.
-                let sql = format!("CASE WHEN ({}) IS NULL THEN {name} ELSE {name} END", args[0].sql);
-                E { sql, ty: Some(ChType::String), agg: true, ..E::default() }
+                let sql = format!(
+                    "CASE WHEN ({}) IS NULL THEN {name} ELSE {name} END",
+                    args[0].sql
+                );
+                E {
+                    sql,
+                    ty: Some(ChType::String),
+                    agg: true,
+                    ..E::default()
+                }
             } else {
                 E::constant(name, ChType::String)
             }
@@ -265,7 +334,10 @@ fn scalar_family(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
 
 fn unknown(name: &str) -> TranslateError {
     let state = ["State", "Merge", "MergeState", "SimpleState"];
-    if state.iter().any(|s| name.ends_with(s) && name.len() > s.len()) {
+    if state
+        .iter()
+        .any(|s| name.ends_with(s) && name.len() > s.len())
+    {
         return unsupported(format!(
             "{name} (-State/-Merge combinators need AggregatingMergeTree and materialized views)"
         ));
@@ -296,7 +368,13 @@ fn math(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
             if all.len() == 1 {
                 all.push(E::constant("0".into(), ChType::UInt(8)));
             }
-            let ty = first.map(|t| if t.is_integer() || t.is_number() { t } else { ChType::Float(64) });
+            let ty = first.map(|t| {
+                if t.is_integer() || t.is_number() {
+                    t
+                } else {
+                    ChType::Float(64)
+                }
+            });
             simple(func, &all, ty)
         }
         "sqrt" | "exp" | "log2" | "log10" | "ln" | "log" | "pow" | "power" => {
@@ -317,19 +395,30 @@ fn math(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "like" | "ilike" | "notLike" | "notILike" => {
             arity(name, args, 2, 2)?;
-            let func = if name.to_ascii_lowercase().ends_with("ilike") { "ch_ilike" } else { "ch_like" };
+            let func = if name.to_ascii_lowercase().ends_with("ilike") {
+                "ch_ilike"
+            } else {
+                "ch_like"
+            };
             let not = if name.starts_with("not") { "NOT " } else { "" };
             let sql = format!("{not}{func}({}, {})", args[0].sql, args[1].sql);
-            E::from_parts(sql, nullable_like(ChType::UInt(8), args), &[&args[0], &args[1]])
+            E::from_parts(
+                sql,
+                nullable_like(ChType::UInt(8), args),
+                &[&args[0], &args[1]],
+            )
         }
         "intDiv" | "intDivOrZero" => {
             arity(name, args, 2, 2)?;
             let ty = match (&args[0].ty, &args[1].ty) {
-                (Some(a), Some(b)) => Some(match (a.base(), b.base()) {
-                    (ChType::UInt(bits), ChType::Int(_)) => ChType::Int(*bits),
-                    (x, _) if x.is_integer() => x.clone(),
-                    _ => ChType::Int(64),
-                }.nullable_if(&[a, b])),
+                (Some(a), Some(b)) => Some(
+                    match (a.base(), b.base()) {
+                        (ChType::UInt(bits), ChType::Int(_)) => ChType::Int(*bits),
+                        (x, _) if x.is_integer() => x.clone(),
+                        _ => ChType::Int(64),
+                    }
+                    .nullable_if(&[a, b]),
+                ),
                 _ => None,
             };
             let zero = if name == "intDivOrZero" { "1" } else { "0" };
@@ -339,7 +428,11 @@ fn math(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "modulo" => {
             arity(name, args, 2, 2)?;
-            E::from_parts(format!("({} % {})", args[0].sql, args[1].sql), first, &[&args[0], &args[1]])
+            E::from_parts(
+                format!("({} % {})", args[0].sql, args[1].sql),
+                first,
+                &[&args[0], &args[1]],
+            )
         }
         "negate" => {
             arity(name, args, 1, 1)?;

@@ -36,8 +36,16 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
                 return Err(TranslateError::Invalid("concat needs arguments".into()));
             }
             let parts: Vec<E> = args.iter().map(|a| as_text(a.clone())).collect();
-            let sql = parts.iter().map(|p| p.sql.as_str()).collect::<Vec<_>>().join(" || ");
-            E::from_parts(format!("({sql})"), string_ty(args), &args.iter().collect::<Vec<_>>())
+            let sql = parts
+                .iter()
+                .map(|p| p.sql.as_str())
+                .collect::<Vec<_>>()
+                .join(" || ");
+            E::from_parts(
+                format!("({sql})"),
+                string_ty(args),
+                &args.iter().collect::<Vec<_>>(),
+            )
         }
         "lower" | "lcase" | "lowerUTF8" => {
             arity(name, args, 1, 1)?;
@@ -49,7 +57,11 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "length" => {
             arity(name, args, 1, 1)?;
-            let func = if is_array(&args[0]) { "json_array_length" } else { "octet_length" };
+            let func = if is_array(&args[0]) {
+                "json_array_length"
+            } else {
+                "octet_length"
+            };
             simple(func, args, nullable_like(ChType::UInt(64), args))
         }
         "lengthUTF8" | "char_length" | "character_length" => {
@@ -58,9 +70,17 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "empty" | "notEmpty" => {
             arity(name, args, 1, 1)?;
-            let len = if is_array(&args[0]) { "json_array_length" } else { "octet_length" };
+            let len = if is_array(&args[0]) {
+                "json_array_length"
+            } else {
+                "octet_length"
+            };
             let op = if name == "empty" { "=" } else { ">" };
-            E::from_parts(format!("({len}({}) {op} 0)", args[0].sql), bool_ty(args), &[&args[0]])
+            E::from_parts(
+                format!("({len}({}) {op} 0)", args[0].sql),
+                bool_ty(args),
+                &[&args[0]],
+            )
         }
         "substring" | "substr" | "mid" => {
             arity(name, args, 2, 3)?;
@@ -82,8 +102,15 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "positionCaseInsensitive" => {
             arity(name, args, 2, 2)?;
-            let sql = format!("ch_position(lower({}), lower({}))", args[0].sql, args[1].sql);
-            E::from_parts(sql, nullable_like(ChType::UInt(64), args), &[&args[0], &args[1]])
+            let sql = format!(
+                "ch_position(lower({}), lower({}))",
+                args[0].sql, args[1].sql
+            );
+            E::from_parts(
+                sql,
+                nullable_like(ChType::UInt(64), args),
+                &[&args[0], &args[1]],
+            )
         }
         "startsWith" => {
             arity(name, args, 2, 2)?;
@@ -118,11 +145,19 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "extractAll" => {
             arity(name, args, 2, 2)?;
-            simple("ch_extract_all", args, Some(ChType::Array(Box::new(ChType::String))))
+            simple(
+                "ch_extract_all",
+                args,
+                Some(ChType::Array(Box::new(ChType::String))),
+            )
         }
         "splitByChar" | "splitByString" => {
             arity(name, args, 2, 2)?;
-            simple("ch_split", args, Some(ChType::Array(Box::new(ChType::String))))
+            simple(
+                "ch_split",
+                args,
+                Some(ChType::Array(Box::new(ChType::String))),
+            )
         }
         "trim" | "trimBoth" | "trimLeft" | "ltrim" | "trimRight" | "rtrim" => {
             arity(name, args, 1, 1)?;
@@ -162,9 +197,8 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         "JSONExtractFloat" => json(name, &with, args, ChType::Float(64))?,
         "JSONExtractBool" | "JSONHas" => json(name, &with, args, ChType::UInt(8))?,
         "JSONLength" => json(name, &with, args, ChType::UInt(64))?,
-        "domain" | "domainWithoutWWW" | "path" | "pathFull" | "cutQueryString"
-        | "cutFragment" | "protocol" | "queryString" | "fragment" | "topLevelDomain"
-        | "cutWWW" => {
+        "domain" | "domainWithoutWWW" | "path" | "pathFull" | "cutQueryString" | "cutFragment"
+        | "protocol" | "queryString" | "fragment" | "topLevelDomain" | "cutWWW" => {
             arity(name, args, 1, 1)?;
             simple("ch_url", &with(&[&format!("'{name}'")]), string_ty(args))
         }
@@ -237,7 +271,11 @@ fn convert_mode(e: E, ty: &ChType, mode: &str) -> Result<E, TranslateError> {
         ChType::String => return Ok(typed(as_text(e), ty.clone())),
         ChType::UInt(bits) | ChType::Int(bits) => {
             let signed = matches!(base, ChType::Int(_));
-            format!("ch_to_int({}, {bits}, {}, {mode_sql})", e.sql, u8::from(signed))
+            format!(
+                "ch_to_int({}, {bits}, {}, {mode_sql})",
+                e.sql,
+                u8::from(signed)
+            )
         }
         ChType::Bool => format!("ch_to_int({}, 1, 0, {mode_sql})", e.sql),
         ChType::Float(_) => format!("ch_to_float({}, {mode_sql})", e.sql),
@@ -279,7 +317,11 @@ pub fn as_text(e: E) -> E {
     let nullable = e.ty.as_ref().is_some_and(ChType::is_nullable);
     E {
         sql,
-        ty: Some(if nullable { ChType::String.nullable() } else { ChType::String }),
+        ty: Some(if nullable {
+            ChType::String.nullable()
+        } else {
+            ChType::String
+        }),
         literal: None,
         ..e
     }

@@ -63,7 +63,9 @@ impl Aggregate<Acc, Value> for Collect {
     }
 
     fn finalize(&self, _: &mut Context<'_>, acc: Option<Acc>) -> Result<Value> {
-        let Some(acc) = acc else { return Ok(Value::Null) };
+        let Some(acc) = acc else {
+            return Ok(Value::Null);
+        };
         finish(self.0, acc)
     }
 }
@@ -120,7 +122,11 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             let mut best = 0;
             for i in 1..acc.keys.len() {
                 let ord = compare(&json(&acc.keys[i]), &json(&acc.keys[best]));
-                let better = if matches!(kind, Kind::ArgMax) { ord.is_gt() } else { ord.is_lt() };
+                let better = if matches!(kind, Kind::ArgMax) {
+                    ord.is_gt()
+                } else {
+                    ord.is_lt()
+                };
                 if better {
                     best = i;
                 }
@@ -132,7 +138,9 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             let mut out: Vec<Json> = Vec::new();
             for v in &values {
                 let j = json(v);
-                if matches!(kind, Kind::GroupUniqArray) && out.iter().any(|o| compare(o, &j).is_eq()) {
+                if matches!(kind, Kind::GroupUniqArray)
+                    && out.iter().any(|o| compare(o, &j).is_eq())
+                {
                     continue;
                 }
                 if limit > 0 && out.len() == limit {
@@ -170,10 +178,22 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             let n = values.len() as f64;
             let mean = values.iter().map(number).sum::<f64>() / n;
             let m2: f64 = values.iter().map(|v| (number(v) - mean).powi(2)).sum();
-            let var = if kind.ends_with("Samp") { m2 / (n - 1.0) } else { m2 / n };
-            let out = if kind.starts_with("stddev") { var.sqrt() } else { var };
+            let var = if kind.ends_with("Samp") {
+                m2 / (n - 1.0)
+            } else {
+                m2 / n
+            };
+            let out = if kind.starts_with("stddev") {
+                var.sqrt()
+            } else {
+                var
+            };
             // ClickHouse answers nan (printed as null) where there is too little data.
-            if out.is_finite() { Value::Real(out) } else { Value::Null }
+            if out.is_finite() {
+                Value::Real(out)
+            } else {
+                Value::Null
+            }
         }
     })
 }
@@ -207,7 +227,11 @@ impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
         Ok((Vec::new(), None, false))
     }
 
-    fn step(&self, ctx: &mut Context<'_>, acc: &mut (Vec<Value>, Option<String>, bool)) -> Result<()> {
+    fn step(
+        &self,
+        ctx: &mut Context<'_>,
+        acc: &mut (Vec<Value>, Option<String>, bool),
+    ) -> Result<()> {
         let v: Value = ctx.get_raw(0).into();
         acc.1 = ctx.get::<Option<String>>(1)?;
         acc.2 = ctx.get::<Option<i64>>(2)? == Some(1);
@@ -217,12 +241,20 @@ impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
         Ok(())
     }
 
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<(Vec<Value>, Option<String>, bool)>) -> Result<Value> {
-        let Some((values, levels, is_exact)) = acc else { return Ok(Value::Text("[]".into())) };
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        acc: Option<(Vec<Value>, Option<String>, bool)>,
+    ) -> Result<Value> {
+        let Some((values, levels, is_exact)) = acc else {
+            return Ok(Value::Text("[]".into()));
+        };
         let levels: Vec<f64> = serde_json::from_str(levels.as_deref().unwrap_or("[]"))
             .map_err(|_| fail("bad quantile levels"))?;
         if values.is_empty() {
-            return Ok(Value::Text(Json::Array(levels.iter().map(|_| Json::Null).collect()).to_string()));
+            return Ok(Value::Text(
+                Json::Array(levels.iter().map(|_| Json::Null).collect()).to_string(),
+            ));
         }
         let out: Vec<Json> = if is_exact {
             let sorted = sorted_values(&values);
@@ -230,7 +262,10 @@ impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
         } else {
             let mut nums: Vec<f64> = values.iter().map(number).collect();
             nums.sort_by(f64::total_cmp);
-            levels.iter().map(|p| Json::from(interpolated(&nums, *p))).collect()
+            levels
+                .iter()
+                .map(|p| Json::from(interpolated(&nums, *p)))
+                .collect()
         };
         Ok(Value::Text(Json::Array(out).to_string()))
     }

@@ -11,7 +11,9 @@ use serde_json::Value as Json;
 use super::{fail, flags, int_arg, text_arg};
 
 fn array(ctx: &Context<'_>, i: usize) -> Result<Option<Vec<Json>>> {
-    let Some(text) = text_arg(ctx, i) else { return Ok(None) };
+    let Some(text) = text_arg(ctx, i) else {
+        return Ok(None);
+    };
     match serde_json::from_str(&text) {
         Ok(Json::Array(items)) => Ok(Some(items)),
         _ => Err(fail(format!("'{text}' is not an array"))),
@@ -40,7 +42,9 @@ pub fn to_sql(v: &Json) -> Value {
     match v {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Integer(i64::from(*b)),
-        Json::Number(n) => n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer),
+        Json::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer),
         Json::String(s) => Value::Text(s.clone()),
         other => Value::Text(other.to_string()),
     }
@@ -49,9 +53,11 @@ pub fn to_sql(v: &Json) -> Value {
 /// ClickHouse's order of elements: numbers by value, strings by bytes, NULLs last.
 pub fn compare(a: &Json, b: &Json) -> Ordering {
     match (a, b) {
-        (Json::Number(x), Json::Number(y)) => {
-            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal)
-        }
+        (Json::Number(x), Json::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
         (Json::String(x), Json::String(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Json::Null, Json::Null) => Ordering::Equal,
         (Json::Null, _) => Ordering::Greater,
@@ -78,24 +84,41 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         Ok(index.and_then(|i| items.get(i)).map_or(Value::Null, to_sql))
     })?;
     conn.create_scalar_function("ch_has", 2, f, |ctx| {
-        let Some(items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         let needle = to_json(ctx.get_raw(1));
         Ok(Some(i64::from(items.iter().any(|x| same(x, &needle)))))
     })?;
     for (name, all) in [("ch_has_any", false), ("ch_has_all", true)] {
         conn.create_scalar_function(name, 2, f, move |ctx| {
-            let (Some(a), Some(b)) = (array(ctx, 0)?, array(ctx, 1)?) else { return Ok(None) };
+            let (Some(a), Some(b)) = (array(ctx, 0)?, array(ctx, 1)?) else {
+                return Ok(None);
+            };
             let found = |x: &Json| a.iter().any(|y| same(x, y));
-            Ok(Some(i64::from(if all { b.iter().all(found) } else { b.iter().any(found) })))
+            Ok(Some(i64::from(if all {
+                b.iter().all(found)
+            } else {
+                b.iter().any(found)
+            })))
         })?;
     }
     conn.create_scalar_function("ch_index_of", 2, f, |ctx| {
-        let Some(items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         let needle = to_json(ctx.get_raw(1));
-        Ok(Some(items.iter().position(|x| same(x, &needle)).map_or(0, |i| i as i64 + 1)))
+        Ok(Some(
+            items
+                .iter()
+                .position(|x| same(x, &needle))
+                .map_or(0, |i| i as i64 + 1),
+        ))
     })?;
     conn.create_scalar_function("ch_array_sort", 2, f, |ctx| {
-        let Some(mut items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(mut items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         items.sort_by(compare);
         if int_arg(ctx, 1) == Some(1) {
             items.reverse();
@@ -103,7 +126,9 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         Ok(Some(Json::Array(items).to_string()))
     })?;
     conn.create_scalar_function("ch_array_distinct", 1, f, |ctx| {
-        let Some(items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         let mut out: Vec<Json> = Vec::new();
         for x in items.into_iter().filter(|x| !x.is_null()) {
             if !out.iter().any(|y| same(&x, y)) {
@@ -113,7 +138,9 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         Ok(Some(Json::Array(out).to_string()))
     })?;
     conn.create_scalar_function("ch_array_reverse", 1, f, |ctx| {
-        let Some(mut items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(mut items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         items.reverse();
         Ok(Some(Json::Array(items).to_string()))
     })?;
@@ -128,7 +155,9 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         Ok(Some(Json::Array(out).to_string()))
     })?;
     conn.create_scalar_function("ch_array_slice", -1, f, |ctx| {
-        let Some(items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         let n = items.len() as i64;
         let offset = int_arg(ctx, 1).unwrap_or(1);
         let start = match offset {
@@ -142,11 +171,17 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             Some(l) => n + l,
         };
         let (start, end) = (start.clamp(0, n) as usize, end.clamp(0, n) as usize);
-        let slice = if start < end { items[start..end].to_vec() } else { Vec::new() };
+        let slice = if start < end {
+            items[start..end].to_vec()
+        } else {
+            Vec::new()
+        };
         Ok(Some(Json::Array(slice).to_string()))
     })?;
     conn.create_scalar_function("ch_array_string_concat", 2, f, |ctx| {
-        let Some(items) = array(ctx, 0)? else { return Ok(None) };
+        let Some(items) = array(ctx, 0)? else {
+            return Ok(None);
+        };
         let sep = text_arg(ctx, 1).unwrap_or_default();
         let parts: Vec<String> = items
             .iter()

@@ -35,9 +35,10 @@ fn read(ctx: &Context<'_>, i: usize) -> Result<Option<NaiveDateTime>> {
         ValueRef::Real(f) => chrono::DateTime::from_timestamp(f as i64, 0).map(|d| d.naive_utc()),
         ValueRef::Text(t) | ValueRef::Blob(t) => {
             let text = String::from_utf8_lossy(t);
-            Some(parse_datetime(&text).ok_or_else(|| {
-                fail(format!("cannot parse '{text}' as a date or date-time"))
-            })?)
+            Some(
+                parse_datetime(&text)
+                    .ok_or_else(|| fail(format!("cannot parse '{text}' as a date or date-time")))?,
+            )
         }
     };
     dt.map(Some).ok_or_else(|| fail("date out of range"))
@@ -47,7 +48,10 @@ fn read(ctx: &Context<'_>, i: usize) -> Result<Option<NaiveDateTime>> {
 fn write(dt: NaiveDateTime, out: &str) -> String {
     match out {
         "date" => dt.format("%Y-%m-%d").to_string(),
-        kind => match kind.strip_prefix("datetime64:").and_then(|p| p.parse::<usize>().ok()) {
+        kind => match kind
+            .strip_prefix("datetime64:")
+            .and_then(|p| p.parse::<usize>().ok())
+        {
             Some(p) if p > 0 => {
                 let frac = format!("{:09}", dt.nanosecond());
                 format!("{}.{}", dt.format("%Y-%m-%d %H:%M:%S"), &frac[..p.min(9)])
@@ -66,7 +70,11 @@ fn months(dt: &NaiveDateTime) -> i64 {
 }
 
 fn from_months(m: i64) -> Option<NaiveDate> {
-    NaiveDate::from_ymd_opt(i32::try_from(m.div_euclid(12)).ok()?, (m.rem_euclid(12) + 1) as u32, 1)
+    NaiveDate::from_ymd_opt(
+        i32::try_from(m.div_euclid(12)).ok()?,
+        (m.rem_euclid(12) + 1) as u32,
+        1,
+    )
 }
 
 /// Adds `n` units, clamping to the month's end (Jan 31 + 1 month = Feb 28/29).
@@ -86,7 +94,10 @@ pub fn add(dt: NaiveDateTime, n: i64, unit: &str) -> Option<NaiveDateTime> {
             };
             let target = from_months(months(&dt) + n * per)?;
             let last = from_months(months(&dt) + n * per + 1)?.pred_opt()?.day();
-            target.with_day(dt.day().min(last))?.and_time(dt.time()).into()
+            target
+                .with_day(dt.day().min(last))?
+                .and_time(dt.time())
+                .into()
         }
         _ => None,
     }
@@ -96,16 +107,22 @@ pub fn add(dt: NaiveDateTime, n: i64, unit: &str) -> Option<NaiveDateTime> {
 pub fn start_of(dt: NaiveDateTime, unit: &str, n: i64) -> Option<NaiveDateTime> {
     let n = n.max(1);
     let secs = dt.and_utc().timestamp();
-    let floor = |size: i64| chrono::DateTime::from_timestamp(secs.div_euclid(size) * size, 0).map(|d| d.naive_utc());
+    let floor = |size: i64| {
+        chrono::DateTime::from_timestamp(secs.div_euclid(size) * size, 0).map(|d| d.naive_utc())
+    };
     match unit {
         "second" => floor(n),
         "minute" => floor(60 * n),
         "hour" => floor(3600 * n),
-        "day" => EPOCH.checked_add_signed(Duration::days(days(&dt).div_euclid(n) * n))?.and_hms_opt(0, 0, 0),
+        "day" => EPOCH
+            .checked_add_signed(Duration::days(days(&dt).div_euclid(n) * n))?
+            .and_hms_opt(0, 0, 0),
         // Weeks start on Monday; 1970-01-05 was the first Monday after the epoch.
         "week" => {
             let monday = days(&dt) - 4;
-            EPOCH.checked_add_signed(Duration::days(monday.div_euclid(7 * n) * 7 * n + 4))?.and_hms_opt(0, 0, 0)
+            EPOCH
+                .checked_add_signed(Duration::days(monday.div_euclid(7 * n) * 7 * n + 4))?
+                .and_hms_opt(0, 0, 0)
         }
         "month" | "quarter" | "year" => {
             let per = match unit {
@@ -147,7 +164,8 @@ fn age(unit: &str, a: &NaiveDateTime, b: &NaiveDateTime) -> Option<i64> {
         "week" => secs / (7 * 86_400),
         "month" | "quarter" | "year" => {
             let mut m = months(b) - months(a);
-            let later = |x: &NaiveDateTime, y: &NaiveDateTime| (x.day(), x.time()) > (y.day(), y.time());
+            let later =
+                |x: &NaiveDateTime, y: &NaiveDateTime| (x.day(), x.time()) > (y.day(), y.time());
             if m > 0 && later(a, b) {
                 m -= 1;
             } else if m < 0 && later(b, a) {
@@ -175,7 +193,9 @@ fn part(part: &str, dt: &NaiveDateTime) -> Option<i64> {
         "minute" => i64::from(dt.minute()),
         "second" => i64::from(dt.second()),
         "yyyymm" => i64::from(dt.year()) * 100 + i64::from(dt.month()),
-        "yyyymmdd" => (i64::from(dt.year()) * 100 + i64::from(dt.month())) * 100 + i64::from(dt.day()),
+        "yyyymmdd" => {
+            (i64::from(dt.year()) * 100 + i64::from(dt.month())) * 100 + i64::from(dt.day())
+        }
         "unix" => dt.and_utc().timestamp(),
         "isoweek" => i64::from(dt.iso_week().week()),
         _ => return None,
@@ -193,11 +213,33 @@ pub fn format(dt: &NaiveDateTime, pattern: &str) -> std::result::Result<String, 
         }
         let spec = chars.next().ok_or("a pattern cannot end with %")?;
         let piece = match spec {
-            'Y' => "%Y", 'y' => "%y", 'm' => "%m", 'd' => "%d", 'e' => "%-d", 'H' => "%H",
-            'I' | 'h' => "%I", 'i' => "%M", 'S' | 's' => "%S", 'p' => "%p", 'j' => "%j",
-            'F' => "%Y-%m-%d", 'T' => "%H:%M:%S", 'D' => "%m/%d/%y", 'R' => "%H:%M",
-            'u' => "%u", 'w' => "%w", 'a' => "%a", 'b' => "%b", 'M' => "%B", 'W' => "%A",
-            'c' => "%m", 'k' => "%H", 'l' => "%I", 'n' => "\n", 't' => "\t", '%' => "%%",
+            'Y' => "%Y",
+            'y' => "%y",
+            'm' => "%m",
+            'd' => "%d",
+            'e' => "%-d",
+            'H' => "%H",
+            'I' | 'h' => "%I",
+            'i' => "%M",
+            'S' | 's' => "%S",
+            'p' => "%p",
+            'j' => "%j",
+            'F' => "%Y-%m-%d",
+            'T' => "%H:%M:%S",
+            'D' => "%m/%d/%y",
+            'R' => "%H:%M",
+            'u' => "%u",
+            'w' => "%w",
+            'a' => "%a",
+            'b' => "%b",
+            'M' => "%B",
+            'W' => "%A",
+            'c' => "%m",
+            'k' => "%H",
+            'l' => "%I",
+            'n' => "\n",
+            't' => "\t",
+            '%' => "%%",
             'Q' => {
                 out.push_str(&(dt.month0() / 3 + 1).to_string());
                 continue;
@@ -233,13 +275,17 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         Ok(Some(write(shifted, &unit_text(ctx, 3))))
     })?;
     conn.create_scalar_function("ch_start_of", 4, f, |ctx| {
-        let Some(dt) = read(ctx, 0)? else { return Ok(None) };
+        let Some(dt) = read(ctx, 0)? else {
+            return Ok(None);
+        };
         let n = int_arg(ctx, 2).unwrap_or(1);
         let start = start_of(dt, &unit_text(ctx, 1), n).ok_or_else(|| fail("bad interval"))?;
         Ok(Some(write(start, &unit_text(ctx, 3))))
     })?;
     conn.create_scalar_function("ch_start_of_week", 2, f, |ctx| {
-        let Some(dt) = read(ctx, 0)? else { return Ok(None) };
+        let Some(dt) = read(ctx, 0)? else {
+            return Ok(None);
+        };
         let monday = int_arg(ctx, 1).unwrap_or(0) % 2 == 1;
         let back = if monday {
             dt.weekday().num_days_from_monday()
@@ -248,20 +294,34 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         };
         Ok(Some(write(dt - Duration::days(back.into()), "date")))
     })?;
-    for (name, diff) in [("ch_date_diff", date_diff as fn(&str, &NaiveDateTime, &NaiveDateTime) -> Option<i64>), ("ch_age", age)] {
+    for (name, diff) in [
+        (
+            "ch_date_diff",
+            date_diff as fn(&str, &NaiveDateTime, &NaiveDateTime) -> Option<i64>,
+        ),
+        ("ch_age", age),
+    ] {
         conn.create_scalar_function(name, 3, f, move |ctx| {
             let (Some(a), Some(b)) = (read(ctx, 1)?, read(ctx, 2)?) else {
                 return Ok(None);
             };
-            diff(&unit_text(ctx, 0), &a, &b).map(Some).ok_or_else(|| fail("bad date unit"))
+            diff(&unit_text(ctx, 0), &a, &b)
+                .map(Some)
+                .ok_or_else(|| fail("bad date unit"))
         })?;
     }
     conn.create_scalar_function("ch_date_part", 2, f, |ctx| {
-        let Some(dt) = read(ctx, 1)? else { return Ok(None) };
-        part(&unit_text(ctx, 0), &dt).map(Some).ok_or_else(|| fail("bad date part"))
+        let Some(dt) = read(ctx, 1)? else {
+            return Ok(None);
+        };
+        part(&unit_text(ctx, 0), &dt)
+            .map(Some)
+            .ok_or_else(|| fail("bad date part"))
     })?;
     conn.create_scalar_function("ch_format_datetime", 2, f, |ctx| {
-        let Some(dt) = read(ctx, 0)? else { return Ok(None) };
+        let Some(dt) = read(ctx, 0)? else {
+            return Ok(None);
+        };
         format(&dt, &unit_text(ctx, 1)).map(Some).map_err(fail)
     })?;
     Ok(())

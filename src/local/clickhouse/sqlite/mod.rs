@@ -68,7 +68,6 @@ pub(crate) fn int_arg(ctx: &Context<'_>, i: usize) -> Option<i64> {
     }
 }
 
-
 /// A float as ClickHouse prints it: shortest round-trip digits, no trailing `.0`.
 pub fn format_float(f: f64) -> String {
     if f.is_nan() {

@@ -12,7 +12,10 @@ use super::{fail, flags, format_float, int_arg, text_arg};
 /// `LIKE` matching with `%`, `_` and backslash escapes, on characters.
 pub fn like(text: &str, pattern: &str, fold: bool) -> bool {
     let (t, p): (Vec<char>, Vec<char>) = if fold {
-        (text.to_lowercase().chars().collect(), pattern.to_lowercase().chars().collect())
+        (
+            text.to_lowercase().chars().collect(),
+            pattern.to_lowercase().chars().collect(),
+        )
     } else {
         (text.chars().collect(), pattern.chars().collect())
     };
@@ -121,7 +124,11 @@ fn round_int(x: i64, digits: i64, mode: &str) -> i64 {
         "ceil" => floor + step,
         _ => {
             let rem = x - floor;
-            if rem * 2 >= step && x >= 0 || rem * 2 > step { floor + step } else { floor }
+            if rem * 2 >= step && x >= 0 || rem * 2 > step {
+                floor + step
+            } else {
+                floor
+            }
         }
     }
 }
@@ -139,7 +146,11 @@ fn to_int(ctx: &Context<'_>) -> Result<Option<i64>> {
         }
         let modulus = 1i128 << bits;
         let v = n.rem_euclid(modulus);
-        (if signed && v >= modulus / 2 { v - modulus } else { v }) as i64
+        (if signed && v >= modulus / 2 {
+            v - modulus
+        } else {
+            v
+        }) as i64
     };
     let fallback = |what: &str| match mode.as_str() {
         "zero" => Ok(Some(0)),
@@ -156,7 +167,9 @@ fn to_int(ctx: &Context<'_>) -> Result<Option<i64>> {
             match text.parse::<i128>() {
                 Ok(n) => Ok(Some(wrap(n))),
                 Err(_) => match super::dates::parse_datetime(&text) {
-                    Some(dt) if text.len() >= 10 && mode.is_empty() => Ok(Some(dt.and_utc().timestamp())),
+                    Some(dt) if text.len() >= 10 && mode.is_empty() => {
+                        Ok(Some(dt.and_utc().timestamp()))
+                    }
                     _ => fallback(&text),
                 },
             }
@@ -204,7 +217,10 @@ pub fn to_string(v: ValueRef<'_>, hint: &str) -> Option<String> {
 /// ClickHouse's text form of an array: `[1,2]`, `['a','b']`.
 fn array_text(v: &Json) -> String {
     match v {
-        Json::Array(items) => format!("[{}]", items.iter().map(array_text).collect::<Vec<_>>().join(",")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(array_text).collect::<Vec<_>>().join(",")
+        ),
         Json::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
         Json::Null => "NULL".into(),
         other => other.to_string(),
@@ -222,8 +238,12 @@ fn json_path<'a>(doc: &'a Json, keys: &[Value]) -> Option<&'a Json> {
         cur = match (cur, key) {
             (Json::Object(map), Value::Text(k)) => map.get(k)?,
             (Json::Array(items), Value::Integer(i)) if *i > 0 => items.get(*i as usize - 1)?,
-            (Json::Array(items), Value::Integer(i)) if *i < 0 => items.get(items.len().checked_sub(i.unsigned_abs() as usize)?)?,
-            (Json::Object(map), Value::Integer(i)) if *i > 0 => map.values().nth(*i as usize - 1)?,
+            (Json::Array(items), Value::Integer(i)) if *i < 0 => {
+                items.get(items.len().checked_sub(i.unsigned_abs() as usize)?)?
+            }
+            (Json::Object(map), Value::Integer(i)) if *i > 0 => {
+                map.values().nth(*i as usize - 1)?
+            }
             _ => return None,
         };
     }
@@ -244,7 +264,9 @@ fn json(ctx: &Context<'_>) -> Result<Value> {
         }),
         "JSONExtractRaw" => Value::Text(found.map(|v| v.to_string()).unwrap_or_default()),
         "JSONExtractInt" | "JSONExtractUInt" => Value::Integer(match found {
-            Some(Json::Number(n)) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+            Some(Json::Number(n)) => n
+                .as_i64()
+                .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
             Some(Json::String(s)) => s.parse().unwrap_or(0),
             Some(Json::Bool(b)) => i64::from(*b),
             _ => 0,
@@ -277,7 +299,9 @@ pub fn url_part(kind: &str, url: &str, param: Option<&str>) -> String {
     let host = host.split(':').next().unwrap_or("");
     let after = &rest[host_end..];
     let (before_fragment, fragment) = after.split_once('#').unwrap_or((after, ""));
-    let (path, query) = before_fragment.split_once('?').unwrap_or((before_fragment, ""));
+    let (path, query) = before_fragment
+        .split_once('?')
+        .unwrap_or((before_fragment, ""));
     let without_www = host.strip_prefix("www.").unwrap_or(host);
     match kind {
         "domain" => host.into(),
@@ -291,7 +315,11 @@ pub fn url_part(kind: &str, url: &str, param: Option<&str>) -> String {
         "cutQueryString" => {
             let cut = url.find('?').unwrap_or(url.len());
             let frag = url.find('#').map_or("", |i| &url[i..]);
-            format!("{}{}", &url[..cut.min(url.find('#').unwrap_or(url.len()))], if cut < url.len() { frag } else { "" })
+            format!(
+                "{}{}",
+                &url[..cut.min(url.find('#').unwrap_or(url.len()))],
+                if cut < url.len() { frag } else { "" }
+            )
         }
         "cutFragment" => url.split('#').next().unwrap_or("").into(),
         "cutWWW" => url.replacen("://www.", "://", 1),
@@ -316,7 +344,9 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         })?;
     }
     conn.create_scalar_function("ch_substring", -1, f, |ctx| {
-        let Some(s) = text_arg(ctx, 0) else { return Ok(None) };
+        let Some(s) = text_arg(ctx, 0) else {
+            return Ok(None);
+        };
         let offset = int_arg(ctx, 1).unwrap_or(1);
         let len = if ctx.len() > 2 { int_arg(ctx, 2) } else { None };
         Ok(Some(substring(&s, offset, len)))
@@ -330,19 +360,30 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
     for (name, start) in [("ch_starts_with", true), ("ch_ends_with", false)] {
         conn.create_scalar_function(name, 2, f, move |ctx| {
             Ok(match (text_arg(ctx, 0), text_arg(ctx, 1)) {
-                (Some(s), Some(p)) => Some(i64::from(if start { s.starts_with(&p) } else { s.ends_with(&p) })),
+                (Some(s), Some(p)) => Some(i64::from(if start {
+                    s.starts_with(&p)
+                } else {
+                    s.ends_with(&p)
+                })),
                 _ => None,
             })
         })?;
     }
     conn.create_scalar_function("ch_replace_one", 3, f, |ctx| {
-        let (Some(s), Some(from), Some(to)) = (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2)) else {
+        let (Some(s), Some(from), Some(to)) =
+            (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2))
+        else {
             return Ok(None);
         };
-        Ok(Some(if from.is_empty() { s } else { s.replacen(&from, &to, 1) }))
+        Ok(Some(if from.is_empty() {
+            s
+        } else {
+            s.replacen(&from, &to, 1)
+        }))
     })?;
     conn.create_scalar_function("ch_replace_regexp", 4, f, |ctx| {
-        let (Some(s), Some(re), Some(to)) = (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2)) else {
+        let (Some(s), Some(re), Some(to)) = (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2))
+        else {
             return Ok(None);
         };
         // ClickHouse writes groups as \1; the regex crate as ${1}.
@@ -352,49 +393,84 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         }
         let re = regex(&re)?;
         let all = int_arg(ctx, 3) == Some(1);
-        Ok(Some(if all { re.replace_all(&s, replacement.as_str()) } else { re.replace(&s, replacement.as_str()) }.into_owned()))
+        Ok(Some(
+            if all {
+                re.replace_all(&s, replacement.as_str())
+            } else {
+                re.replace(&s, replacement.as_str())
+            }
+            .into_owned(),
+        ))
     })?;
     conn.create_scalar_function("ch_match", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else { return Ok(None) };
+        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+            return Ok(None);
+        };
         Ok(Some(i64::from(regex(&re)?.is_match(&s))))
     })?;
     conn.create_scalar_function("ch_extract", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else { return Ok(None) };
+        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+            return Ok(None);
+        };
         let re = regex(&re)?;
-        Ok(Some(re.captures(&s).and_then(|c| c.get(1).or_else(|| c.get(0))).map_or(String::new(), |m| m.as_str().to_owned())))
+        Ok(Some(
+            re.captures(&s)
+                .and_then(|c| c.get(1).or_else(|| c.get(0)))
+                .map_or(String::new(), |m| m.as_str().to_owned()),
+        ))
     })?;
     conn.create_scalar_function("ch_extract_all", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else { return Ok(None) };
+        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+            return Ok(None);
+        };
         let re = regex(&re)?;
         let found: Vec<Json> = re
             .captures_iter(&s)
-            .filter_map(|c| c.get(1).or_else(|| c.get(0)).map(|m| Json::String(m.as_str().into())))
+            .filter_map(|c| {
+                c.get(1)
+                    .or_else(|| c.get(0))
+                    .map(|m| Json::String(m.as_str().into()))
+            })
             .collect();
         Ok(Some(Json::Array(found).to_string()))
     })?;
     conn.create_scalar_function("ch_split", 2, f, |ctx| {
-        let (Some(sep), Some(s)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else { return Ok(None) };
+        let (Some(sep), Some(s)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+            return Ok(None);
+        };
         let parts: Vec<Json> = if sep.is_empty() {
             s.chars().map(|c| Json::String(c.to_string())).collect()
         } else {
-            s.split(sep.as_str()).map(|p| Json::String(p.into())).collect()
+            s.split(sep.as_str())
+                .map(|p| Json::String(p.into()))
+                .collect()
         };
         Ok(Some(Json::Array(parts).to_string()))
     })?;
-    conn.create_scalar_function("ch_reverse", 1, f, |ctx| Ok(text_arg(ctx, 0).map(|s| s.chars().rev().collect::<String>())))?;
+    conn.create_scalar_function("ch_reverse", 1, f, |ctx| {
+        Ok(text_arg(ctx, 0).map(|s| s.chars().rev().collect::<String>()))
+    })?;
     conn.create_scalar_function("ch_repeat", 2, f, |ctx| {
         let n = int_arg(ctx, 1).unwrap_or(0).clamp(0, 1 << 20) as usize;
         Ok(text_arg(ctx, 0).map(|s| s.repeat(n)))
     })?;
     conn.create_scalar_function("ch_pad", 4, f, |ctx| {
-        let (Some(s), Some(fill)) = (text_arg(ctx, 0), text_arg(ctx, 2)) else { return Ok(None) };
+        let (Some(s), Some(fill)) = (text_arg(ctx, 0), text_arg(ctx, 2)) else {
+            return Ok(None);
+        };
         let len = int_arg(ctx, 1).unwrap_or(0).clamp(0, 1 << 20) as usize;
         let chars: Vec<char> = s.chars().collect();
         if chars.len() >= len || fill.is_empty() {
-            return Ok(Some(chars[..len.min(chars.len())].iter().collect::<String>()));
+            return Ok(Some(
+                chars[..len.min(chars.len())].iter().collect::<String>(),
+            ));
         }
         let pad: String = fill.chars().cycle().take(len - chars.len()).collect();
-        Ok(Some(if int_arg(ctx, 3) == Some(1) { pad + &s } else { s + &pad }))
+        Ok(Some(if int_arg(ctx, 3) == Some(1) {
+            pad + &s
+        } else {
+            s + &pad
+        }))
     })?;
     conn.create_scalar_function("ch_to_string", 2, f, |ctx| {
         let hint = text_arg(ctx, 1).unwrap_or_default();
@@ -412,7 +488,12 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
                 other => {
                     let x = match other {
                         ValueRef::Real(x) => x,
-                        v => text_arg(ctx, 0).and_then(|t| t.parse().ok()).unwrap_or_else(|| { let _ = v; 0.0 }),
+                        v => text_arg(ctx, 0)
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or_else(|| {
+                                let _ = v;
+                                0.0
+                            }),
                     };
                     let scale = 10f64.powi(digits.clamp(-15, 15) as i32);
                     Value::Real(match mode {
@@ -435,7 +516,11 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             _ => f64::NAN,
         };
         if as_f(b) == 0.0 {
-            return if int_arg(ctx, 2) == Some(1) { Ok(Some(0)) } else { Err(fail("division by zero in intDiv")) };
+            return if int_arg(ctx, 2) == Some(1) {
+                Ok(Some(0))
+            } else {
+                Err(fail("division by zero in intDiv"))
+            };
         }
         Ok(Some(match (a, b) {
             (ValueRef::Integer(x), ValueRef::Integer(y)) => x.wrapping_div(y),
@@ -468,8 +553,14 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("ch_json", -1, f, json)?;
     conn.create_scalar_function("ch_url", -1, f, |ctx| {
         let kind = text_arg(ctx, 0).unwrap_or_default();
-        let Some(url) = text_arg(ctx, 1) else { return Ok(None) };
-        let param = if ctx.len() > 2 { text_arg(ctx, 2) } else { None };
+        let Some(url) = text_arg(ctx, 1) else {
+            return Ok(None);
+        };
+        let param = if ctx.len() > 2 {
+            text_arg(ctx, 2)
+        } else {
+            None
+        };
         Ok(Some(url_part(&kind, &url, param.as_deref())))
     })?;
     Ok(())
