@@ -217,15 +217,15 @@ pub fn integer_literal(value: i128) -> ChType {
     if value >= 0 {
         match value {
             0..=0xFF => ChType::UInt(8),
-            0..=0xFFFF => ChType::UInt(16),
-            0..=0xFFFF_FFFF => ChType::UInt(32),
+            0x100..=0xFFFF => ChType::UInt(16),
+            0x1_0000..=0xFFFF_FFFF => ChType::UInt(32),
             _ => ChType::UInt(64),
         }
     } else {
         match value {
             -0x80..=-1 => ChType::Int(8),
-            -0x8000..=-1 => ChType::Int(16),
-            -0x8000_0000..=-1 => ChType::Int(32),
+            -0x8000..=-0x81 => ChType::Int(16),
+            -0x8000_0000..=-0x8001 => ChType::Int(32),
             _ => ChType::Int(64),
         }
     }

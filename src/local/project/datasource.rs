@@ -70,16 +70,14 @@ pub fn parse(file: &Path, contents: &str) -> Result<Datasource, PipeLoadError> {
                     columns.push(column(text).map_err(|m| error(i, m))?);
                 }
             }
-            "ENGINE" => {
-                if !ENGINES.contains(&value) {
-                    return Err(error(
-                        number,
-                        format!(
-                            "ENGINE \"{value}\" is not supported by the local endpoint (it merges or \
+            "ENGINE" if !ENGINES.contains(&value) => {
+                return Err(error(
+                    number,
+                    format!(
+                        "ENGINE \"{value}\" is not supported by the local endpoint (it merges or \
                          aggregates rows in the background); use MergeTree here, or Tinybird Local"
-                        ),
-                    ));
-                }
+                    ),
+                ));
             }
             "ENGINE_SORTING_KEY" => {
                 sorting_key = value

@@ -249,7 +249,7 @@ pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, Tra
         }
         "isnull" | "isNull" | "isnotnull" | "isNotNull" => {
             arity(name, &args, 1, 1)?;
-            let op = if name.to_ascii_lowercase() == "isnull" {
+            let op = if name.eq_ignore_ascii_case("isnull") {
                 "IS NULL"
             } else {
                 "IS NOT NULL"
@@ -313,23 +313,18 @@ pub fn call_scalar(ctx: &mut Ctx<'_>, name: &str, args: Vec<E>) -> Result<E, Tra
     Ok(e)
 }
 
+/// The families of plain scalar functions, asked in turn.
 fn scalar_family(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
-    let e = match name {
-        _ => {
-            if let Some(e) = math(name, args)? {
-                e
-            } else if let Some(e) = strings::call(name, args)? {
-                e
-            } else if let Some(e) = dates::call(name, args)? {
-                e
-            } else if let Some(e) = arrays::call(name, args)? {
-                e
-            } else {
-                return Ok(None);
-            }
-        }
-    };
-    Ok(Some(e))
+    if let Some(e) = math(name, args)? {
+        return Ok(Some(e));
+    }
+    if let Some(e) = strings::call(name, args)? {
+        return Ok(Some(e));
+    }
+    if let Some(e) = dates::call(name, args)? {
+        return Ok(Some(e));
+    }
+    arrays::call(name, args)
 }
 
 fn unknown(name: &str) -> TranslateError {

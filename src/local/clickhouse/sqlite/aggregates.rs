@@ -166,7 +166,7 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
                     None => counts.push((j, 1)),
                 }
             }
-            counts.sort_by(|a, b| b.1.cmp(&a.1));
+            counts.sort_by_key(|c| std::cmp::Reverse(c.1));
             let out: Vec<Json> = counts.into_iter().take(k).map(|(j, _)| j).collect();
             Value::Text(Json::Array(out).to_string())
         }
