@@ -9,7 +9,8 @@
 //!
 //! Layout:
 //! - [`translate`]: statements, `WITH`, `SELECT`, `FROM`/joins, `ORDER BY`, `LIMIT [n] BY`;
-//! - [`expr`]: operators, literals, casts, names, `INTERVAL` arithmetic;
+//! - [`expr`] (names, literals, `CASE`, `CAST`, subqueries) and `operators` (arithmetic,
+//!   comparisons, `LIKE`); `from`, `clauses` and `parse` hold the rest of a query;
 //! - [`functions`] and [`aggregates`]: the supported ClickHouse functions;
 //! - [`catalog`]: the ClickHouse schema of each data source;
 //! - [`sqlite`]: the registered SQLite functions.
@@ -21,8 +22,12 @@
 
 pub mod aggregates;
 pub mod catalog;
+mod clauses;
 pub mod expr;
+mod from;
 pub mod functions;
+mod operators;
+mod parse;
 mod projection;
 pub mod sqlite;
 pub mod translate;

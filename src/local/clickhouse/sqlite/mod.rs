@@ -9,6 +9,7 @@ pub mod aggregates;
 pub mod arrays;
 pub mod dates;
 pub mod text;
+pub mod web;
 
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
@@ -35,6 +36,7 @@ pub fn register(conn: &Connection) -> Result<()> {
     text::register(conn)?;
     dates::register(conn)?;
     arrays::register(conn)?;
+    web::register(conn)?;
     aggregates::register(conn)
 }
 

@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-use super::text::{like, round_float, substring, url_part};
+use super::text::{like, round_float, substring};
+use super::web::url_part;
 use super::*;
 
 fn conn() -> Connection {
