@@ -178,7 +178,11 @@ pub struct LocalArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7181")]
     pub listen: SocketAddr,
-    /// Directory of `.pipe` files [default: the embedded demo pipes].
+    /// A Tinybird project folder: `datasources/`, `endpoints/` or `pipes/`, `fixtures/`
+    /// [default: the embedded demo project].
+    #[arg(long, conflicts_with = "pipes")]
+    pub project: Option<PathBuf>,
+    /// Directory of `.pipe` files over the demo's data sources [default: the demo's pipes].
     #[arg(long)]
     pub pipes: Option<PathBuf>,
     /// SQLite database file to serve [default: generated demo data].
@@ -231,6 +235,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
     };
     crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(key.secret())]);
     let mut config = LocalConfig::new(key);
+    config.project = args.project;
     config.pipes_dir = args.pipes;
     config.data = args.data;
     config.workspace_id = args.workspace_id;

@@ -37,7 +37,7 @@ fn check_indentation(data: &[u8]) {
     assert!(errors.is_empty(), "{errors:?} for {contents:?}");
     let pipe = set.get("indented").expect("loaded");
     let sql = pipe
-        .template
+        .endpoint()
         .render(&Default::default())
         .expect("no params")
         .sql;
@@ -82,6 +82,6 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(set.get(&pipe.name).map(|p| &p.id), Some(&pipe.id));
         assert_eq!(set.get(&pipe.id).map(|p| &p.name), Some(&pipe.name));
-        let _ = pipe.template.render(&Default::default());
+        let _ = pipe.endpoint().render(&Default::default());
     }
 });

@@ -1,86 +1,22 @@
-//! The local endpoint's database: the generated demo dataset, or a SQLite file from `--data`.
+//! The local endpoint's database: a project's data sources (the demo's, generated from a
+//! seed, or a folder's fixtures), or a SQLite file from `--data`.
 //!
-//! The demo data lives in a shared-cache in-memory SQLite database so that a small pool of
-//! read-only connections can query it at once. It is generated from a seed (same seed, same
-//! rows), with dates counted back from an anchor day so "recent" pipes stay recent.
+//! The data lives in a shared-cache in-memory SQLite database so that a small pool of
+//! read-only connections can query it at once. Every connection has the `ch_*` functions
+//! the ClickHouse translation calls, and the database carries the translator (with its
+//! catalog and cache) so pipes and `/v0/sql` translate against the same schema.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{Duration, NaiveDate};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rusqlite::{Connection, OpenFlags};
 
-/// The demo's tenants: (org_id, org_name, share of orders in percent).
-pub const DEMO_ORGS: &[(&str, &str, u32)] = &[
-    ("acme", "Acme Corp", 45),
-    ("globex", "Globex", 35),
-    ("initech", "Initech", 20),
-];
-
-const PRODUCTS: &[(&str, &str, f64)] = &[
-    ("Trail Runner Shoes", "footwear", 89.0),
-    ("Merino Base Layer", "apparel", 64.5),
-    ("Insulated Bottle", "gear", 24.9),
-    ("Rain Shell Jacket", "apparel", 149.0),
-    ("Headlamp 400lm", "gear", 39.0),
-    ("Trekking Poles", "gear", 79.0),
-    ("Wool Socks (3-pack)", "apparel", 19.5),
-    ("Daypack 22L", "bags", 74.0),
-    ("Camp Stove", "gear", 59.9),
-    ("Down Vest", "apparel", 129.0),
-    ("Approach Shoes", "footwear", 119.0),
-    ("Dry Bag 10L", "bags", 17.0),
-];
-
-const CUSTOMERS: &[&str] = &[
-    "Ada",
-    "Grace",
-    "Linus",
-    "Margaret",
-    "Ken",
-    "Barbara",
-    "Dennis",
-    "Frances",
-    "Edsger",
-    "Radia",
-    "Donald",
-    "Shafi",
-    "Leslie",
-    "Hedy",
-    "Alan",
-    "Katherine",
-    "Tim",
-    "Sophie",
-    "John",
-    "Anita",
-];
-
-/// Shape of the generated dataset.
-#[derive(Debug, Clone)]
-pub struct DemoData {
-    /// Random seed: the same seed gives the same rows.
-    pub seed: u64,
-    /// Number of orders across all tenants.
-    pub orders: usize,
-    /// Days of history, counted back from `anchor`.
-    pub days: i64,
-    /// The most recent day of data (default: yesterday, so no order is in the future).
-    pub anchor: NaiveDate,
-}
-
-impl Default for DemoData {
-    fn default() -> Self {
-        Self {
-            seed: 42,
-            orders: 40_000,
-            days: 90,
-            // Yesterday (UTC): every generated time of day is then in the past.
-            anchor: chrono::Utc::now().date_naive() - Duration::days(1),
-        }
-    }
-}
+use super::clickhouse::catalog::Catalog;
+use super::clickhouse::translate::ident;
+use super::clickhouse::{Translator, sqlite};
+use super::pipes::PipeLoadError;
+pub use super::project::demo::{DEMO_ORGS, DemoData};
+use super::project::{Project, fixtures};
 
 /// A fixed pool of read-only connections to one database.
 pub struct Database {
@@ -88,6 +24,8 @@ pub struct Database {
     _owner: Mutex<Connection>,
     pool: Mutex<Vec<Connection>>,
     available: tokio::sync::Semaphore,
+    /// ClickHouse SQL to SQLite, against this database's schema, cached per query text.
+    pub translator: Translator,
 }
 
 /// A connection borrowed from the pool; returned on drop.
@@ -117,6 +55,16 @@ const POOL_SIZE: usize = 4;
 impl Database {
     /// Generates the demo dataset in memory.
     pub fn generate(demo: &DemoData) -> rusqlite::Result<Arc<Self>> {
+        Self::from_project(&Project::embedded_demo(), demo).map(|(db, _)| db)
+    }
+
+    /// Builds a project's tables in memory and fills them: the project's fixtures, or the
+    /// demo's generated rows when it is the demo's shape without fixtures. Fixtures that do
+    /// not load are returned as problems; the other tables still serve.
+    pub fn from_project(
+        project: &Project,
+        demo: &DemoData,
+    ) -> rusqlite::Result<(Arc<Self>, Vec<PipeLoadError>)> {
         let uri = format!(
             "file:tbdemo-{}?mode=memory&cache=shared",
             uuid::Uuid::new_v4()
@@ -126,8 +74,58 @@ impl Database {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut owner = Connection::open_with_flags(&uri, flags)?;
-        fill(&mut owner, demo)?;
-        Self::with_readers(owner, &uri, flags)
+        let mut catalog = Catalog::default();
+        for ds in &project.datasources {
+            let columns: Vec<String> = ds
+                .columns
+                .iter()
+                .map(|c| {
+                    let null = if c.ty.is_nullable() { "" } else { " NOT NULL" };
+                    format!("{} {}{null}", ident(&c.name), c.ty.sqlite_decl())
+                })
+                .collect();
+            owner.execute_batch(&format!(
+                "CREATE TABLE {} ({})",
+                ident(&ds.name),
+                columns.join(", ")
+            ))?;
+            if !ds.sorting_key.is_empty() {
+                let keys: Vec<String> = ds.sorting_key.iter().map(|k| ident(k)).collect();
+                owner.execute_batch(&format!(
+                    "CREATE INDEX {} ON {} ({})",
+                    ident(&format!("{}_sorting_key", ds.name)),
+                    ident(&ds.name),
+                    keys.join(", ")
+                ))?;
+            }
+            catalog.insert(&ds.name, ds.columns.clone());
+        }
+        let mut problems = Vec::new();
+        if project.wants_demo_rows() {
+            super::project::demo::generate(&mut owner, demo)?;
+        }
+        for (name, path, fixture) in &project.fixtures {
+            let Some(ds) = project.datasources.iter().find(|d| d.name == *name) else {
+                problems.push(PipeLoadError {
+                    file: path.clone(),
+                    line: 0,
+                    message: format!("fixture for {name}, but no {name}.datasource declares it"),
+                });
+                continue;
+            };
+            let tx = owner.transaction()?;
+            match fixtures::load(&tx, ds, fixture) {
+                Ok(_) => tx.commit()?,
+                Err((line, message)) => problems.push(PipeLoadError {
+                    file: path.clone(),
+                    line,
+                    message,
+                }),
+            }
+        }
+        owner.execute_batch("ANALYZE")?;
+        let db = Self::with_readers(owner, &uri, flags, catalog)?;
+        Ok((db, problems))
     }
 
     /// Opens an existing SQLite file read-only (`--data`). URI names are on so that the
@@ -139,13 +137,15 @@ impl Database {
         let owner = Connection::open_with_flags(path, flags)?;
         // Fail now, not at the first request, if the file is not a database.
         owner.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-        Self::with_readers(owner, &path.to_string_lossy(), flags)
+        let catalog = Catalog::from_sqlite(&owner)?;
+        Self::with_readers(owner, &path.to_string_lossy(), flags, catalog)
     }
 
     fn with_readers(
         owner: Connection,
         path: &str,
         flags: OpenFlags,
+        catalog: Catalog,
     ) -> rusqlite::Result<Arc<Self>> {
         let read_flags =
             (flags - OpenFlags::SQLITE_OPEN_READ_WRITE - OpenFlags::SQLITE_OPEN_CREATE)
@@ -155,13 +155,26 @@ impl Database {
             let conn = Connection::open_with_flags(path, read_flags)?;
             // Pipes only read; this also stops a template from ever writing.
             conn.pragma_update(None, "query_only", true)?;
+            sqlite::register(&conn)?;
             pool.push(conn);
         }
         Ok(Arc::new(Self {
             _owner: Mutex::new(owner),
             pool: Mutex::new(pool),
             available: tokio::sync::Semaphore::new(POOL_SIZE),
+            translator: Translator::new(Arc::new(catalog)),
         }))
+    }
+
+    /// A free connection without waiting, if there is one (benchmarks and fuzzing, which
+    /// have no async runtime).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection> {
+        self.available.try_acquire().ok()?.forget();
+        let conn = self.pool.lock().expect("pool lock").pop();
+        Some(PooledConnection {
+            db: Arc::clone(self),
+            conn,
+        })
     }
 
     /// Runs `setup` on every pooled connection (before serving: all are in the pool).
@@ -188,69 +201,6 @@ impl Database {
     }
 }
 
-fn fill(conn: &mut Connection, demo: &DemoData) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE orgs (org_id TEXT PRIMARY KEY, org_name TEXT NOT NULL, plan TEXT NOT NULL);
-         CREATE TABLE products (org_id TEXT NOT NULL, product_id INTEGER NOT NULL, product_name TEXT NOT NULL,
-                                category TEXT NOT NULL, price REAL NOT NULL, PRIMARY KEY (org_id, product_id));
-         CREATE TABLE orders (order_id INTEGER PRIMARY KEY, org_id TEXT NOT NULL, ts DATETIME NOT NULL, day DATE NOT NULL,
-                              customer TEXT NOT NULL, product_id INTEGER NOT NULL, quantity INTEGER NOT NULL, amount REAL NOT NULL);",
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(demo.seed);
-    let tx = conn.transaction()?;
-    {
-        let mut org = tx.prepare("INSERT INTO orgs VALUES (?, ?, ?)")?;
-        let mut product = tx.prepare("INSERT INTO products VALUES (?, ?, ?, ?, ?)")?;
-        for (i, (id, name, _)) in DEMO_ORGS.iter().enumerate() {
-            org.execute((id, name, ["pro", "enterprise", "free"][i % 3]))?;
-            for (pid, (pname, category, price)) in PRODUCTS.iter().enumerate() {
-                // Each tenant prices a little differently, so tenants' numbers never coincide.
-                let price = (price * (1.0 + 0.07 * i as f64) * 100.0).round() / 100.0;
-                product.execute((id, pid as i64 + 1, pname, category, price))?;
-            }
-        }
-        let mut order = tx.prepare("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)")?;
-        let total_share: u32 = DEMO_ORGS.iter().map(|o| o.2).sum();
-        for order_id in 1..=demo.orders as i64 {
-            let mut pick = rng.random_range(0..total_share);
-            let (org_index, (org_id, _, _)) = DEMO_ORGS
-                .iter()
-                .enumerate()
-                .find(|(_, o)| {
-                    let hit = pick < o.2;
-                    pick = pick.saturating_sub(o.2);
-                    hit
-                })
-                .expect("shares add up");
-            // Popularity follows a skewed distribution, so "top products" has a clear top.
-            let pid = ((rng.random::<f64>().powi(2)) * PRODUCTS.len() as f64) as usize;
-            let quantity: i64 = rng.random_range(1..=4);
-            let price = (PRODUCTS[pid].2 * (1.0 + 0.07 * org_index as f64) * 100.0).round() / 100.0;
-            let day = demo.anchor - Duration::days(rng.random_range(0..demo.days));
-            let ts = day
-                .and_hms_opt(
-                    rng.random_range(0..24),
-                    rng.random_range(0..60),
-                    rng.random_range(0..60),
-                )
-                .expect("valid time");
-            let customer = CUSTOMERS[rng.random_range(0..CUSTOMERS.len())];
-            order.execute((
-                order_id,
-                org_id,
-                ts.format("%Y-%m-%d %H:%M:%S").to_string(),
-                day.format("%Y-%m-%d").to_string(),
-                customer,
-                pid as i64 + 1,
-                quantity,
-                ((price * quantity as f64) * 100.0).round() / 100.0,
-            ))?;
-        }
-    }
-    tx.commit()?;
-    conn.execute_batch("CREATE INDEX orders_org_day ON orders (org_id, day); ANALYZE;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +215,7 @@ mod tests {
     #[test]
     fn same_seed_same_rows_and_every_tenant_has_data() {
         let demo = DemoData {
-            anchor: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            anchor: chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
             ..DemoData::default()
         };
         let a = Database::generate(&demo).unwrap();

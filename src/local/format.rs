@@ -1,11 +1,16 @@
 //! Output formats of a pipe call: Tinybird's JSON envelope, CSV and NDJSON.
 //!
 //! ClickHouse quotes 64-bit integers in JSON by default (`output_format_json_quote_64bit_integers`),
-//! and so does Tinybird, so `Int64` values are JSON strings unless the request turns it off.
+//! and so does Tinybird, so `Int64`/`UInt64` values are JSON strings unless the request turns
+//! it off; narrower integers are numbers. Each value is written as its column's ClickHouse type
+//! says: `Bool` as `true`/`false`, arrays (stored as JSON text) as arrays, a `Float64` holding
+//! an integral value as a float, NaN and infinities as `null`.
 
 use rusqlite::types::Value;
 use serde_json::{Map, Value as Json, json};
 
+use super::clickhouse::ChType;
+use super::clickhouse::sqlite::text::to_string;
 use super::query::QueryOutput;
 
 /// A supported output format, from the path's extension.
@@ -60,14 +65,28 @@ pub fn render(out: &QueryOutput, format: Format, quote_64bit: bool) -> String {
             let header: Vec<String> = out.columns.iter().map(|c| csv_field(&c.name)).collect();
             body.push_str(&header.join(","));
             body.push('\n');
+            let types = types(out);
             for row in &out.rows {
                 let fields: Vec<String> = row
                     .iter()
-                    .map(|v| match v {
+                    .zip(&types)
+                    .map(|(v, ty)| match v {
                         Value::Null => String::new(),
-                        Value::Integer(i) => i.to_string(),
-                        Value::Real(f) => f.to_string(),
-                        Value::Text(s) => csv_field(s),
+                        Value::Real(f) if ty.as_ref().is_some_and(ChType::is_integer) => {
+                            (*f as i64).to_string()
+                        }
+                        Value::Integer(_) | Value::Real(_) | Value::Text(_) => {
+                            let hint = ty
+                                .as_ref()
+                                .map(|t| t.base().to_string())
+                                .unwrap_or_default();
+                            let text = to_string(v.into(), &hint).unwrap_or_default();
+                            if matches!(v, Value::Text(_)) {
+                                csv_field(&text)
+                            } else {
+                                text
+                            }
+                        }
                         Value::Blob(b) => csv_field(&String::from_utf8_lossy(b)),
                     })
                     .collect();
@@ -104,22 +123,54 @@ fn json_body(out: &QueryOutput, quote_64bit: bool) -> Json {
     })
 }
 
+/// The ClickHouse type of each column, when its name parses.
+fn types(out: &QueryOutput) -> Vec<Option<ChType>> {
+    out.columns.iter().map(|c| ChType::parse(&c.ty)).collect()
+}
+
 fn row_object(out: &QueryOutput, row: &[Value], quote_64bit: bool) -> Map<String, Json> {
     out.columns
         .iter()
+        .zip(types(out))
         .zip(row)
-        .map(|(c, v)| {
-            let value = match v {
-                Value::Null => Json::Null,
-                Value::Integer(i) if quote_64bit => Json::String(i.to_string()),
-                Value::Integer(i) => json!(i),
-                Value::Real(f) => json!(f),
-                Value::Text(s) => Json::String(s.clone()),
-                Value::Blob(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
-            };
-            (c.name.clone(), value)
-        })
+        .map(|((c, ty), v)| (c.name.clone(), json_value(v, ty.as_ref(), quote_64bit)))
         .collect()
+}
+
+/// One value as ClickHouse's JSON output writes a value of type `ty`.
+fn json_value(v: &Value, ty: Option<&ChType>, quote_64bit: bool) -> Json {
+    let base = ty.map(ChType::base);
+    let quote = quote_64bit && ty.is_none_or(ChType::is_64bit_integer);
+    match v {
+        Value::Null => Json::Null,
+        Value::Integer(i) if base == Some(&ChType::Bool) => Json::Bool(*i != 0),
+        Value::Integer(i) if base.is_some_and(|t| matches!(t, ChType::Float(_))) => {
+            json!(*i as f64)
+        }
+        Value::Integer(i) if quote => Json::String(i.to_string()),
+        Value::Integer(i) => json!(i),
+        Value::Real(f) if base.is_some_and(ChType::is_integer) => {
+            json_value(&Value::Integer(*f as i64), ty, quote_64bit)
+        }
+        Value::Real(f) if !f.is_finite() => Json::Null,
+        Value::Real(f) => json!(f),
+        Value::Text(s) => match base {
+            Some(ChType::Array(inner)) => match serde_json::from_str::<Json>(s) {
+                Ok(Json::Array(items)) => Json::Array(
+                    items
+                        .iter()
+                        .map(|item| {
+                            let value: Value = super::clickhouse::sqlite::arrays::to_sql(item);
+                            json_value(&value, Some(inner), quote_64bit)
+                        })
+                        .collect(),
+                ),
+                _ => Json::String(s.clone()),
+            },
+            _ => Json::String(s.clone()),
+        },
+        Value::Blob(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
+    }
 }
 
 fn csv_field(s: &str) -> String {

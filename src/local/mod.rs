@@ -8,11 +8,13 @@
 //! [`LocalEndpoint::serve`] it on any listener (port 0 in tests).
 
 pub mod auth;
+pub mod clickhouse;
 pub mod data;
 pub mod error;
 pub mod format;
 pub mod headers;
 pub mod pipes;
+pub mod project;
 pub mod query;
 pub mod ratelimit;
 pub mod routes;
@@ -35,31 +37,12 @@ use pipes::{PipeLoadError, PipeSet};
 use query::QueryLimits;
 use stats::{PipeStats, StatsSettings};
 
-/// The demo pipes compiled into the binary: `(file name, contents)`.
-pub const EMBEDDED_PIPES: &[(&str, &str)] = &[
-    (
-        "top_products.pipe",
-        include_str!("../../demo/pipes/top_products.pipe"),
-    ),
-    (
-        "sales_by_day.pipe",
-        include_str!("../../demo/pipes/sales_by_day.pipe"),
-    ),
-    (
-        "recent_orders.pipe",
-        include_str!("../../demo/pipes/recent_orders.pipe"),
-    ),
-    (
-        "orgs_overview.pipe",
-        include_str!("../../demo/pipes/orgs_overview.pipe"),
-    ),
-];
-
 /// Names of the embedded demo pipes (file stems).
 pub fn embedded_pipe_names() -> Vec<String> {
-    EMBEDDED_PIPES
+    project::DEMO_FILES
         .iter()
-        .map(|(file, _)| file.trim_end_matches(".pipe").to_owned())
+        .filter_map(|(file, _)| file.strip_suffix(".pipe"))
+        .map(|file| file.rsplit('/').next().unwrap_or(file).to_owned())
         .collect()
 }
 
@@ -70,7 +53,10 @@ pub struct LocalConfig {
     pub signing_key: AdminToken,
     /// The workspace id JWTs must carry; defaults to the one in the signing key.
     pub workspace_id: Option<String>,
-    /// A directory of `.pipe` files; the embedded demo pipes when `None`.
+    /// A Tinybird project folder (data sources, pipes, fixtures); the embedded demo when
+    /// `None`.
+    pub project: Option<PathBuf>,
+    /// A directory of `.pipe` files over the demo's data sources (ignored with `project`).
     pub pipes_dir: Option<PathBuf>,
     /// A SQLite file to serve; generated demo data when `None`.
     pub data: Option<PathBuf>,
@@ -93,6 +79,7 @@ impl LocalConfig {
         Self {
             signing_key,
             workspace_id: None,
+            project: None,
             pipes_dir: None,
             data: None,
             demo: DemoData::default(),
@@ -161,19 +148,7 @@ impl LocalEndpoint {
     /// Loads pipes and data. Broken pipe files come back beside the endpoint: log them; the
     /// other pipes still serve.
     pub fn new(config: LocalConfig) -> Result<(Self, Vec<PipeLoadError>), StartError> {
-        let (pipes, problems) = match &config.pipes_dir {
-            Some(dir) => {
-                PipeSet::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
-            }
-            None => PipeSet::from_sources(EMBEDDED_PIPES),
-        };
-        let db = match &config.data {
-            Some(path) => {
-                Database::open(path).map_err(|e| StartError::Data(path.display().to_string(), e))?
-            }
-            None => Database::generate(&config.demo)
-                .map_err(|e| StartError::Data("(generated demo data)".into(), e))?,
-        };
+        let (pipes, db, problems) = project::open(&config)?;
         let workspace_id = config
             .workspace_id
             .or_else(|| config.signing_key.workspace_id())

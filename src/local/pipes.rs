@@ -1,19 +1,25 @@
 //! Tinybird `.pipe` datafiles loaded into the pipes the local endpoint serves.
 //!
-//! Only what an endpoint needs is read: the pipe `DESCRIPTION >`, each `NODE`'s `SQL >` block
-//! and `TYPE endpoint`. Other keywords (`TOKEN`, `TAGS`, node descriptions, ...) are skipped so
-//! files written for Tinybird load unchanged. The endpoint node is the one marked
-//! `TYPE endpoint`, else the last; nodes it reads by name are not resolved (out of scope).
-//! A broken file is reported with `file:line` beside the pipes that did load, so one typo does
-//! not take the whole demo down.
+//! Only what an endpoint needs is read: the pipe `DESCRIPTION >`, each `NODE`'s name and
+//! `SQL >` block, and `TYPE endpoint`. Other keywords (`TOKEN`, `TAGS`, node descriptions,
+//! ...) are skipped so files written for Tinybird load unchanged; `TYPE materialized`, `copy`
+//! and `sink` are refused (they write, which the local endpoint never does). The endpoint
+//! node is the one marked `TYPE endpoint`, else the last. As in Tinybird, a node may read the
+//! nodes above it by name: at a call, the endpoint and the nodes it reads (transitively) are
+//! rendered, each with the call's parameters, and become CTEs of one ClickHouse query
+//! (see [`Pipe::prepare`]). A broken file is reported with `file:line` beside the pipes that
+//! did load, so one typo does not take the whole demo down.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::Value as SqlValue;
 use sha2::{Digest, Sha256};
 
-use super::template::PipeTemplate;
+use super::clickhouse::{OutColumn, TranslateError, Translator};
+use super::template::{ParamError, PipeTemplate};
 use crate::tinybird::names::is_valid_pipe_name;
+use crate::tinybird::params::Params;
 
 /// One servable pipe.
 #[derive(Debug)]
@@ -24,10 +30,116 @@ pub struct Pipe {
     pub id: String,
     /// The pipe's `DESCRIPTION >` text, dedented (empty when absent).
     pub description: String,
-    /// The endpoint node's SQL, compiled.
-    pub template: PipeTemplate,
+    /// Every node up to the endpoint, in file order; the last one is served.
+    pub nodes: Vec<PipeNode>,
     /// Where the pipe came from (a path, or the embedded file's name).
     pub file: PathBuf,
+}
+
+/// One node of a pipe: its name (what later nodes read it by) and its compiled SQL.
+#[derive(Debug)]
+pub struct PipeNode {
+    /// The `NODE` name.
+    pub name: String,
+    /// The node's SQL template.
+    pub template: PipeTemplate,
+}
+
+/// A pipe call ready for SQLite: translated SQL, binds in placeholder order, result types.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// SQLite SQL with `?N` placeholders.
+    pub sql: String,
+    /// The values of the placeholders, in order.
+    pub binds: Vec<SqlValue>,
+    /// Result columns as ClickHouse types them, when known.
+    pub columns: Option<Vec<OutColumn>>,
+}
+
+/// Why a pipe call cannot run (the caller's 400, or the status a template's `error()` chose).
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    /// A parameter is missing or invalid, or the template raised an error.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The rendered SQL is outside the ClickHouse the local endpoint runs.
+    #[error("{0}")]
+    Translate(#[from] TranslateError),
+}
+
+impl PipeError {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            PipeError::Param(ParamError::Raised { status, .. }) => *status,
+            _ => 400,
+        }
+    }
+}
+
+impl Pipe {
+    /// The endpoint node's template (the node Tinybird serves).
+    pub fn endpoint(&self) -> &PipeTemplate {
+        &self
+            .nodes
+            .last()
+            .expect("a pipe has an endpoint node")
+            .template
+    }
+
+    /// Every parameter any node reads (Tinybird: parameters declared in any node are the
+    /// pipe's), sorted.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.template.param_names())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Renders the endpoint node and the nodes it reads, and translates them into one query.
+    pub fn prepare(&self, params: &Params, translator: &Translator) -> Result<Prepared, PipeError> {
+        let last = self.nodes.len() - 1;
+        let mut rendered: Vec<Option<super::template::RenderedSql>> = vec![None; self.nodes.len()];
+        rendered[last] = Some(self.nodes[last].template.render(params)?);
+        // A node may read only nodes above it: walk upwards, rendering what is read.
+        for i in (0..last).rev() {
+            let name = &self.nodes[i].name;
+            let read = rendered[i + 1..]
+                .iter()
+                .flatten()
+                .any(|r| mentions(&r.sql, name));
+            if read {
+                rendered[i] = Some(self.nodes[i].template.render(params)?);
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut binds = Vec::new();
+        for (node, r) in self.nodes.iter().zip(&rendered) {
+            if let Some(r) = r {
+                binds.extend(r.binds.iter().cloned());
+                nodes.push((node.name.as_str(), r.sql.as_str()));
+            }
+        }
+        let (endpoint_name, endpoint_sql) = nodes.pop().expect("the endpoint was rendered");
+        let _ = endpoint_name;
+        let translated = translator.pipe(&nodes, endpoint_sql)?;
+        Ok(Prepared {
+            sql: translated.sql.clone(),
+            binds,
+            columns: translated.columns.clone(),
+        })
+    }
+}
+
+/// Whether `sql` names `node` as a whole word (outside nothing: a node name inside a string
+/// literal only costs rendering that node).
+fn mentions(sql: &str, node: &str) -> bool {
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| word == node)
 }
 
 /// A `.pipe` file that could not be loaded.
@@ -137,6 +249,7 @@ fn pipe_id(name: &str) -> String {
 /// A node's SQL and where it starts.
 #[derive(Default)]
 struct Node {
+    name: String,
     sql: String,
     /// File line of the `SQL >` header; template line `n` is file line `header + n`.
     header_line: usize,
@@ -201,7 +314,18 @@ fn parse_pipe(file: &Path, contents: &str) -> Result<Pipe, PipeLoadError> {
             None
         };
         match keyword {
-            "NODE" => nodes.push(Node::default()),
+            "NODE" => {
+                if !is_valid_pipe_name(rest) || nodes.iter().any(|n| n.name == rest) {
+                    return Err(error(
+                        number,
+                        format!("`NODE {rest}`: node names are unique letters, digits and _"),
+                    ));
+                }
+                nodes.push(Node {
+                    name: rest.to_owned(),
+                    ..Node::default()
+                });
+            }
             // After the first node, a DESCRIPTION describes that node, not the pipe.
             "DESCRIPTION" if nodes.is_empty() => {
                 description = block.unwrap_or_else(|| rest.trim_matches('"').to_owned());
@@ -225,15 +349,25 @@ fn parse_pipe(file: &Path, contents: &str) -> Result<Pipe, PipeLoadError> {
                     node.is_endpoint = true;
                 }
             }
+            "TYPE" if !rest.is_empty() => {
+                let kind = rest.trim_matches('"').to_ascii_lowercase();
+                return Err(error(
+                    number,
+                    format!(
+                        "TYPE {kind}: materialized views, copy and sink pipes write data, which \
+                         the local endpoint never does; serve endpoints only, or use Tinybird Local"
+                    ),
+                ));
+            }
             // TOKEN, TAGS, TYPE materialized, node DESCRIPTION, ...: not needed to serve.
             _ => {}
         }
     }
-    let node = nodes
+    let endpoint = nodes
         .iter()
-        .find(|n| n.is_endpoint)
-        .or(nodes.last())
-        .filter(|n| n.header_line > 0)
+        .position(|n| n.is_endpoint)
+        .or(nodes.len().checked_sub(1))
+        .filter(|&i| nodes[i].header_line > 0)
         .ok_or_else(|| {
             error(
                 0,
@@ -242,13 +376,25 @@ fn parse_pipe(file: &Path, contents: &str) -> Result<Pipe, PipeLoadError> {
                     .into(),
             )
         })?;
-    let template = PipeTemplate::compile(&node.sql)
-        .map_err(|err| error(node.header_line + err.line, err.message))?;
+    let mut compiled = Vec::new();
+    for (i, node) in nodes.into_iter().take(endpoint + 1).enumerate() {
+        if node.header_line == 0 {
+            return Err(error(0, format!("node {} has no `SQL >` block", node.name)));
+        }
+        let template = PipeTemplate::compile(&node.sql)
+            .map_err(|err| error(node.header_line + err.line, err.message))?;
+        let name = if node.name.is_empty() {
+            format!("node_{i}")
+        } else {
+            node.name
+        };
+        compiled.push(PipeNode { name, template });
+    }
     Ok(Pipe {
         id: pipe_id(&name),
         name,
         description,
-        template,
+        nodes: compiled,
         file: file.to_owned(),
     })
 }
@@ -317,8 +463,8 @@ TYPE endpoint
             pipe.description,
             "Top products by revenue for one organisation"
         );
-        assert_eq!(pipe.template.param_names(), ["limit", "org_id"]);
-        let rendered = pipe
+        assert_eq!(pipe.param_names(), ["limit", "org_id"]);
+        let rendered = pipe.nodes[0]
             .template
             .render(&Params::parse("org_id=acme").unwrap())
             .unwrap();
@@ -353,13 +499,72 @@ TYPE endpoint
         assert!(errors.is_empty(), "{errors:?}");
         let sql = |name: &str| {
             let pipe = set.get(name).unwrap();
-            pipe.template.render(&Params::default()).unwrap().sql
+            pipe.nodes
+                .last()
+                .unwrap()
+                .template
+                .render(&Params::default())
+                .unwrap()
+                .sql
         };
         assert_eq!(sql("multi"), "SELECT 1");
         assert_eq!(sql("last"), "SELECT 2");
         assert_eq!(
             set.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["last", "multi"]
+        );
+    }
+
+    #[test]
+    fn nodes_read_the_nodes_above_them_and_params_of_any_node_are_the_pipes() {
+        let source = "NODE mine\nSQL >\n    %\n    SELECT org_id, amount FROM orders WHERE org_id = {{ String(org_id) }}\n\n\
+                      NODE unused\nSQL >\n    %\n    SELECT {{ Int32(never_sent) }} AS x\n\n\
+                      NODE endpoint\nSQL >\n    %\n    SELECT org_id, count() AS n FROM mine GROUP BY org_id LIMIT {{ Int32(limit, 5) }}\n\nTYPE endpoint\n";
+        let (set, errors) = PipeSet::from_sources(&[("multi.pipe", source)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let pipe = set.get("multi").unwrap();
+        assert_eq!(pipe.param_names(), ["limit", "never_sent", "org_id"]);
+        let translator = Translator::new(std::sync::Arc::new(Default::default()));
+        let prepared = pipe
+            .prepare(&Params::parse("org_id=acme").unwrap(), &translator)
+            .expect("the unused node's required parameter is not asked for");
+        assert!(
+            prepared.sql.starts_with("WITH `mine` AS (SELECT"),
+            "{}",
+            prepared.sql
+        );
+        assert!(!prepared.sql.contains("unused"), "{}", prepared.sql);
+        assert_eq!(
+            prepared.binds,
+            [SqlValue::Text("acme".into()), SqlValue::Integer(5)]
+        );
+        let err = pipe.prepare(&Params::default(), &translator).unwrap_err();
+        assert_eq!(err.to_string(), "missing required parameter org_id");
+    }
+
+    #[test]
+    fn writing_pipes_are_refused_with_their_line() {
+        let source = "NODE mv\nSQL >\n    SELECT 1 AS x\nTYPE materialized\nDATASOURCE target\n";
+        let (_, errors) = PipeSet::from_sources(&[("mv.pipe", source)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4);
+        assert!(errors[0].message.contains("materialized"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_template_error_keeps_the_status_its_author_chose() {
+        let source = "NODE endpoint\nSQL >\n    %\n    {% if not defined(org_id) %}{{ error('org_id is required', 403) }}{% end %}\n    SELECT 1\n";
+        let (set, errors) = PipeSet::from_sources(&[("guarded.pipe", source)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let translator = Translator::new(std::sync::Arc::new(Default::default()));
+        let err = set
+            .get("guarded")
+            .unwrap()
+            .prepare(&Params::default(), &translator)
+            .unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string().as_str()),
+            (403, "org_id is required")
         );
     }
 

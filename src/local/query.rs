@@ -1,4 +1,6 @@
-//! Runs a rendered pipe query on a pooled connection, within a time and row budget.
+//! Runs a query on a pooled connection, within a time and row budget, and names each result
+//! column's ClickHouse type: the translator's type when it knows it, else one read off the
+//! SQLite declaration and the values.
 //!
 //! SQLite does not report how much it read, so `rows_read` counts rows stepped through by full
 //! scans plus rows returned, and `bytes_read` the size of the values returned: estimates, good
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use rusqlite::{Connection, StatementStatus};
 
+use super::clickhouse::OutColumn;
 use super::template::RenderedSql;
 
 /// The type of one result column, named as ClickHouse/Tinybird would.
@@ -73,10 +76,33 @@ pub fn run(
     sql: &RenderedSql,
     limits: QueryLimits,
 ) -> Result<QueryOutput, QueryError> {
+    run_typed(conn, sql, None, limits)
+}
+
+/// Executes a prepared pipe call. Blocking: call from `spawn_blocking`.
+pub fn run_prepared(
+    conn: &Connection,
+    prepared: &super::pipes::Prepared,
+    limits: QueryLimits,
+) -> Result<QueryOutput, QueryError> {
+    let sql = RenderedSql {
+        sql: prepared.sql.clone(),
+        binds: prepared.binds.clone(),
+    };
+    run_typed(conn, &sql, prepared.columns.as_deref(), limits)
+}
+
+/// Executes `sql`, typing the result with `columns` (the translator's types) where known.
+pub fn run_typed(
+    conn: &Connection,
+    sql: &RenderedSql,
+    columns: Option<&[OutColumn]>,
+    limits: QueryLimits,
+) -> Result<QueryOutput, QueryError> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let result = run_inner(conn, sql, limits, started);
+    let result = run_inner(conn, sql, columns, limits, started);
     conn.progress_handler(0, None::<fn() -> bool>);
     result.map_err(|e| match e {
         QueryError::Sql(rusqlite::Error::SqliteFailure(f, _))
@@ -91,6 +117,7 @@ pub fn run(
 fn run_inner(
     conn: &Connection,
     sql: &RenderedSql,
+    typed: Option<&[OutColumn]>,
     limits: QueryLimits,
     started: Instant,
 ) -> Result<QueryOutput, QueryError> {
@@ -123,9 +150,17 @@ fn run_inner(
     let columns = names
         .into_iter()
         .enumerate()
-        .map(|(i, name)| Column {
-            ty: column_type(decltypes[i].as_deref(), &rows, i),
-            name,
+        .map(|(i, name)| {
+            let known = typed
+                .filter(|t| t.len() == decltypes.len())
+                .and_then(|t| t[i].ty.as_ref());
+            Column {
+                ty: known.map_or_else(
+                    || column_type(decltypes[i].as_deref(), &rows, i),
+                    ToString::to_string,
+                ),
+                name,
+            }
         })
         .collect();
     Ok(QueryOutput {

@@ -129,14 +129,14 @@ async fn run_pipe(
     // Fixed params always win over anything the request sent under the same name.
     params.apply_fixed(&fixed);
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
-    let sql = pipe
-        .template
-        .render(&params)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sql = pipe.prepare(&params, &state.db.translator).map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, e.to_string())
+    })?;
     let conn = state.db.acquire().await;
     let limits = state.query_limits;
     let pipe_name = pipe.name.clone();
-    let out = tokio::task::spawn_blocking(move || query::run(&conn, &sql, limits))
+    let out = tokio::task::spawn_blocking(move || query::run_prepared(&conn, &sql, limits))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
         .map_err(|e| match e {

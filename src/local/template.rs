@@ -21,6 +21,7 @@
 //!   already holds placeholders whose binds would be out of order.
 //! - `UInt64` values above `i64::MAX` bind as text (SQLite integers are 64-bit signed).
 
+mod extras;
 mod preprocess;
 mod types;
 
@@ -37,6 +38,15 @@ use crate::tinybird::params::Params;
 const TEMPLATE_NAME: &str = "pipe";
 /// Context variable holding the per-render bind list; `__tb__` names cannot be parameters.
 const BINDS_VAR: &str = "__tb__binds";
+/// Tinybird's other template functions (see `extras`).
+const EXTRA_FUNCTIONS: &[&str] = &[
+    "column",
+    "columns",
+    "symbol",
+    "sql_and",
+    "split_to_array",
+    "error",
+];
 /// Globals minijinja defines itself; they are not pipe parameters.
 const BUILTIN_GLOBALS: &[&str] = &["range", "loop", "caller", "self"];
 /// Parameter names Tinybird keeps for itself (contract §2).
@@ -97,6 +107,14 @@ pub enum ParamError {
         ty: String,
         /// The offending value and what was expected.
         reason: String,
+    },
+    /// The pipe's own `{{ error('...', status) }}`.
+    #[error("{message}")]
+    Raised {
+        /// The pipe author's message.
+        message: String,
+        /// The HTTP status the pipe author chose (400 unless given).
+        status: u16,
     },
     /// Any other render failure, usually a mistake in the pipe itself.
     #[error("{message}")]
@@ -172,7 +190,10 @@ impl PipeTemplate {
             .unwrap_or_default();
         let idents = preprocess::identifiers(&source, &tags);
         let is_function = |name: &str| {
-            name == "defined" || name == "Array" || types::SCALAR_TYPES.contains(&name)
+            name == "defined"
+                || name == "Array"
+                || types::SCALAR_TYPES.contains(&name)
+                || EXTRA_FUNCTIONS.contains(&name)
         };
         let line_of = |name: &str| {
             idents
@@ -186,9 +207,10 @@ impl PipeTemplate {
             return Err(TemplateError {
                 line: call.line,
                 message: format!(
-                    "unknown function {}: pipe templates may call {}, Array and defined",
+                    "unknown function {}: pipe templates may call {}, Array, defined and {}",
                     call.name,
-                    types::SCALAR_TYPES.join(", ")
+                    types::SCALAR_TYPES.join(", "),
+                    EXTRA_FUNCTIONS.join(", ")
                 ),
             });
         }
@@ -264,6 +286,12 @@ fn environment() -> Environment<'static> {
     }
     env.add_function("Array", |args: Rest<Value>| types::array(&args));
     env.add_function("defined", |value: Value| types::defined(&value));
+    env.add_function("symbol", |args: Rest<Value>| extras::column("symbol", args));
+    env.add_function("column", |args: Rest<Value>| extras::column("column", args));
+    env.add_function("columns", extras::columns);
+    env.add_function("split_to_array", extras::split_to_array);
+    env.add_function("sql_and", extras::sql_and);
+    env.add_function("error", extras::error);
     env.add_function("range", minijinja::functions::range);
     env.add_test("defined", |value: Value| types::defined(&value));
     env.add_test("undefined", |value: Value| !types::defined(&value));
@@ -284,6 +312,25 @@ fn bind_output(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Re
         .and_then(|s| s.downcast_object_ref::<BindSink>())
         .ok_or_else(|| refuse("values printed inside a macro cannot be bound: inline it"))?;
     let mut binds = sink.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(names) = value.downcast_object_ref::<extras::Identifiers>() {
+        return out.write_str(&names.sql()).map_err(Error::from);
+    }
+    if let Some(fragment) = value.downcast_object_ref::<extras::Fragment>() {
+        binds.extend(fragment.binds.iter().cloned());
+        return out
+            .write_str(&format!("({})", fragment.sql))
+            .map_err(Error::from);
+    }
+    if let Some(array) = value.downcast_object_ref::<extras::ArrayValues>() {
+        let mut marks = Vec::new();
+        for item in &array.0 {
+            binds.push(sql_value(item)?);
+            marks.push("?");
+        }
+        return out
+            .write_str(&format!("[{}]", marks.join(", ")))
+            .map_err(Error::from);
+    }
     let is_list = matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable);
     if is_list && value.downcast_object_ref::<Param>().is_none() {
         let items: Vec<Value> = value.try_iter()?.collect();
@@ -300,7 +347,7 @@ fn bind_output(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Re
 }
 
 /// The SQLite value for one printed template value.
-fn sql_value(value: &Value) -> Result<SqlValue, Error> {
+pub(super) fn sql_value(value: &Value) -> Result<SqlValue, Error> {
     if let Some(param) = value.downcast_object_ref::<Param>() {
         return Err(refuse(&format!(
             "{{{{ {0} }}}} prints parameter {0} without a type: wrap it in a type function \

@@ -16,15 +16,15 @@ fn a_row_filter_line_indented_with_a_no_break_space_is_kept() {
     let (set, errors) = PipeSet::from_sources(&[("orders_by_org.pipe", contents)]);
     assert!(errors.is_empty(), "{errors:?}");
     let pipe = set.get("orders_by_org").expect("the pipe loads");
-    assert_eq!(pipe.template.param_names(), ["org_id"]);
+    assert_eq!(pipe.param_names(), ["org_id"]);
     assert_eq!(
-        pipe.template.render(&Params::default()),
+        pipe.endpoint().render(&Params::default()),
         Err(ParamError::Missing {
             name: "org_id".into()
         })
     );
     let sql = pipe
-        .template
+        .endpoint()
         .render(&Params::parse("org_id=acme").unwrap())
         .unwrap()
         .sql;

@@ -280,7 +280,7 @@ async fn tinybirds_typescript_sdk_queries_and_creates_tokens() {
     assert_only(&org_ids(query), "globex");
     assert_eq!(
         query["meta"][0],
-        json!({"name": "product_id", "type": "Int64"})
+        json!({"name": "product_id", "type": "UInt32"})
     );
     assert!(query["statistics"]["elapsed"].is_number());
 

@@ -30,9 +30,12 @@
 //! `tinybird` schema. The admin token reads them; a static token reads those its
 //! `DATASOURCES:READ` scopes name, unfiltered; a JWT never does, whatever its scopes.
 //!
-//! Differences from Tinybird: SQLite's SQL dialect, JSON as the default format, no pipes as
-//! tables, and data sources are the tables of the database (`orders`, `products`, `orgs` in
-//! the demo); views in a `--data` file cannot be granted.
+//! The query is ClickHouse SQL: it is translated to SQLite first (`super::clickhouse`,
+//! cached per text), and the sandbox only ever sees the translation (schema-qualified names
+//! such as `tinybird.pipe_stats_rt` pass through untouched). Differences from Tinybird: the
+//! ClickHouse subset the translator supports (the rest is a 400 naming it), JSON as the
+//! default format, no pipes as tables, and data sources are the tables of the database
+//! (`orders`, `products`, `orgs` in the demo); views in a `--data` file cannot be granted.
 
 pub mod policy;
 pub mod sandbox;
@@ -151,6 +154,9 @@ pub enum SqlError {
     /// The statement reads something the token may not read, or around a filter (403).
     #[error("{0}")]
     Denied(Denial),
+    /// Outside the ClickHouse the local endpoint runs (400).
+    #[error("{0}")]
+    Translate(#[from] crate::local::clickhouse::TranslateError),
     /// Not one plain read, or a function off the allow-list (400).
     #[error("{0}")]
     Statement(String),
@@ -248,17 +254,25 @@ async fn run_sql(
             )
         })?;
     let (sql, format) = split_format(&query).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let sql = sql.to_owned();
+    let translated = state.db.translator.query(sql).map_err(SqlError::from)?;
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
     let conn = state.db.acquire().await;
     let limits = state.query_limits;
-    let out = tokio::task::spawn_blocking(move || sandbox::run(&conn, &sql, &access, limits))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
-        .map_err(|e| {
-            tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
-            ApiError::from(e)
-        })?;
+    let out = tokio::task::spawn_blocking(move || {
+        sandbox::run_typed(
+            &conn,
+            &translated.sql,
+            translated.columns.as_deref(),
+            &access,
+            limits,
+        )
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
+    .map_err(|e| {
+        tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
+        ApiError::from(e)
+    })?;
     trace.row.read_rows = out.rows_read;
     trace.row.read_bytes = out.bytes_read;
     trace.row.result_rows = out.rows.len() as u64;

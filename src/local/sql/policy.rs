@@ -117,7 +117,10 @@ impl Policy {
             } => self.read(table_name, column_name, ctx.database_name, ctx.accessor),
             AuthAction::Function { function_name } => {
                 let name = function_name.to_ascii_lowercase();
-                if ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                // The ClickHouse translation's own pure functions are allowed too.
+                let clickhouse =
+                    crate::local::clickhouse::sqlite::FUNCTIONS.contains(&name.as_str());
+                if ALLOWED_FUNCTIONS.contains(&name.as_str()) || clickhouse {
                     Ok(())
                 } else {
                     Err(Denial::Function(function_name.to_owned()))

@@ -14,16 +14,28 @@ use rusqlite::{Connection, ErrorCode};
 
 use super::policy::{Denial, Mode, Policy};
 use super::{SqlAccess, SqlError};
+use crate::local::clickhouse::OutColumn;
 use crate::local::query::{self, QueryError, QueryLimits, QueryOutput};
 use crate::local::template::RenderedSql;
 
 /// Largest string or blob a statement may build: stops `s || s` doubling from eating memory.
 const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
 
-/// Executes `sql` for `access`. Blocking: call from `spawn_blocking`.
+/// Executes `sql` (SQLite SQL) for `access`. Blocking: call from `spawn_blocking`.
 pub fn run(
     conn: &Connection,
     sql: &str,
+    access: &SqlAccess,
+    limits: QueryLimits,
+) -> Result<QueryOutput, SqlError> {
+    run_typed(conn, sql, None, access, limits)
+}
+
+/// Same, typing the result with the translator's `columns` where known.
+pub fn run_typed(
+    conn: &Connection,
+    sql: &str,
+    columns: Option<&[OutColumn]>,
     access: &SqlAccess,
     limits: QueryLimits,
 ) -> Result<QueryOutput, SqlError> {
@@ -33,7 +45,7 @@ pub fn run(
             session.lock()?;
             let denial = session.authorize(Policy::admin());
             check_statement(conn, sql, &denial)?;
-            session.execute(sql, limits, &denial, "")
+            session.execute(sql, columns, limits, &denial, "")
         }
         SqlAccess::Filtered(scopes) => {
             let schema = MainSchema::read(conn)?;
@@ -65,7 +77,7 @@ pub fn run(
                 )
                 .with_service(service.iter().copied()),
             );
-            session.execute(sql, limits, &denial, &secret)
+            session.execute(sql, columns, limits, &denial, &secret)
         }
     }
 }
@@ -214,6 +226,7 @@ impl<'c> Session<'c> {
     fn execute(
         &self,
         sql: &str,
+        columns: Option<&[OutColumn]>,
         limits: QueryLimits,
         denial: &DenialSlot,
         secret: &str,
@@ -223,7 +236,7 @@ impl<'c> Session<'c> {
             sql: sql.to_owned(),
             binds: Vec::new(),
         };
-        let result = query::run(self.conn, &rendered, limits);
+        let result = query::run_typed(self.conn, &rendered, columns, limits);
         set_length_limit(self.conn, previous);
         result.map_err(|e| match e {
             QueryError::Sql(err) => sql_error(&err, denial, secret),

@@ -30,9 +30,18 @@ fn tenant(org: &str) -> SqlAccess {
     )
 }
 
+/// Translates the ClickHouse query, then runs it in the sandbox, as `/v0/sql` does.
 async fn run(db: &Arc<Database>, access: &SqlAccess, sql: &str) -> Result<QueryOutput, SqlError> {
+    let translated = db.translator.query(sql)?;
     let conn = db.acquire().await;
-    sandbox::run(&conn, sql, access, QueryLimits::default())
+    let columns = translated.columns.as_deref();
+    sandbox::run_typed(
+        &conn,
+        &translated.sql,
+        columns,
+        access,
+        QueryLimits::default(),
+    )
 }
 
 fn ints(out: &QueryOutput) -> Vec<i64> {
@@ -83,7 +92,7 @@ async fn column_types_come_through_the_views() {
     .await
     .unwrap();
     let types: Vec<&str> = out.columns.iter().map(|c| c.ty.as_str()).collect();
-    assert_eq!(types, ["DateTime", "Date", "Float64", "Int64", "String"]);
+    assert_eq!(types, ["DateTime", "Date", "Float64", "UInt8", "String"]);
 }
 
 #[tokio::test]
@@ -267,6 +276,24 @@ async fn a_filter_cannot_add_a_statement() {
     assert!(matches!(err, SqlError::BadFilter { .. }), "{err}");
 }
 
+/// ClickHouse has no bare `VALUES` statement (it is a table function there): refused, named.
+#[tokio::test]
+async fn sqlite_only_syntax_is_refused_by_name() {
+    let db = db().await;
+    for (sql, word) in [
+        ("VALUES (1, 'a')", "VALUES"),
+        ("SELECT julianday(day) FROM orders", "julianday"),
+        ("SELECT strftime('%Y', ts) FROM orders", "strftime"),
+    ] {
+        let err = run(&db, &tenant("acme"), sql).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{sql}");
+        assert!(
+            err.to_string().contains(word) && err.to_string().contains("Tinybird Local"),
+            "{err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn ordinary_analytics_queries_run() {
     let db = db().await;
@@ -274,9 +301,9 @@ async fn ordinary_analytics_queries_run() {
         "SELECT p.product_name, sum(o.amount) AS revenue FROM orders o JOIN products p USING (org_id, product_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
         "WITH daily AS (SELECT day, sum(amount) AS s FROM orders GROUP BY day) SELECT day, s, avg(s) OVER (ORDER BY day ROWS 6 PRECEDING) FROM daily",
         "SELECT g.org_name, count(*) FROM orgs g LEFT JOIN orders o ON o.org_id = g.org_id GROUP BY 1",
-        "SELECT strftime('%Y-%m', ts) AS month, round(total(amount), 2) FROM orders GROUP BY month",
+        "SELECT toStartOfMonth(ts) AS month, round(sum(amount), 2) FROM orders GROUP BY month",
         "SELECT customer FROM orders WHERE product_id IN (SELECT product_id FROM products WHERE category = 'gear') LIMIT 3",
-        "VALUES (1, 'a'), (2, 'b')",
+        "SELECT 1 AS n, 'a' AS s UNION ALL SELECT 2, 'b'",
     ] {
         let out = run(&db, &tenant("acme"), sql).await;
         assert!(

@@ -272,3 +272,70 @@ fn template_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PipeTemplate>();
 }
+
+#[test]
+fn names_print_as_quoted_identifiers_and_refuse_anything_else() {
+    let (text, binds) = sql(
+        "SELECT {{ columns(cols, 'a,b') }} FROM t ORDER BY {{ symbol(sort) }}",
+        "sort=ts",
+    );
+    assert_eq!(text, "SELECT `a`, `b` FROM t ORDER BY `ts`");
+    assert!(binds.is_empty());
+    assert_eq!(sql("SELECT {{ column(c, 't.x') }}", "").0, "SELECT `t`.`x`");
+    for hostile in ["ts`--", "a b", "1x", "x;DROP"] {
+        let query = format!("sort={}", urlencode(hostile));
+        match render("{{ symbol(sort) }}", &query) {
+            Err(ParamError::Invalid { name, .. }) => assert_eq!(name, "sort"),
+            other => panic!("{hostile}: {other:?}"),
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[test]
+fn sql_and_split_to_array_and_datetime64_bind_their_values() {
+    let (text, binds) = sql(
+        "WHERE {{ sql_and(org_id=String(org, None), day__gte=Date(start, None), id__in=Array(ids, 'Int32', None)) }}",
+        "org=acme&ids=1,2",
+    );
+    assert_eq!(text, "WHERE (`id` IN (?, ?) AND `org_id` = ?)");
+    assert_eq!(binds, [Integer(1), Integer(2), Text("acme".into())]);
+    assert_eq!(
+        sql("WHERE {{ sql_and(a=String(x, None)) }}", "").0,
+        "WHERE (1)"
+    );
+    let (text, binds) = sql("has({{ split_to_array(tags, '') }}, tag)", "tags=a,b");
+    assert_eq!(text, "has([?, ?], tag)");
+    assert_eq!(binds, [Text("a".into()), Text("b".into())]);
+    assert_eq!(
+        sql("{{ DateTime64(t) }}", "t=2024-01-02 03:04:05.678").1,
+        [Text("2024-01-02 03:04:05.678".into())]
+    );
+}
+
+#[test]
+fn for_loops_and_defined_guards_work() {
+    let (text, binds) = sql(
+        "%\nSELECT 1{% for c in Array(cols, 'String', 'a,b') %}, {{ String(c) }}{% end %}{% if defined(x) and x != '' %} WHERE x = {{ String(x) }}{% end %}",
+        "",
+    );
+    assert_eq!(text, "SELECT 1, ?, ?");
+    assert_eq!(binds, [Text("a".into()), Text("b".into())]);
+    assert!(
+        sql(
+            "{% if defined(x) and x != '' %}{{ String(x) }}{% end %}",
+            "x=v"
+        )
+        .0
+        .contains('?')
+    );
+    match render("{{ error('nope', 401) }}", "") {
+        Err(ParamError::Raised { message, status }) => {
+            assert_eq!((message.as_str(), status), ("nope", 401))
+        }
+        other => panic!("{other:?}"),
+    }
+}

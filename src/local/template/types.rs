@@ -13,8 +13,21 @@ use super::{Param, ParamError};
 
 /// The scalar types a parameter may be declared as; `Array` takes one of these per element.
 pub(super) const SCALAR_TYPES: &[&str] = &[
-    "String", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
-    "Float64", "Date", "DateTime", "Boolean",
+    "String",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float32",
+    "Float64",
+    "Date",
+    "DateTime",
+    "DateTime64",
+    "Boolean",
 ];
 
 /// Longest raw value quoted back in an error message; longer ones are cut (they are user input).
@@ -150,6 +163,15 @@ pub(super) fn parse_typed(name: &str, ty: &str, raw: &str) -> Result<Value, Para
                 Err(invalid(" (expected YYYY-MM-DD HH:MM:SS)"))
             }
         }
+        "DateTime64" => {
+            let ok = raw.len() >= 19
+                && chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S%.f").is_ok();
+            if ok {
+                Ok(Value::from(raw))
+            } else {
+                Err(invalid(" (expected YYYY-MM-DD HH:MM:SS[.fff])"))
+            }
+        }
         "Boolean" => {
             let falsy = raw == "0" || raw.eq_ignore_ascii_case("false");
             Ok(Value::from(!falsy))
@@ -185,7 +207,7 @@ fn int_range(ty: &str) -> Option<(i128, i128)> {
 
 /// The name to report and the raw values of a type function's first argument. A parameter
 /// gives its own name; any other value (a loop variable, a literal) is read as its text.
-fn read_target(value: &Value) -> (String, Option<Vec<String>>) {
+pub(super) fn read_target(value: &Value) -> (String, Option<Vec<String>>) {
     if let Some(param) = value.downcast_object_ref::<Param>() {
         let values = (!param.values.is_empty()).then(|| param.values.clone());
         return (param.name.clone(), values);

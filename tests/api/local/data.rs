@@ -323,7 +323,7 @@ async fn a_broken_pipe_file_is_reported_with_file_and_line_and_the_rest_still_se
     let dir = TempDir::new("pipes");
     let top = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/demo/pipes/top_products.pipe"
+        "/demo/endpoints/top_products.pipe"
     ))
     .unwrap();
     std::fs::write(dir.0.join("top_products.pipe"), top).unwrap();

@@ -117,7 +117,7 @@ async fn a_trailing_format_clause_picks_the_output() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         body["meta"],
-        json!([{"name": "org_id", "type": "String"}, {"name": "n", "type": "Int64"}])
+        json!([{"name": "org_id", "type": "String"}, {"name": "n", "type": "UInt64"}])
     );
     assert_eq!(body["rows"], 1);
     let n = body["data"][0]["n"].as_str().unwrap().to_owned();
@@ -155,7 +155,7 @@ async fn time_and_row_budgets_apply() {
     // The connection is usable afterwards, and pipes still see every tenant.
     assert_eq!(
         rows(&server, &token, "SELECT 1 AS one").await,
-        [json!({"one": "1"})]
+        [json!({"one": 1})]
     );
     let admin = admin_key_text();
     let r = client()
