@@ -95,7 +95,11 @@ impl App {
             )),
         };
         let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
-        let proxy = crate::proxy::Proxy::new(&settings.proxy, &tinybird_url)?;
+        let proxy = crate::proxy::Proxy::new(
+            &settings.proxy,
+            &tinybird_url,
+            settings.signing_key.secret(),
+        )?;
         let fail = settings.limits.on_redis_error;
         let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
         Ok(Arc::new(App {

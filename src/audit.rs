@@ -185,6 +185,8 @@ impl Audit {
             }
         };
         text.push(b'\n');
+        // Audit lines carry hashes, never tokens; the scrub is the same last net as the logs'.
+        let text = crate::redact::scrub_line(&text);
         let result = match &self.sink {
             Sink::Off => Ok(()),
             Sink::Stdout => std::io::stdout().lock().write_all(&text),

@@ -20,10 +20,28 @@ static LOG_FORMAT: std::sync::OnceLock<
 
 fn format_layer(format: crate::audit::LogFormat) -> FormatLayer {
     use tracing_subscriber::Layer;
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(|| ScrubbedStderr);
     match format {
         crate::audit::LogFormat::Text => layer.boxed(),
         crate::audit::LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+/// Standard error, each log line scrubbed of credentials first ([`crate::redact::scrub_line`]):
+/// the last net under every log line, whatever a dependency or Tinybird put in it.
+struct ScrubbedStderr;
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes one whole event per call, so a token is never split here.
+        std::io::stderr()
+            .lock()
+            .write_all(&crate::redact::scrub_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -172,6 +190,33 @@ pub struct LocalArgs {
     /// Workspace id JWTs must carry [default: the key's, else "local"].
     #[arg(long)]
     pub workspace_id: Option<String>,
+    /// A static token besides the admin token, as `VAR=SCOPE[,SCOPE...]`: the token is read
+    /// from environment variable VAR, e.g.
+    /// `--static-token-env TB_USAGE_TOKEN=DATASOURCES:READ:tinybird.pipe_stats_rt`. Repeatable.
+    #[arg(long = "static-token-env", value_name = "VAR=SCOPES")]
+    pub static_tokens: Vec<String>,
+}
+
+/// Reads `VAR=SCOPE,SCOPE` into a static token whose value is `$VAR` and whose name is VAR.
+fn static_token(spec: &str) -> anyhow::Result<crate::local::auth::StaticToken> {
+    use crate::local::auth::{StaticScope, StaticToken};
+    let (var, scopes) = spec.split_once('=').with_context(|| {
+        format!("--static-token-env {spec:?}: write VAR=SCOPE[,SCOPE], e.g. TB_USAGE_TOKEN=DATASOURCES:READ:tinybird.pipe_stats_rt")
+    })?;
+    let token = std::env::var(var)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .with_context(|| format!("--static-token-env: set {var} to the token's value"))?;
+    let scopes = scopes
+        .split(',')
+        .map(StaticScope::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--static-token-env {var}: {e}"))?;
+    Ok(StaticToken {
+        name: var.to_owned(),
+        token: token.into(),
+        scopes,
+    })
 }
 
 /// `local`: the Tinybird-compatible endpoint on its own.
@@ -184,10 +229,16 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
             args.signing_key_env
         ),
     };
+    crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(key.secret())]);
     let mut config = LocalConfig::new(key);
     config.pipes_dir = args.pipes;
     config.data = args.data;
     config.workspace_id = args.workspace_id;
+    for spec in &args.static_tokens {
+        let token = static_token(spec)?;
+        crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(&token.token)]);
+        config.static_tokens.push(token);
+    }
     let (endpoint, problems) = LocalEndpoint::new(config)?;
     for p in &problems {
         tracing::error!("{p} (this pipe is not served; the others are)");

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod params;
 pub mod proxy;
 pub mod ratelimit;
+pub mod redact;
 pub mod redis;
 pub mod run;
 pub mod tinybird;

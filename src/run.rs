@@ -76,6 +76,7 @@ impl Running {
 
 /// Binds and starts serving; `fallback_ports` moves to a free port when one is taken.
 pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Result<Running> {
+    register_log_secrets(&settings);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -139,6 +140,22 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         stop: stop_tx,
         tasks,
     })
+}
+
+/// The settings' credentials join what every log and audit line is scrubbed of.
+fn register_log_secrets(settings: &Settings) {
+    use secrecy::ExposeSecret;
+    let mut secrets = vec![settings.signing_key.secret()];
+    if let crate::proxy::Credentials::Static(token) = &settings.proxy.credentials {
+        secrets.push(token);
+    }
+    secrets.extend(
+        settings
+            .oidc
+            .iter()
+            .filter_map(|p| p.client.as_ref()?.client_secret.as_ref()),
+    );
+    crate::redact::register_log_secrets(secrets.into_iter().map(|s| s.expose_secret()));
 }
 
 /// Runs until Ctrl-C or SIGTERM; `on_ready` sees the running servers first (the demo prints them).

@@ -33,7 +33,7 @@
  * @property {boolean} [autoRefresh=true] Also refresh in the background just before the margin, so an idle page never holds an expired token.
  * @property {number} [maxRetries=3] Retries per query on 429/502/503/504 (each path).
  * @property {number} [maxRetryDelayMs=10000] Cap on one wait, whatever Retry-After says.
- * @property {number} [retryBaseMs=250] First backoff step; doubles on each retry.
+ * @property {number} [retryBaseMs=250] First backoff step; doubles on each retry. On direct calls this backoff is all there is: Tinybird's CORS exposes no `Retry-After` to the page.
  * @property {number} [maxUrlLength=4000] Longer GET URLs are sent as a form POST instead.
  * @property {typeof fetch} [fetch] fetch implementation (tests inject a fake).
  * @property {() => number} [now=Date.now] Local clock in ms (tests inject a fake).

@@ -130,9 +130,12 @@ impl Database {
         Self::with_readers(owner, &uri, flags)
     }
 
-    /// Opens an existing SQLite file read-only (`--data`).
+    /// Opens an existing SQLite file read-only (`--data`). URI names are on so that the
+    /// in-memory `tinybird` schema can be attached.
     pub fn open(path: &Path) -> rusqlite::Result<Arc<Self>> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let owner = Connection::open_with_flags(path, flags)?;
         // Fail now, not at the first request, if the file is not a database.
         owner.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
@@ -159,6 +162,15 @@ impl Database {
             pool: Mutex::new(pool),
             available: tokio::sync::Semaphore::new(POOL_SIZE),
         }))
+    }
+
+    /// Runs `setup` on every pooled connection (before serving: all are in the pool).
+    pub fn for_each_connection(
+        &self,
+        setup: impl Fn(&Connection) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let pool = self.pool.lock().expect("pool lock");
+        pool.iter().try_for_each(setup)
     }
 
     /// Waits for a free connection.

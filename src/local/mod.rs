@@ -11,28 +11,29 @@ pub mod auth;
 pub mod data;
 pub mod error;
 pub mod format;
+pub mod headers;
 pub mod pipes;
 pub mod query;
 pub mod ratelimit;
 pub mod routes;
 pub mod sql;
+pub mod stats;
 pub mod template;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, Method, header};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_http::cors::{Any, CorsLayer};
 
 use crate::tinybird::AdminToken;
+use auth::{Keys, StaticToken};
 use data::{Database, DemoData};
 use pipes::{PipeLoadError, PipeSet};
 use query::QueryLimits;
+use stats::{PipeStats, StatsSettings};
 
 /// The demo pipes compiled into the binary: `(file name, contents)`.
 pub const EMBEDDED_PIPES: &[(&str, &str)] = &[
@@ -79,6 +80,11 @@ pub struct LocalConfig {
     pub query_limits: QueryLimits,
     /// Largest accepted request body (form POSTs, token requests).
     pub max_body: usize,
+    /// Static tokens accepted besides the admin token (e.g. one scoped to
+    /// `DATASOURCES:READ:tinybird.pipe_stats_rt`).
+    pub static_tokens: Vec<StaticToken>,
+    /// How much of `tinybird.pipe_stats_rt` is kept.
+    pub stats: StatsSettings,
 }
 
 impl LocalConfig {
@@ -92,6 +98,8 @@ impl LocalConfig {
             demo: DemoData::default(),
             query_limits: QueryLimits::default(),
             max_body: 1024 * 1024,
+            static_tokens: Vec::new(),
+            stats: StatsSettings::default(),
         }
     }
 }
@@ -106,12 +114,27 @@ pub struct LocalState {
     pub admin: AdminToken,
     /// The workspace JWTs must name.
     pub workspace_id: String,
-    /// `limits.rps` counters per JWT name.
+    /// Static tokens besides the admin token.
+    pub static_tokens: Vec<StaticToken>,
+    /// `limits.rps` buckets per (workspace, pipe, JWT name).
     pub limiter: ratelimit::RpsLimiter,
+    /// `tinybird.pipe_stats_rt`.
+    pub stats: PipeStats,
     /// Per-query budget.
     pub query_limits: QueryLimits,
     /// Body size cap.
     pub max_body: usize,
+}
+
+impl LocalState {
+    /// What verifies presented tokens.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            admin: &self.admin,
+            workspace_id: &self.workspace_id,
+            statics: &self.static_tokens,
+        }
+    }
 }
 
 /// A ready-to-serve local endpoint.
@@ -129,6 +152,9 @@ pub enum StartError {
     /// The data file cannot be opened, or the demo data cannot be generated.
     #[error("cannot open data {0}: {1}")]
     Data(String, rusqlite::Error),
+    /// The in-memory `tinybird.pipe_stats_rt` cannot be set up.
+    #[error("cannot set up tinybird.pipe_stats_rt: {0}")]
+    Stats(rusqlite::Error),
 }
 
 impl LocalEndpoint {
@@ -152,12 +178,17 @@ impl LocalEndpoint {
             .workspace_id
             .or_else(|| config.signing_key.workspace_id())
             .unwrap_or_else(|| "local".to_owned());
+        let stats = PipeStats::new(config.stats).map_err(StartError::Stats)?;
+        db.for_each_connection(|conn| stats.attach(conn))
+            .map_err(StartError::Stats)?;
         let state = LocalState {
             pipes,
             db,
             admin: config.signing_key,
             workspace_id,
+            static_tokens: config.static_tokens,
             limiter: ratelimit::RpsLimiter::default(),
+            stats,
             query_limits: config.query_limits,
             max_body: config.max_body,
         };
@@ -179,19 +210,9 @@ impl LocalEndpoint {
         self.state.pipes.iter().map(|p| p.name.clone()).collect()
     }
 
-    /// The router, with browser-ready CORS (any origin, bearer auth, no cookies).
+    /// The router, with Tinybird's headers on every answer (CORS for any origin, a request
+    /// id) and its bare 204 to `OPTIONS` (see [`headers`]).
     pub fn router(&self) -> Router {
-        let cors = CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([
-                header::RETRY_AFTER,
-                HeaderName::from_static("x-ratelimit-limit"),
-                HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderName::from_static("x-ratelimit-reset"),
-            ])
-            .max_age(Duration::from_secs(600));
         Router::new()
             .route(
                 "/v0/pipes/{file}",
@@ -214,7 +235,7 @@ impl LocalEndpoint {
                     .fallback(routes::method_not_allowed),
             )
             .fallback(routes::not_found)
-            .layer(cors)
+            .layer(axum::middleware::from_fn(headers::tinybird_headers))
             .with_state(Arc::clone(&self.state))
     }
 

@@ -1,7 +1,15 @@
 //! The local endpoint's HTTP handlers: pipe calls and the Token API subset.
+//!
+//! A pipe call, in Tinybird's order: the path (404, 400 for a format), the parameters (query
+//! string, plus a form or JSON object body on `POST`), the token (403), the pipe (404) and
+//! the token's scope for it (403), `limits.rps` (429), then the query with the token's fixed
+//! params winning over anything sent. Every call, whatever it answers, is a row of
+//! `tinybird.pipe_stats_rt`, and a counted call's `X-RateLimit-*` headers go on its answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -10,26 +18,76 @@ use axum::response::{IntoResponse, Response};
 
 use super::LocalState;
 use super::auth::{Caller, authenticate, presented_token};
-use super::error::ApiError;
+use super::error::{Api, ApiError};
 use super::format::{self, Format};
+use super::headers::RequestId;
 use super::pipes::is_valid_pipe_name;
 use super::query::{self, QueryError};
+use super::ratelimit::RateHeaders;
+use super::stats::Row;
 use crate::params::Params;
 use crate::tinybird::claims::{Claims, Limits, Scope, sign};
+
+/// What a request learnt about itself on the way, for its stats row and headers.
+pub struct Trace {
+    /// Its `pipe_stats_rt` row.
+    pub row: Row,
+    /// Its `X-RateLimit-*` headers, once counted.
+    pub rate: Option<RateHeaders>,
+}
+
+impl Trace {
+    /// A trace for the request `id` to `path`, parameters not read yet.
+    pub fn new(id: &str, path: &str) -> Self {
+        Self {
+            row: Row::start(id, path, &Params::default()),
+            rate: None,
+        }
+    }
+
+    /// Finishes the answer: rate headers on, the row recorded.
+    pub fn finish(self, state: &LocalState, mut response: Response, started: Instant) -> Response {
+        if let Some(rate) = self.rate {
+            rate.apply(response.headers_mut());
+        }
+        let status = response.status().as_u16();
+        state.stats.record(&self.row, status, started.elapsed());
+        response
+    }
+}
 
 /// `GET`/`POST /v0/pipes/{pipe}.{format}`.
 pub async fn pipe(
     State(state): State<Arc<LocalState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
     file: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut trace = Trace::new(&id, uri.path());
+    let request = (&method, &uri, &headers);
+    let response = match run_pipe(&state, &mut trace, file, request, body).await {
+        Ok(response) => response,
+        Err(e) => e.for_api(Api::Pipes).into_response(),
+    };
+    trace.finish(&state, response, started)
+}
+
+async fn run_pipe(
+    state: &LocalState,
+    trace: &mut Trace,
+    file: Result<Path<String>, PathRejection>,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
 ) -> Result<Response, ApiError> {
     let Path(file) = file.map_err(|_| {
         ApiError::not_found("pipe not found: the pipe name in the path is not valid UTF-8")
     })?;
     let (name, ext) = file.rsplit_once('.').unwrap_or((file.as_str(), "json"));
+    trace.row.pipe_name = truncate(name);
     let format = Format::from_extension(ext).ok_or_else(|| unsupported_format(ext))?;
     if !is_valid_pipe_name(name) {
         return Err(ApiError::not_found(format!(
@@ -37,29 +95,37 @@ pub async fn pipe(
             truncate(name)
         )));
     }
-    let mut params = request_params(&state, &method, &uri, &headers, body).await?;
-    let caller = authenticate(
-        presented_token(&headers, &params)?,
-        &state.admin,
-        &state.workspace_id,
-        now(),
-    )?;
+    let (arguments, json) = request_params(state, method, uri, headers, body).await?;
+    // Tinybird reads `token` from the query string or a form, never from a JSON body.
+    let token = presented_token(&arguments, headers);
+    let mut params = arguments.clone();
+    params.extend(json);
+    trace.row = Row::start(&trace.row.request_id, uri.path(), &params);
+    trace.row.pipe_name = name.to_owned();
+    let caller = authenticate(token, &state.keys(), now())?;
+    (trace.row.token, trace.row.token_name) = caller.stats_identity();
     let pipe = state
         .pipes
         .get(name)
         .ok_or_else(|| ApiError::not_found(format!("pipe {name} not found")))?;
+    (trace.row.pipe_id, trace.row.pipe_name) = (pipe.id.clone(), pipe.name.clone());
     let fixed = caller.pipe_access(&pipe.name, &pipe.id)?;
     if params.contains("q") {
         return Err(match caller {
             Caller::Jwt(_) => ApiError::forbidden(
                 "the `q` parameter (SQL over the pipe) is not allowed with a JWT",
             ),
-            Caller::Admin => {
-                ApiError::bad_request("the `q` parameter is not supported by the local endpoint")
-            }
+            _ => ApiError::bad_request("the `q` parameter is not supported by the local endpoint"),
         });
     }
-    let rate = state.limiter.enforce(&caller)?;
+    // Tinybird keys the bucket on the pipe as the URL names it (name or id).
+    trace.rate = match state.limiter.enforce(&caller, &state.workspace_id, name) {
+        Ok(rate) => rate,
+        Err((refusal, rate)) => {
+            trace.rate = Some(rate);
+            return Err(refusal);
+        }
+    };
     // Fixed params always win over anything the request sent under the same name.
     params.apply_fixed(&fixed);
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
@@ -69,6 +135,7 @@ pub async fn pipe(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let conn = state.db.acquire().await;
     let limits = state.query_limits;
+    let pipe_name = pipe.name.clone();
     let out = tokio::task::spawn_blocking(move || query::run(&conn, &sql, limits))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
@@ -76,46 +143,82 @@ pub async fn pipe(
             QueryError::Timeout(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string()),
             QueryError::TooManyRows(_) => ApiError::bad_request(e.to_string()),
             QueryError::Sql(err) => {
-                tracing::warn!(pipe = %pipe.name, error = %err, "pipe query failed");
-                ApiError::bad_request(format!("pipe {} failed to run: {err}", pipe.name))
+                tracing::warn!(pipe = %pipe_name, error = %err, "pipe query failed");
+                ApiError::bad_request(format!("pipe {pipe_name} failed to run: {err}"))
             }
         })?;
-    let mut response = (
+    trace.row.read_rows = out.rows_read;
+    trace.row.read_bytes = out.bytes_read;
+    trace.row.result_rows = out.rows.len() as u64;
+    Ok((
         [(header::CONTENT_TYPE, format.content_type())],
         format::render(&out, format, quote_64bit),
     )
-        .into_response();
-    if let Some(d) = rate {
-        d.apply(response.headers_mut());
-    }
-    Ok(response)
+        .into_response())
 }
 
-/// Query parameters, plus the form body of a `POST` (bounded, strictly UTF-8).
+/// Query parameters plus a form body (Tinybird's "arguments"), and a JSON object body's
+/// parameters (Tinybird also takes those). Bounded, strictly UTF-8.
 async fn request_params(
     state: &LocalState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Params, ApiError> {
-    let mut params = Params::parse(uri.query().unwrap_or(""))
+) -> Result<(Params, Params), ApiError> {
+    let mut arguments = Params::parse(uri.query().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if method == Method::POST {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let bytes = read_body(body, state.max_body).await?;
-        if !bytes.is_empty() {
-            if !content_type.starts_with("application/x-www-form-urlencoded") {
-                return Err(ApiError::bad_request(
-                    "POST body must be application/x-www-form-urlencoded (pipe parameters as a form)",
-                ));
+    if method != Method::POST {
+        return Ok((arguments, Params::default()));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let bytes = read_body(body, state.max_body).await?;
+    if bytes.is_empty() {
+        return Ok((arguments, Params::default()));
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let form = Params::parse_bytes(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        arguments.extend(form);
+        Ok((arguments, Params::default()))
+    } else if content_type.starts_with("application/json") {
+        Ok((arguments, json_params(&bytes)?))
+    } else {
+        Err(ApiError::bad_request(
+            "POST body must be a form (application/x-www-form-urlencoded) or a JSON object of parameters (application/json)",
+        ))
+    }
+}
+
+/// A JSON object body as parameters: strings as they are, numbers and booleans as their JSON
+/// text, arrays as repeated values, `null` as absent; nested objects are refused.
+pub fn json_params(bytes: &[u8]) -> Result<Params, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(ApiError::bad_request(
+            "the JSON body must be an object of parameters, e.g. {\"limit\": 10}",
+        ));
+    };
+    let mut params = Params::default();
+    for (name, value) in object {
+        let values = match value {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for value in values {
+            match value {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(text) => params.push(name.clone(), text),
+                serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "parameter {name}: nested objects and arrays are not supported; send strings, numbers, booleans or an array of them"
+                    )));
+                }
+                other => params.push(name.clone(), other.to_string()),
             }
-            params.extend(
-                Params::parse_bytes(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?,
-            );
         }
     }
     Ok(params)
@@ -167,16 +270,22 @@ pub async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    create_token_inner(&state, &uri, &headers, body)
+        .await
+        .map_err(|e| e.for_api(Api::Tokens))
+}
+
+async fn create_token_inner(
+    state: &LocalState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let params = Params::parse(uri.query().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let token = presented_token(&headers, &params)?;
-    if !matches!(
-        authenticate(token, &state.admin, &state.workspace_id, now())?,
-        Caller::Admin
-    ) {
-        return Err(ApiError::forbidden(
-            "creating tokens needs the workspace admin token, not a JWT",
-        ));
+    let token = presented_token(&params, headers);
+    if !matches!(authenticate(token, &state.keys(), now())?, Caller::Admin) {
+        return Err(ApiError::forbidden("token needs scope admin"));
     }
     let exp = params
         .first("expiration_time")
@@ -193,11 +302,12 @@ pub async fn create_token(
     if request.name.trim().is_empty() {
         return Err(ApiError::bad_request("token name must not be empty"));
     }
+    // Tinybird's Token API JWTs carry no `iat`.
     let claims = Claims {
         workspace_id: state.workspace_id.clone(),
         name: request.name,
         exp,
-        iat: Some(now()),
+        iat: None,
         scopes: request.scopes,
         limits: request.limits,
     };

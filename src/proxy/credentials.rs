@@ -5,15 +5,39 @@
 //! A token is replaced once less than a fifth of its lifetime is left, measured on the BFF's
 //! clock. Minting happens under the lock, so concurrent requests of one user mint once. The map
 //! is bounded: when full, tokens due for refresh go first, then the soonest to expire.
+//!
+//! Each credential travels with the [`Redactor`] that removes it (and the other secrets the
+//! BFF holds) from whatever Tinybird answers: Tinybird echoes a refused token in its 403.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::redact::Redactor;
+
+/// A credential to call Tinybird with, and the redactor for the answers to that call.
+pub struct Bearer {
+    /// Sent as `Authorization: Bearer`.
+    pub token: SecretString,
+    /// Removes this token, and the BFF's other secrets, from what Tinybird sends back.
+    pub redactor: Redactor,
+}
+
+impl Bearer {
+    /// `token`, redacted together with `also` (the admin token, a static token).
+    pub fn new(token: SecretString, also: &[&SecretString]) -> Self {
+        let secrets = std::iter::once(&token)
+            .chain(also.iter().copied())
+            .map(|s| s.expose_secret());
+        let redactor = Redactor::new(secrets);
+        Self { token, redactor }
+    }
+}
 
 /// A kept token.
 struct Kept {
-    token: SecretString,
+    bearer: Arc<Bearer>,
     iat: i64,
     exp: i64,
 }
@@ -27,8 +51,8 @@ pub fn needs_refresh(iat: i64, exp: i64, now: i64) -> bool {
 
 /// A freshly minted token: the JWT and its `iat`/`exp` (Unix seconds).
 pub struct Fresh {
-    /// The JWT.
-    pub token: SecretString,
+    /// The JWT, with its redactor.
+    pub bearer: Bearer,
     /// Issued at.
     pub iat: i64,
     /// Expires at.
@@ -56,10 +80,10 @@ impl TokenCache {
         key: &str,
         now: i64,
         mint: impl FnOnce() -> Result<Fresh, E>,
-    ) -> Result<SecretString, E> {
+    ) -> Result<Arc<Bearer>, E> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = kept.get(key).filter(|k| !needs_refresh(k.iat, k.exp, now)) {
-            return Ok(k.token.clone());
+            return Ok(Arc::clone(&k.bearer));
         }
         let fresh = mint()?;
         if kept.len() >= self.capacity && !kept.contains_key(key) {
@@ -74,16 +98,16 @@ impl TokenCache {
                 }
             }
         }
-        let token = fresh.token.clone();
+        let bearer = Arc::new(fresh.bearer);
         kept.insert(
             key.to_owned(),
             Kept {
-                token: fresh.token,
+                bearer: Arc::clone(&bearer),
                 iat: fresh.iat,
                 exp: fresh.exp,
             },
         );
-        Ok(token)
+        Ok(bearer)
     }
 
     /// Users with a kept token.
@@ -102,8 +126,6 @@ mod tests {
     use std::cell::Cell;
     use std::convert::Infallible;
 
-    use secrecy::ExposeSecret;
-
     use super::*;
 
     fn minter<'a>(
@@ -114,7 +136,7 @@ mod tests {
         move || {
             count.set(count.get() + 1);
             Ok(Fresh {
-                token: SecretString::from(format!("jwt-{}", count.get())),
+                bearer: Bearer::new(SecretString::from(format!("jwt-{}", count.get())), &[]),
                 iat: now,
                 exp: now + ttl,
             })
@@ -141,14 +163,14 @@ mod tests {
                 .get_or_mint("alice", now, minter(&count, now, 600))
                 .unwrap()
         };
-        assert_eq!(get(1000).expose_secret(), "jwt-1");
-        assert_eq!(get(1400).expose_secret(), "jwt-1");
+        assert_eq!(get(1000).token.expose_secret(), "jwt-1");
+        assert_eq!(get(1400).token.expose_secret(), "jwt-1");
         assert_eq!(
-            get(1500).expose_secret(),
+            get(1500).token.expose_secret(),
             "jwt-2",
             "re-minted with 100s of 600s left"
         );
-        assert_eq!(get(1600).expose_secret(), "jwt-2");
+        assert_eq!(get(1600).token.expose_secret(), "jwt-2");
         assert_eq!(count.get(), 2);
     }
 
@@ -162,7 +184,7 @@ mod tests {
         let b = cache
             .get_or_mint("bob", 1001, minter(&count, 1001, 600))
             .unwrap();
-        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_ne!(a.token.expose_secret(), b.token.expose_secret());
         cache
             .get_or_mint("carol", 1002, minter(&count, 1002, 600))
             .unwrap();
@@ -172,6 +194,7 @@ mod tests {
             cache
                 .get_or_mint("bob", 1003, minter(&count, 1003, 600))
                 .unwrap()
+                .token
                 .expose_secret(),
             "jwt-2"
         );
@@ -179,6 +202,7 @@ mod tests {
             cache
                 .get_or_mint("alice", 1004, minter(&count, 1004, 600))
                 .unwrap()
+                .token
                 .expose_secret(),
             "jwt-4"
         );

@@ -46,7 +46,7 @@ use crate::params::Params;
 use crate::tinybird::upstream::{Connection, PipeCall, Upstream};
 use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
-use credentials::{Fresh, TokenCache};
+use credentials::{Bearer, Fresh, TokenCache};
 use respond::{Attempts, ProxyError, respond};
 use rewrite::Target;
 
@@ -61,6 +61,10 @@ pub struct Proxy {
     upstream: Upstream,
     /// JWT per user, or one static token.
     credentials: Credentials,
+    /// The static token with its redactor (`None` with JWT credentials).
+    static_bearer: Option<Arc<Bearer>>,
+    /// The workspace admin token: redacted from every answer too, whichever credential went.
+    signing_key: SecretString,
     /// Upstream JWTs per user (unused with static credentials).
     tokens: TokenCache,
     /// Answers of the pipes named in `[proxy.cache]`.
@@ -75,13 +79,18 @@ pub struct Proxy {
 struct Call {
     target: Target,
     params: Params,
-    bearer: SecretString,
+    bearer: Arc<Bearer>,
     form: bool,
 }
 
 impl Proxy {
-    /// Builds the upstream client for `tinybird_url`.
-    pub fn new(settings: &ProxySettings, tinybird_url: &str) -> anyhow::Result<Self> {
+    /// Builds the upstream client for `tinybird_url`; `signing_key` is the admin token JWTs
+    /// are signed with (never sent, but redacted from answers all the same).
+    pub fn new(
+        settings: &ProxySettings,
+        tinybird_url: &str,
+        signing_key: &SecretString,
+    ) -> anyhow::Result<Self> {
         let connection = Connection {
             connect_timeout: settings.connect_timeout,
             read_timeout: settings.read_timeout,
@@ -89,9 +98,17 @@ impl Proxy {
         };
         let upstream = Upstream::new(tinybird_url, settings.retry, connection)
             .map_err(|e| anyhow::anyhow!("cannot build the proxy's HTTP client: {e}"))?;
+        let static_bearer = match &settings.credentials {
+            Credentials::Static(token) => {
+                Some(Arc::new(Bearer::new(token.clone(), &[signing_key])))
+            }
+            Credentials::Jwt => None,
+        };
         Ok(Proxy {
             upstream,
             credentials: settings.credentials.clone(),
+            static_bearer,
+            signing_key: signing_key.clone(),
             tokens: TokenCache::new(settings.token_cache_size),
             cache: ResponseCache::new(settings.cache.max_entries, settings.cache.max_entry_bytes),
             cache_ttls: settings.cache.pipes.clone(),
@@ -100,8 +117,8 @@ impl Proxy {
     }
 
     /// The credential to call Tinybird with for `user`: their cached JWT, or the static token.
-    fn bearer(&self, app: &App, user: &User, access: &Access) -> Result<SecretString, ProxyError> {
-        let Credentials::Static(token) = &self.credentials else {
+    fn bearer(&self, app: &App, user: &User, access: &Access) -> Result<Arc<Bearer>, ProxyError> {
+        let Some(bearer) = &self.static_bearer else {
             let now = chrono::Utc::now().timestamp();
             // The whole user is the key: grants (and so the token) depend on all of it.
             let key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
@@ -111,11 +128,11 @@ impl Proxy {
                 Ok(Fresh {
                     iat: minted.claims.iat.unwrap_or(now),
                     exp: minted.claims.exp,
-                    token: SecretString::from(minted.token),
+                    bearer: Bearer::new(SecretString::from(minted.token), &[&self.signing_key]),
                 })
             });
         };
-        Ok(token.clone())
+        Ok(Arc::clone(bearer))
     }
 
     /// Calls upstream and turns the outcome into the client's response.
@@ -124,12 +141,13 @@ impl Proxy {
             pipe: &call.target.pipe,
             format: &call.target.format,
             params: &call.params,
-            bearer: &call.bearer,
+            bearer: &call.bearer.token,
             form: call.form,
         };
         let (outcome, attempts) = self.upstream.call(&pipe_call).await;
         let what = format!("pipe {}", call.target.pipe);
-        let mut response = respond(outcome, self.max_response_bytes, &what)
+        let redactor = &call.bearer.redactor;
+        let mut response = respond(outcome, self.max_response_bytes, &what, redactor)
             .unwrap_or_else(IntoResponse::into_response);
         response.extensions_mut().insert(Attempts(attempts));
         response

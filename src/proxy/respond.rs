@@ -4,6 +4,10 @@
 //! into a 401 or 500 would send users debugging credentials). Headers are an allowlist, so
 //! hop-by-hop headers, cookies and anything else Tinybird adds never reach the browser. The
 //! body is streamed, never parsed, and cut once it passes `max_response_bytes`.
+//!
+//! Tinybird echoes a refused token in its 403 (`Invalid token b'<token>': ...`), so the body,
+//! the forwarded header values and any error text pass the call's [`Redactor`] first: the
+//! credential the BFF sent never reaches the browser, whatever Tinybird answers.
 
 use axum::Json;
 use axum::body::Body;
@@ -14,6 +18,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::rewrite::RewriteError;
 use crate::error::AppError;
+use crate::redact::Redactor;
 use crate::tinybird::upstream::Outcome;
 
 /// Response headers copied from Tinybird; everything else is dropped.
@@ -89,20 +94,28 @@ impl IntoResponse for ProxyError {
 }
 
 /// The client's response for an upstream outcome; `what` names the read in messages and logs
-/// (`pipe top_products`, `SQL`).
-pub fn respond(outcome: Outcome, max_bytes: u64, what: &str) -> Result<Response, ProxyError> {
+/// (`pipe top_products`, `SQL`); `redactor` removes the call's credentials from all of it.
+pub fn respond(
+    outcome: Outcome,
+    max_bytes: u64,
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Response, ProxyError> {
+    let clean = |m: String| redactor.redact(&m).into_owned();
     match outcome {
-        Outcome::Response(r) => forward(r, max_bytes, what),
-        Outcome::Unreachable(m) | Outcome::Failed(m) => Err(ProxyError::BadGateway(m)),
-        Outcome::TimedOut(m) => Err(ProxyError::GatewayTimeout(m)),
+        Outcome::Response(r) => forward(r, max_bytes, what, redactor),
+        Outcome::Unreachable(m) | Outcome::Failed(m) => Err(ProxyError::BadGateway(clean(m))),
+        Outcome::TimedOut(m) => Err(ProxyError::GatewayTimeout(clean(m))),
     }
 }
 
-/// Passes Tinybird's response through: status, allowed headers, body streamed and capped.
+/// Passes Tinybird's response through: status, allowed headers (redacted), body streamed,
+/// redacted and capped.
 pub fn forward(
     upstream: reqwest::Response,
     max_bytes: u64,
     what: &str,
+    redactor: &Redactor,
 ) -> Result<Response, ProxyError> {
     if let Some(announced) = upstream.content_length().filter(|n| *n > max_bytes) {
         return Err(ProxyError::BadGateway(format!(
@@ -118,12 +131,13 @@ pub fn forward(
     }
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = forwarded_headers(upstream.headers());
+    let headers = forwarded_headers(upstream.headers(), redactor);
     // Errors may carry the upstream URL, whose query string holds the caller's parameters.
-    let chunks = upstream
-        .bytes_stream()
-        .map(|chunk| chunk.map_err(reqwest::Error::without_url));
-    let body = capped(chunks, max_bytes, what.to_owned());
+    let scrub = redactor.clone();
+    let chunks = upstream.bytes_stream().map(move |chunk| {
+        chunk.map_err(|e| scrub.redact(&e.without_url().to_string()).into_owned())
+    });
+    let body = capped(redactor.redact_stream(chunks), max_bytes, what.to_owned());
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -143,15 +157,15 @@ const SAFE_CONTENT_TYPES: &[&str] = &[
     "application/octet-stream",
 ];
 
-/// The allowlisted subset of Tinybird's headers.
-pub fn forwarded_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+/// The allowlisted subset of Tinybird's headers, credentials in their values redacted.
+pub fn forwarded_headers(upstream: &reqwest::header::HeaderMap, redactor: &Redactor) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in FORWARDED_HEADERS {
         for value in upstream.get_all(*name) {
             let value = if *name == "content-type" && !is_safe_content_type(value.as_bytes()) {
                 header::HeaderValue::from_static("application/octet-stream")
             } else {
-                match header::HeaderValue::from_bytes(value.as_bytes()) {
+                match header::HeaderValue::from_bytes(&redactor.redact_bytes(value.as_bytes())) {
                     Ok(v) => v,
                     Err(_) => continue,
                 }
@@ -212,22 +226,22 @@ mod tests {
         let mut upstream = reqwest::header::HeaderMap::new();
         upstream.insert("content-type", "text/html; charset=utf-8".parse().unwrap());
         assert_eq!(
-            forwarded_headers(&upstream)["content-type"],
+            forwarded_headers(&upstream, &Redactor::default())["content-type"],
             "application/octet-stream"
         );
         upstream.insert("content-type", "image/svg+xml".parse().unwrap());
         assert_eq!(
-            forwarded_headers(&upstream)["content-type"],
+            forwarded_headers(&upstream, &Redactor::default())["content-type"],
             "application/octet-stream"
         );
         upstream.insert("content-type", "Text/CSV; charset=utf-8".parse().unwrap());
         assert_eq!(
-            forwarded_headers(&upstream)["content-type"],
+            forwarded_headers(&upstream, &Redactor::default())["content-type"],
             "Text/CSV; charset=utf-8"
         );
         upstream.insert("content-type", "application/json".parse().unwrap());
         assert_eq!(
-            forwarded_headers(&upstream)["content-type"],
+            forwarded_headers(&upstream, &Redactor::default())["content-type"],
             "application/json"
         );
     }
@@ -289,7 +303,7 @@ mod tests {
         ] {
             h.insert(k, v.parse().unwrap());
         }
-        let out = forwarded_headers(&h);
+        let out = forwarded_headers(&h, &Redactor::default());
         let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(

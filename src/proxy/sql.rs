@@ -120,10 +120,11 @@ async fn handle(
     let (outcome, attempts) = state
         .proxy
         .upstream
-        .sql(&params, &bearer, method == Method::POST)
+        .sql(&params, &bearer.token, method == Method::POST)
         .await;
-    let mut response = respond(outcome, state.proxy.max_response_bytes, "SQL")
-        .unwrap_or_else(IntoResponse::into_response);
+    let max = state.proxy.max_response_bytes;
+    let mut response =
+        respond(outcome, max, "SQL", &bearer.redactor).unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(Attempts(attempts));
     response
         .extensions_mut()

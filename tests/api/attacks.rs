@@ -22,7 +22,7 @@
 //!
 //! What other suites already prove is referenced in SECURITY.md rather than repeated here.
 
-mod binary;
+pub(crate) mod binary;
 mod content;
 mod faults;
 mod isolation;

@@ -265,6 +265,60 @@ async fn local_runs_standalone_and_serves_only_the_tokens_tenant() {
     assert!(terminate(child).success(), "SIGTERM shuts down cleanly");
 }
 
+#[tokio::test]
+async fn local_accepts_static_tokens_scoped_to_pipe_stats_rt() {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "local",
+        "--listen",
+        "127.0.0.1:0",
+        "--static-token-env",
+        "TB_USAGE_TOKEN=DATASOURCES:READ:tinybird.pipe_stats_rt",
+    ])
+    .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+    .env("TB_USAGE_TOKEN", "p.cli-usage-token")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .find_map(|l| {
+            l.unwrap()
+                .strip_prefix("tinybird:")
+                .map(|u| u.trim().to_owned())
+        })
+        .expect("the address is printed");
+    std::thread::spawn(move || lines.for_each(drop));
+    let token = jwt_for("cli-stats", &["top_products"], Some("acme"));
+    let r = reqwest::get(format!("{url}/v0/pipes/top_products.json?token={token}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let q = "SELECT token_name, status_code FROM tinybird.pipe_stats_rt";
+    let body: Value = crate::helpers::client()
+        .get(format!("{url}/v0/sql"))
+        .query(&[("q", q)])
+        .bearer_auth("p.cli-usage-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"][0]["token_name"], "cli-stats", "{body}");
+    assert!(terminate(child).success());
+    let bad = Command::new(BIN)
+        .args(["local", "--static-token-env", "TB_USAGE_TOKEN=ADMIN"])
+        .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+        .env("TB_USAGE_TOKEN", "p.x")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("DATASOURCES:READ:<data source>"), "{err}");
+}
+
 #[test]
 fn local_without_a_key_says_how_to_set_one() {
     let out = Command::new(BIN)

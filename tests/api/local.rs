@@ -7,7 +7,9 @@
 //! - `auth`: where tokens come from, every JWT refusal, scopes by name and id, the admin token.
 //! - `params`: fixed params always win; templates bind, type-check and default parameters.
 //! - `formats`: JSON/CSV/NDJSON bodies, status codes and the error envelope, CORS.
-//! - `limits`: `limits.rps` per JWT name.
+//! - `limits`: `limits.rps` per workspace, pipe and JWT name.
+//! - `fidelity`: what Tinybird's server does that clients trip on: token lookup order, echoed
+//!   tokens, JSON bodies, CORS and request ids, `tinybird.pipe_stats_rt`.
 //! - `tokens`: the Token API subset (`POST /v0/tokens/`).
 //! - `data`: the demo dataset, `--data` files, and pipe directories with a broken file.
 //! - `bad_input`: malformed tokens, oversized requests, path tricks, invalid UTF-8.
@@ -15,6 +17,7 @@
 mod auth;
 mod bad_input;
 mod data;
+mod fidelity;
 mod formats;
 mod limits;
 mod params;
@@ -73,8 +76,9 @@ impl Reply {
             .collect()
     }
 
-    /// Asserts a Tinybird error envelope `{"error": "..."}` with `status`, whose message
-    /// contains every one of `words` (case-insensitive); returns the message.
+    /// Asserts Tinybird's error envelope `{"error": "...", "documentation": "<docs url>"}` with
+    /// `status`, whose message contains every one of `words` (case-insensitive); returns the
+    /// message.
     pub fn assert_error(&self, status: u16, words: &[&str]) -> String {
         assert_eq!(self.status, status, "body: {}", self.body);
         let body = self.json();
@@ -83,8 +87,13 @@ impl Reply {
             .unwrap_or_else(|| panic!("error body is not an object: {body}"));
         assert_eq!(
             object.keys().collect::<Vec<_>>(),
-            ["error"],
+            ["error", "documentation"],
             "error body: {body}"
+        );
+        let docs = body["documentation"].as_str().unwrap_or_default();
+        assert!(
+            docs.starts_with("https://docs.tinybird.co/"),
+            "documentation link: {body}"
         );
         let message = body["error"]
             .as_str()

@@ -16,5 +16,6 @@ mod local;
 mod oidc;
 mod proxy;
 mod proxy_sql;
+mod redaction;
 mod scale;
 mod sql;

@@ -163,7 +163,7 @@ test('the token is refreshed before it expires (--token-ttl 20)', { timeout: 90_
   });
 });
 
-test('429s from Tinybird are waited out per Retry-After and retried', { timeout: 90_000 }, async () => {
+test('429s from Tinybird are backed off and retried without reading Retry-After', { timeout: 90_000 }, async () => {
   await withApp({}, async ({ server, page, log }) => {
     await login(page, 'alice');
     // The demo mints rps-limited tokens; a burst well past the limit must still succeed.
@@ -172,10 +172,17 @@ test('429s from Tinybird are waited out per Retry-After and retried', { timeout:
       const retries = [];
       const off = c.on('retry', (e) => retries.push(e));
       const rps = c.tokenInfo().claims.limits?.rps;
-      const results = await Promise.allSettled(Array.from({ length: (rps ?? 20) * 2 }, () => c.query('top_products', { limit: 1 }, { path: 'direct' })));
+      // Bursts of twice the limit until one is throttled: GCRA refills rps requests a second,
+      // so on a slow machine a single burst can stay under the limit.
+      const results = [];
+      for (let round = 0; round < 6 && retries.length === 0; round++) {
+        const burst = Array.from({ length: (rps ?? 20) * 2 }, () => c.query('top_products', { limit: 1 }, { path: 'direct' }));
+        results.push(...(await Promise.allSettled(burst)));
+      }
       off();
       return {
         rps,
+        total: results.length,
         ok: results.filter((r) => r.status === 'fulfilled').length,
         failed: results.filter((r) => r.status === 'rejected').map((r) => r.reason.message),
         retried: results.filter((r) => r.status === 'fulfilled' && r.value.retries > 0).length,
@@ -185,10 +192,12 @@ test('429s from Tinybird are waited out per Retry-After and retried', { timeout:
     });
     assert.ok(outcome.rps > 0, 'the demo token carries limits.rps');
     assert.deepEqual(outcome.failed, []);
-    assert.equal(outcome.ok, outcome.rps * 2);
+    assert.equal(outcome.ok, outcome.total);
     assert.ok(outcome.retried > 0, 'some queries were rate limited and retried');
-    assert.ok(outcome.retryAfters.every((s) => s !== null), 'Retry-After is readable cross-origin (exposed by CORS)');
-    assert.ok(outcome.delays.every((d) => d >= 1000 && d <= 10_000), `waited per Retry-After: ${outcome.delays}`);
+    // Tinybird exposes only X-Tb-Warning to browsers, so a direct 429's Retry-After is unreadable
+    // (the local endpoint does the same): the client's exponential backoff does the waiting.
+    assert.ok(outcome.retryAfters.every((s) => s === null), `Retry-After is not readable cross-origin: ${outcome.retryAfters}`);
+    assert.ok(outcome.delays.every((d) => [250, 500, 1000].includes(d)), `backoff from retryBaseMs: ${outcome.delays}`);
     assert.ok(log.responses.some((r) => r.url.startsWith(server.tinybird) && r.status === 429));
   });
 });

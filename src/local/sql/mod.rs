@@ -26,6 +26,10 @@
 //! reads a data source its token does not grant, or reads one around its filter. Statements
 //! that are not plain reads get a 400.
 //!
+//! Service data sources (`tinybird.pipe_stats_rt`, see [`super::stats`]) live in the attached
+//! `tinybird` schema. The admin token reads them; a static token reads those its
+//! `DATASOURCES:READ` scopes name, unfiltered; a JWT never does, whatever its scopes.
+//!
 //! Differences from Tinybird: SQLite's SQL dialect, JSON as the default format, no pipes as
 //! tables, and data sources are the tables of the database (`orders`, `products`, `orgs` in
 //! the demo); views in a `--data` file cannot be granted.
@@ -37,16 +41,22 @@ pub mod statement;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::LocalState;
-use super::auth::{Caller, authenticate, presented_token};
-use super::error::ApiError;
+use super::auth::{Caller, StaticScope, authenticate, presented_token};
+use super::error::{Api, ApiError};
 use super::format::{self, Format};
+use super::headers::RequestId;
 use super::query::{QueryError, QueryOutput};
+use super::routes::Trace;
+use super::stats::{QUERY_API, Row, SCHEMA};
 use crate::params::Params;
 use crate::tinybird::claims::{Scope, ScopeType};
 use policy::Denial;
@@ -62,11 +72,35 @@ pub enum SqlAccess {
 }
 
 impl SqlAccess {
-    /// The access a verified caller has; a JWT without `DATASOURCES:READ` scopes has none.
+    /// The access a verified caller has; a token without `DATASOURCES:READ` scopes has none.
+    /// A static token reads its data sources unfiltered, service ones (`tinybird.*`) too; a
+    /// JWT's scopes on service data sources are dropped (tenants never read them).
     pub fn for_caller(caller: &Caller) -> Result<Self, SqlError> {
         match caller {
             Caller::Admin => Ok(SqlAccess::Admin),
-            Caller::Jwt(claims) => Self::from_scopes(&claims.scopes),
+            Caller::Static(token) => {
+                let granted: BTreeMap<String, Option<String>> = token
+                    .scopes
+                    .iter()
+                    .filter_map(|s| match s {
+                        StaticScope::DatasourcesRead(name) => Some((name.clone(), None)),
+                        StaticScope::PipesRead(_) => None,
+                    })
+                    .collect();
+                if granted.is_empty() {
+                    return Err(no_datasource_scope());
+                }
+                Ok(SqlAccess::Filtered(granted))
+            }
+            Caller::Jwt(claims) => {
+                let tenant_scopes: Vec<Scope> = claims
+                    .scopes
+                    .iter()
+                    .filter(|s| !is_service(&s.resource))
+                    .cloned()
+                    .collect();
+                Self::from_scopes(&tenant_scopes)
+            }
         }
     }
 
@@ -90,12 +124,22 @@ impl SqlAccess {
             }
         }
         if out.is_empty() {
-            return Err(SqlError::Scopes(
-                "token has no DATASOURCES:READ scope: /v0/sql reads data sources, and PIPES:READ scopes do not cover it".into(),
-            ));
+            return Err(no_datasource_scope());
         }
         Ok(SqlAccess::Filtered(out))
     }
+}
+
+/// Whether `name` is a service data source (`tinybird.pipe_stats_rt`).
+pub fn is_service(name: &str) -> bool {
+    name.strip_prefix(SCHEMA)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn no_datasource_scope() -> SqlError {
+    SqlError::Scopes(
+        "token has no DATASOURCES:READ scope: /v0/sql reads data sources, and PIPES:READ scopes do not cover it".into(),
+    )
 }
 
 /// Why a `/v0/sql` statement did not run.
@@ -148,24 +192,51 @@ impl From<SqlError> for ApiError {
     }
 }
 
-/// `GET /v0/sql?q=...` and `POST /v0/sql` (form `q`, or the query as the raw body).
+/// `GET /v0/sql?q=...` and `POST /v0/sql` (form `q`, or the query as the raw body); a row
+/// of `tinybird.pipe_stats_rt` (`pipe_name = 'query_api'`) whatever it answers.
 pub async fn sql(
     State(state): State<Arc<LocalState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut trace = Trace::new(&id, uri.path());
+    trace.row.pipe_name = QUERY_API.to_owned();
+    let response = match run_sql(&state, &mut trace, &method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.for_api(Api::Query).into_response(),
+    };
+    trace.finish(&state, response, started)
+}
+
+async fn run_sql(
+    state: &LocalState,
+    trace: &mut Trace,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let (params, raw) = request(&state, &method, &uri, &headers, body).await?;
+    let (params, raw) = request(state, method, uri, headers, body).await?;
+    trace.row = Row::start(&trace.row.request_id, uri.path(), &params);
+    trace.row.pipe_name = QUERY_API.to_owned();
     let now = chrono::Utc::now().timestamp();
-    let caller = authenticate(
-        presented_token(&headers, &params)?,
-        &state.admin,
-        &state.workspace_id,
-        now,
-    )?;
+    let caller = authenticate(presented_token(&params, headers), &state.keys(), now)?;
+    (trace.row.token, trace.row.token_name) = caller.stats_identity();
     let access = SqlAccess::for_caller(&caller)?;
-    let rate = state.limiter.enforce(&caller)?;
+    trace.rate = match state
+        .limiter
+        .enforce(&caller, &state.workspace_id, QUERY_API)
+    {
+        Ok(rate) => rate,
+        Err((refusal, rate)) => {
+            trace.rate = Some(rate);
+            return Err(refusal);
+        }
+    };
     let query = params
         .first("q")
         .map(str::to_owned)
@@ -188,12 +259,11 @@ pub async fn sql(
             tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
             ApiError::from(e)
         })?;
+    trace.row.read_rows = out.rows_read;
+    trace.row.read_bytes = out.bytes_read;
+    trace.row.result_rows = out.rows.len() as u64;
     let (content_type, text) = render(&out, format, quote_64bit);
-    let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
-    if let Some(d) = rate {
-        d.apply(response.headers_mut());
-    }
-    Ok(response)
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 /// Query parameters (plus a form body), or the raw body as the query.

@@ -74,6 +74,8 @@ pub struct Policy {
     granted: HashSet<String>,
     /// Lower-cased names of this request's secret filter views in `temp`.
     filter_views: HashSet<String>,
+    /// Lower-cased tables of the `tinybird` schema (service data sources) the token reads.
+    service: HashSet<String>,
 }
 
 impl Policy {
@@ -90,7 +92,14 @@ impl Policy {
                 .into_iter()
                 .map(str::to_ascii_lowercase)
                 .collect(),
+            service: HashSet::new(),
         }
+    }
+
+    /// Also allows reading these tables of the `tinybird` schema (service data sources).
+    pub fn with_service<'a>(mut self, tables: impl IntoIterator<Item = &'a str>) -> Self {
+        self.service = tables.into_iter().map(str::to_ascii_lowercase).collect();
+        self
     }
 
     /// The admin's policy: any table, still read-only and allow-listed functions.
@@ -147,6 +156,8 @@ impl Policy {
                 Ok(())
             }
             Some("temp") => Err(Denial::Internal(table.to_owned())),
+            Some("tinybird") if self.mode == Mode::Admin || self.service.contains(&lower) => Ok(()),
+            Some("tinybird") => Err(Denial::NoScope(format!("tinybird.{table}"))),
             Some(other) => Err(Denial::Statement(format!(
                 "reading attached database {other}"
             ))),

@@ -46,16 +46,25 @@ pub fn run(
                 .collect();
 
             let names: Vec<&str> = granted.iter().map(|(name, _)| *name).collect();
-            check_pass(&session, sql, &schema, &names)?;
+            // Service data sources (`tinybird.pipe_stats_rt`) are read in place, unfiltered:
+            // only a static token's scopes name them (see `SqlAccess::for_caller`).
+            let service: Vec<&str> = scopes
+                .keys()
+                .filter_map(|name| name.strip_prefix("tinybird."))
+                .collect();
+            check_pass(&session, sql, &schema, &names, &service)?;
             session.reset()?;
             let secret = format!("tbrls_{}", uuid::Uuid::new_v4().simple());
             let filter_views = create_filter_views(&session, &granted, &secret)?;
             session.lock()?;
-            let denial = session.authorize(Policy::new(
-                Mode::Run,
-                names.iter().copied(),
-                filter_views.iter().map(String::as_str),
-            ));
+            let denial = session.authorize(
+                Policy::new(
+                    Mode::Run,
+                    names.iter().copied(),
+                    filter_views.iter().map(String::as_str),
+                )
+                .with_service(service.iter().copied()),
+            );
             session.execute(sql, limits, &denial, &secret)
         }
     }
@@ -69,6 +78,7 @@ fn check_pass(
     sql: &str,
     schema: &MainSchema,
     names: &[&str],
+    service: &[&str],
 ) -> Result<(), SqlError> {
     for name in names {
         session.ddl(&format!(
@@ -76,9 +86,12 @@ fn check_pass(
             ident(name)
         ))?;
     }
-    let denial = session.authorize(Policy::new(Mode::Check, names.iter().copied(), []));
+    let policy =
+        Policy::new(Mode::Check, names.iter().copied(), []).with_service(service.iter().copied());
+    let denial = session.authorize(policy);
     check_statement(session.conn, sql, &denial)?;
-    check_bytecode(session.conn, sql, schema, names, &denial)
+    let service_db = (!service.is_empty()).then_some(schema.service_db).flatten();
+    check_bytecode(session.conn, sql, schema, names, service_db, &denial)
 }
 
 /// Pass 2's views: the public `orders` reads the secret-named view that alone may read
@@ -251,13 +264,15 @@ fn check_statement(conn: &Connection, sql: &str, denial: &DenialSlot) -> Result<
     Ok(())
 }
 
-/// Lists the b-trees the statement's bytecode opens: any outside `temp` is a table read
-/// around the filter (or a virtual table, which could read anything).
+/// Lists the b-trees the statement's bytecode opens: any outside `temp` (and the `tinybird`
+/// schema, when `service_db` says the token reads it) is a table read around the filter (or
+/// a virtual table, which could read anything).
 fn check_bytecode(
     conn: &Connection,
     sql: &str,
     schema: &MainSchema,
     granted: &[&str],
+    service_db: Option<i64>,
     denial: &DenialSlot,
 ) -> Result<(), SqlError> {
     let mut stmt = conn
@@ -269,6 +284,7 @@ fn check_bytecode(
         let root: i64 = row.get(3).map_err(internal)?;
         let database: i64 = row.get(4).map_err(internal)?;
         match opcode.as_str() {
+            "OpenRead" | "ReopenIdx" if Some(database) == service_db => {}
             "OpenRead" | "OpenWrite" | "ReopenIdx" if database != TEMP_DB => {
                 let table = schema
                     .by_root
@@ -296,10 +312,12 @@ fn check_bytecode(
 /// `temp` is always database number 1 in a statement's bytecode.
 const TEMP_DB: i64 = 1;
 
-/// The tables of `main`, by name and by root page (indexes map to their table).
+/// The tables of `main`, by name and by root page (indexes map to their table), and the
+/// number of the attached `tinybird` schema in bytecode.
 struct MainSchema {
     tables: HashSet<String>,
     by_root: BTreeMap<i64, String>,
+    service_db: Option<i64>,
 }
 
 impl MainSchema {
@@ -311,9 +329,14 @@ impl MainSchema {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .and_then(Iterator::collect)
             .map_err(internal)?;
+        let service_db = conn
+            .prepare("SELECT seq FROM pragma_database_list WHERE name = 'tinybird'")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, i64>(0)))
+            .ok();
         let mut schema = MainSchema {
             tables: HashSet::new(),
             by_root: BTreeMap::new(),
+            service_db,
         };
         for (kind, name, table, root) in rows {
             if (kind == "table" || kind == "view") && !name.starts_with("sqlite_") {

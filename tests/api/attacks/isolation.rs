@@ -165,18 +165,32 @@ async fn no_override_trick_reads_another_tenants_rows_on_either_path() {
             let other = TENANTS.iter().filter(|t| **t != tenant).nth(j % 2).unwrap();
             let cross_tenant_ok = user == "admin" && pipe == "orgs_overview";
             let rows_expected = pipe != "orgs_overview";
-            let mut queries: Vec<String> = QUERY_TRICKS
+            let both = [Route::Direct, Route::Proxy];
+            let mut queries: Vec<(String, &[Route], &str)> = QUERY_TRICKS
                 .iter()
-                .map(|q| fill(q, tenant, other))
+                .map(|q| (fill(q, tenant, other), &both[..], token.as_str()))
                 .collect();
-            queries.push(format!("org_id={other}&token={theirs}"));
-            queries.push(format!("token={admins}"));
-            for query in queries {
-                for route in [Route::Direct, Route::Proxy] {
+            // Tinybird reads `?token=` before the header (contract section 6): on the direct
+            // path a request carrying someone else's token is that someone's request, so a
+            // smuggled token is judged on the proxy, which must drop it. On the direct path,
+            // the user's own token in the URL must win over an admin's in the header.
+            queries.push((
+                format!("org_id={other}&token={theirs}"),
+                &both[1..],
+                token.as_str(),
+            ));
+            queries.push((format!("token={admins}"), &both[1..], token.as_str()));
+            queries.push((
+                format!("org_id={other}&token={token}"),
+                &both[..1],
+                admins.as_str(),
+            ));
+            for (query, routes, header) in queries {
+                for route in routes.iter().copied() {
                     let request = match route {
                         Route::Direct => client()
                             .get(format!("{}/v0/pipes/{pipe}.json?{query}", app.tinybird))
-                            .bearer_auth(token),
+                            .bearer_auth(header),
                         Route::Proxy => s.get(format!("{}api/pipes/{pipe}.json?{query}", app.url)),
                     };
                     let what = format!("{user} {route:?} GET {pipe}?{query}");

@@ -1,5 +1,6 @@
-//! `limits.rps`: one bucket per JWT `name`, shared by every token with that name, with the
-//! 429 headers clients read; `rps <= 0` is no limit. Also the per-query time and row budget.
+//! `limits.rps`: one bucket per workspace, pipe and JWT `name` (shared by every token with
+//! that name), one second with a burst of `rps`, with the 429 headers servers read;
+//! `rps <= 0` is no limit. Also the per-query time and row budget.
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,8 @@ fn header_u64(r: &Reply, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
 
-/// Runs `attempt` until it fits in one rate-limit window (a slow machine can straddle a
-/// second boundary, which would legitimately reset the bucket).
+/// Runs `attempt` until it fits well inside one refill interval (at 2 rps a request comes back
+/// every 500 ms, which would legitimately let a later call through on a slow machine).
 async fn within_one_window<F, Fut>(mut attempt: F)
 where
     F: FnMut(u32) -> Fut,
@@ -45,7 +46,7 @@ where
     for round in 0..5 {
         let started = Instant::now();
         let checked = attempt(round).await;
-        if started.elapsed() < Duration::from_millis(800) {
+        if started.elapsed() < Duration::from_millis(400) {
             assert!(
                 checked,
                 "round {round} ran within one window but its checks did not hold"
@@ -70,7 +71,7 @@ async fn tokens_sharing_a_name_share_a_bucket_and_the_429_says_when_to_retry() {
             let c = get(&url, PIPE, Some(&first)).await;
             let other_name =
                 get(&url, PIPE, Some(&token(&format!("tenant-b-{round}"), 2, 1))).await;
-            if a.status != 200 || b.status != 200 || other_name.status != 200 {
+            if a.status != 200 || b.status != 200 || other_name.status != 200 || c.status != 429 {
                 return false;
             }
             assert_eq!(header_u64(&a, "x-ratelimit-limit"), 2);
@@ -84,11 +85,48 @@ async fn tokens_sharing_a_name_share_a_bucket_and_the_429_says_when_to_retry() {
             let retry_after = header_u64(&c, "retry-after");
             assert_eq!(
                 retry_after, 1,
-                "a one-second window never needs a longer wait"
+                "at 2 rps a request comes back within half a second"
             );
             assert_eq!(header_u64(&c, "x-ratelimit-limit"), 2);
             assert_eq!(header_u64(&c, "x-ratelimit-remaining"), 0);
             assert!(header_u64(&c, "x-ratelimit-reset") <= 1);
+            true
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_pipe_has_its_own_bucket_for_a_name() {
+    let server = spawn_local().await;
+    within_one_window(|round| {
+        let url = server.url.clone();
+        async move {
+            let mut fixed = serde_json::Map::new();
+            fixed.insert("org_id".into(), "acme".into());
+            let both = sign_claims(Claims {
+                workspace_id: WORKSPACE.into(),
+                name: format!("per-pipe-{round}"),
+                exp: now() + 600,
+                iat: None,
+                scopes: vec![
+                    Scope::pipe("top_products", fixed.clone()),
+                    Scope::pipe("recent_orders", fixed),
+                ],
+                limits: limits(1),
+            });
+            let first = get(&url, PIPE, Some(&both)).await;
+            let spent = get(&url, PIPE, Some(&both)).await;
+            let other = get(&url, "/v0/pipes/recent_orders.json?limit=1", Some(&both)).await;
+            if first.status != 200 || spent.status != 429 {
+                return false;
+            }
+            assert_eq!(
+                other.status, 200,
+                "recent_orders has its own bucket: {}",
+                other.body
+            );
+            assert_eq!(header_u64(&other, "x-ratelimit-remaining"), 0);
             true
         }
     })
@@ -149,7 +187,9 @@ async fn a_token_without_limits_is_never_throttled_by_its_name() {
             if get(&url, PIPE, Some(&limited)).await.status != 200 {
                 return false;
             }
-            assert_eq!(get(&url, PIPE, Some(&limited)).await.status, 429);
+            if get(&url, PIPE, Some(&limited)).await.status != 429 {
+                return false;
+            }
             assert_eq!(get(&url, PIPE, Some(&free)).await.status, 200);
             true
         }

@@ -116,10 +116,10 @@ async fn a_jwt_or_no_token_cannot_create_tokens() {
     let jwt = jwt_for("acme-user", &["top_products"], Some("acme"));
     create(&server.url, &q, Some(&jwt), &body().to_string())
         .await
-        .assert_error(403, &["admin token"]);
+        .assert_error(403, &["token needs scope admin"]);
     create(&server.url, &q, None, &body().to_string())
         .await
-        .assert_error(403, &["no token"]);
+        .assert_error(403, &["invalid authentication token"]);
     create(
         &server.url,
         &q,
