@@ -11,7 +11,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 #[derive(RustEmbed)]
 #[folder = "web/"]
+// The npm package's files (README, package.json, type declarations) are not served.
 #[exclude = "*.md"]
+#[exclude = "package.json"]
+#[exclude = "*.d.ts"]
 struct Assets;
 
 /// `GET /` and `GET /{file}` for everything under `web/`, with security headers on each.

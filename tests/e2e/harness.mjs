@@ -65,15 +65,19 @@ export async function startServer({ ttl } = {}) {
   };
 }
 
-/** Launches headless Debian Chromium (playwright cannot download browsers here). */
-export function launchBrowser() {
+/**
+ * Launches headless Debian Chromium (playwright cannot download browsers here).
+ * @param {{localNetworkAccess?: boolean}} [opts] `localNetworkAccess: false` turns off Chromium's
+ *   Local Network Access checks, for pages the test fulfils itself with `page.route`.
+ */
+export function launchBrowser({ localNetworkAccess = true } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       // A document fulfilled by page.route has no IP address space, so Chromium's Local
       // Network Access checks would block its calls to the loopback Tinybird.
-      ...(WEB_FROM_DISK ? ['--disable-features=LocalNetworkAccessChecks'] : [])],
+      ...(WEB_FROM_DISK || !localNetworkAccess ? ['--disable-features=LocalNetworkAccessChecks'] : [])],
   });
 }
 

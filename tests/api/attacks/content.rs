@@ -223,6 +223,11 @@ async fn errors_never_reflect_input_as_html_and_api_errors_are_json() {
     app.stop().await;
 }
 
+/// The npm package's own files under web/, which the binary does not serve.
+fn package_only(name: &str) -> bool {
+    name.ends_with(".md") || name.ends_with(".d.ts") || name.ends_with("package.json")
+}
+
 /// Every file under web/ (the page and its assets), as the binary embeds them.
 fn web_files() -> Vec<String> {
     fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
@@ -230,7 +235,7 @@ fn web_files() -> Vec<String> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 walk(&path, root, out);
-            } else if path.extension().is_none_or(|e| e != "md") {
+            } else if !package_only(&path.to_string_lossy()) {
                 out.push(
                     path.strip_prefix(root)
                         .unwrap()
@@ -245,6 +250,37 @@ fn web_files() -> Vec<String> {
     walk(&root, &root, &mut out);
     out.sort();
     out
+}
+
+#[tokio::test]
+async fn the_npm_package_files_are_not_served() {
+    let app = app().await;
+    for path in [
+        "package.json",
+        "tinybird-bff.d.ts",
+        "react.d.ts",
+        "README.md",
+    ] {
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("web")
+                .join(path)
+                .exists()
+        );
+        let r = client()
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path} is served");
+    }
+    let r = client()
+        .get(format!("{}tinybird-bff.js", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
 }
 
 #[tokio::test]
