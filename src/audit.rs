@@ -245,6 +245,27 @@ impl Audit {
     pub fn logout(&self, user: &User) {
         self.write("logout", Some(user), json!({}));
     }
+
+    /// `config.reloaded` (`ok`, the workspaces whose key changed, by fingerprint) or
+    /// `config.reload_failed` (`problems`, as `check` prints them; nothing changed).
+    pub fn config_reload(&self, outcome: Result<&[(String, String)], &[String]>) {
+        match outcome {
+            Ok(keys_changed) => {
+                let keys: BTreeMap<&str, &str> = keys_changed
+                    .iter()
+                    .map(|(w, f)| (w.as_str(), f.as_str()))
+                    .collect();
+                self.write("config.reloaded", None, json!({ "keys_changed": keys }));
+            }
+            Err(problems) => {
+                self.write(
+                    "config.reload_failed",
+                    None,
+                    json!({ "problems": problems }),
+                );
+            }
+        }
+    }
 }
 
 /// The head every audit line starts with.

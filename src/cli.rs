@@ -87,7 +87,9 @@ fn load(config: &Path) -> anyhow::Result<Settings> {
 pub async fn serve(config: &Path) -> anyhow::Result<()> {
     let settings = load(config)?;
     set_log_format(settings.log_format);
-    crate::run::run(settings, false, |running| {
+    let path = config.to_owned();
+    let load: crate::run::Loader = std::sync::Arc::new(move || Settings::load(&path));
+    crate::run::run(settings, false, Some(load), |running| {
         tracing::info!(app = %running.public_url, listen = %running.bound.app, tinybird = %running.tinybird_url, admin = ?running.bound.admin, "tinybird-bff serving");
     })
     .await
@@ -96,11 +98,20 @@ pub async fn serve(config: &Path) -> anyhow::Result<()> {
 /// `check --config F`.
 pub fn check(config: &Path) -> anyhow::Result<()> {
     let settings = load(config)?;
+    let workspaces: Vec<String> = settings
+        .tinybird
+        .workspaces
+        .iter()
+        .map(|w| match w.name.as_str() {
+            crate::config::tinybird::SINGLE_WORKSPACE => w.workspace_id.clone(),
+            name => format!("{name} = {}", w.workspace_id),
+        })
+        .collect();
     println!(
         "{}: ok ({} users, workspace {}, token ttl {}s)",
         config.display(),
         settings.users.ids().count(),
-        settings.workspace_id,
+        workspaces.join(", "),
         settings.token_ttl.as_secs()
     );
     Ok(())
@@ -117,9 +128,13 @@ pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
         .grants
         .evaluate(&record.user)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (workspace, why) = settings
+        .tinybird
+        .for_user(&record.user)
+        .map_err(|e| anyhow::anyhow!("no Tinybird workspace for user {user}: {e}"))?;
     let params = crate::tinybird::mint::MintParams {
-        workspace_id: &settings.workspace_id,
-        signing_key: settings.signing_key.secret(),
+        workspace_id: &workspace.workspace_id,
+        signing_key: workspace.signing_key.secret(),
         ttl: settings.token_ttl,
         rps: settings.token_rps,
         name: &settings.token_name,
@@ -134,6 +149,14 @@ pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
         println!("{}", minted.token);
         return Ok(());
     }
+    let host = match &workspace.host {
+        crate::config::TinybirdHost::Remote(url) => url.to_string(),
+        crate::config::TinybirdHost::Local(addr) => format!("local ({addr})"),
+    };
+    println!(
+        "workspace: {} ({}, {host}) <- {why}",
+        workspace.name, workspace.workspace_id
+    );
     println!("claims:\n{}", serde_json::to_string_pretty(&minted.claims)?);
     println!("scopes and the grants behind them:");
     for pipe in &access.pipes {

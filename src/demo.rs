@@ -1,7 +1,8 @@
 //! The offline demo: `cargo run --release` with no arguments.
 //!
-//! One process, two origins (like an app and api.tinybird.co): the BFF and the embedded local
-//! endpoint, with a freshly generated signing key, the embedded demo config and users.
+//! One process, three origins (like an app and two regions' Tinybird hosts): the BFF and an
+//! embedded local endpoint per workspace (EU and US), each with a freshly generated signing
+//! key, the embedded demo config and users.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,11 +41,18 @@ pub struct DemoOptions {
     pub token_ttl: Option<Duration>,
 }
 
-/// The demo's settings, with a generated key and sessions kept in memory.
+/// The demo's settings, with a generated key per workspace and sessions kept in memory.
 pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
-    let key = AdminToken::generate(&uuid::Uuid::new_v4().to_string());
-    let key_text = secrecy::ExposeSecret::expose_secret(key.secret()).to_owned();
-    let env = move |name: &str| (name == "TINYBIRD_SIGNING_KEY").then(|| key_text.clone());
+    let key = |_| {
+        let key = AdminToken::generate(&uuid::Uuid::new_v4().to_string());
+        secrecy::ExposeSecret::expose_secret(key.secret()).to_owned()
+    };
+    let (eu, us) = (key(()), key(()));
+    let env = move |name: &str| match name {
+        "TINYBIRD_SIGNING_KEY_EU" => Some(eu.clone()),
+        "TINYBIRD_SIGNING_KEY_US" => Some(us.clone()),
+        _ => None,
+    };
     let users =
         UserDirectory::from_toml(USERS, "demo/users.toml").context("embedded demo users")?;
     let mut settings = Settings::from_toml(
@@ -72,7 +80,17 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
         let _ = settings.public_url.set_port(Some(addr.port()));
     }
     if let Some(addr) = options.local_listen {
-        settings.host = TinybirdHost::Local(addr);
+        // The first region there, the second on the next port (or a free one with port 0).
+        let next = SocketAddr::new(
+            addr.ip(),
+            addr.port()
+                .checked_add(1)
+                .filter(|_| addr.port() != 0)
+                .unwrap_or(0),
+        );
+        for (ws, addr) in settings.tinybird.workspaces.iter_mut().zip([addr, next]) {
+            ws.host = TinybirdHost::Local(addr);
+        }
     }
     if let Some(ttl) = options.token_ttl {
         settings.token_ttl = ttl;
@@ -84,10 +102,13 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let fallback = options.listen.is_none();
     let settings = settings(&options)?;
-    crate::run::run(settings, fallback, |running| {
+    crate::run::run(settings, fallback, None, |running| {
         println!("tinybird-bff demo (offline; Ctrl-C stops it)");
         println!("app: {}", running.public_url);
         println!("tinybird: {}", running.tinybird_url);
+        for (name, url) in &running.workspaces {
+            println!("tinybird {name}: {url}");
+        }
         println!("demo logins:");
         for (user, password, what) in LOGINS {
             println!("  {user:<6} / {password:<11} {what}");

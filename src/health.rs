@@ -9,6 +9,7 @@
 //! cheap and must reflect an outage at once. Both routes sit outside auth and rate limits.
 //! Failure details go to the log, not the (unauthenticated) response.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,11 @@ pub const UPSTREAM_CACHE: Duration = Duration::from_secs(5);
 
 /// Readiness checks; one per running BFF.
 pub struct Health {
-    /// The remote Tinybird host to probe (`None` with the embedded endpoint).
-    upstream: Option<Url>,
+    /// The remote Tinybird hosts to probe, by workspace (none with the embedded endpoint).
+    upstreams: Vec<(String, Url)>,
     client: reqwest::Client,
-    /// The last upstream result and when it was taken.
-    last_upstream: Mutex<Option<(Instant, bool)>>,
+    /// The last result per upstream host and when it was taken.
+    last_upstream: Mutex<HashMap<Url, (Instant, bool)>>,
     /// Where sessions live (a file store's directory must stay a directory).
     session_store: SessionStoreKind,
 }
@@ -36,33 +37,38 @@ pub struct Health {
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Health")
-            .field("upstream", &self.upstream.as_ref().map(Url::as_str))
+            .field("upstreams", &self.upstreams)
             .finish()
     }
 }
 
 impl Health {
-    /// Checks for a BFF whose Tinybird is `upstream` (`None`: the embedded endpoint) and
-    /// whose sessions live in `session_store`.
-    pub fn new(upstream: Option<Url>, session_store: SessionStoreKind) -> anyhow::Result<Self> {
+    /// Checks for a BFF whose remote Tinybird hosts are `upstreams` (by workspace; the
+    /// embedded endpoint is not probed) and whose sessions live in `session_store`.
+    pub fn new(
+        upstreams: Vec<(String, Url)>,
+        session_store: SessionStoreKind,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(UPSTREAM_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
-            upstream,
+            upstreams,
             client,
-            last_upstream: Mutex::new(None),
+            last_upstream: Mutex::new(HashMap::new()),
             session_store,
         })
     }
 
     /// Whether the upstream host answers (reused for [`UPSTREAM_CACHE`]).
     async fn upstream_ok(&self, url: &Url) -> bool {
-        let cached = *self
+        let cached = self
             .last_upstream
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(url)
+            .copied();
         if let Some((at, ok)) = cached
             && at.elapsed() < UPSTREAM_CACHE
         {
@@ -75,10 +81,10 @@ impl Health {
                 false
             }
         };
-        *self
-            .last_upstream
+        self.last_upstream
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), ok));
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(url.clone(), (Instant::now(), ok));
         ok
     }
 }
@@ -138,8 +144,18 @@ impl Health {
             (SessionStoreKind::Memory, _) => check(true, "memory", "memory"),
         };
         checks.push(("session_store", session));
-        if let Some(url) = &self.upstream {
-            let ok = self.upstream_ok(url).await;
+        if !self.upstreams.is_empty() {
+            // Every workspace's host: a user of the unreachable one cannot be served.
+            let mut ok = true;
+            for (workspace, url) in &self.upstreams {
+                if !self.upstream_ok(url).await {
+                    tracing::warn!(
+                        workspace,
+                        "readiness: a workspace's Tinybird host is unreachable"
+                    );
+                    ok = false;
+                }
+            }
             checks.push(("upstream", check(ok, "reachable", "unreachable")));
         }
         Report { checks }

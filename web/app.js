@@ -209,6 +209,7 @@ function resetDashboard() {
   $('path-indicator').dataset.path = '';
   $('path-indicator').textContent = 'no query yet';
   $('token-claims').textContent = '{}';
+  $('token-host').textContent = '–';
   $('token-name').textContent = '–';
   $('token-expires').textContent = '–';
   $('compare-status').textContent = COMPARE_HINT;
@@ -291,6 +292,7 @@ function renderToken() {
   progress.value = Math.max(0, Math.min(1, info.secondsLeft / info.expiresIn));
   progress.classList.toggle('low', info.secondsLeft <= info.expiresAt - info.refreshAt);
   $('token-name').textContent = info.name;
+  $('token-host').textContent = info.host;
   $('token-expires').textContent = `${clock(info.expiresAt)} (refresh at ${clock(info.refreshAt)})`;
   const claims = JSON.stringify(info.claims, null, 2);
   if ($('token-claims').textContent !== claims) {

@@ -43,8 +43,8 @@ pub struct AccessInput<'a> {
     pub oidc: &'a BTreeMap<String, OidcProviderConfig>,
     /// `[[grants]]`.
     pub grants: &'a [GrantConfig],
-    /// Pipes known to exist, when known.
-    pub known_pipes: Option<&'a [String]>,
+    /// Pipes known to exist, per workspace, when known.
+    pub known_pipes: &'a [(String, Option<Vec<String>>)],
 }
 
 /// Validates users, identity providers and grants, and the grants' references.
@@ -85,9 +85,18 @@ pub fn validate(
         .ok();
     if let Some(g) = &grants {
         let oidc_settings = oidc.as_deref().unwrap_or_default();
+        // A pipe no workspace has is a typo whoever the grant is for; a pipe missing from one
+        // user's workspace is checked per user (`Settings::check_users_workspaces`).
+        let all_known: Option<BTreeSet<String>> = input
+            .known_pipes
+            .iter()
+            .map(|(_, pipes)| pipes.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|lists| lists.into_iter().flatten().collect());
+        let all_known: Option<Vec<String>> = all_known.map(|s| s.into_iter().collect());
         check_grant_references(
             g,
-            input.known_pipes,
+            all_known.as_deref(),
             users.as_ref(),
             oidc_settings,
             &mut problems,

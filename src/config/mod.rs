@@ -29,14 +29,13 @@ pub use crate::auth::store::SessionStoreKind;
 use crate::auth::throttle::ThrottleConfig;
 use crate::auth::users::UserDirectory;
 use crate::grants::{GrantConfig, Grants};
-use crate::tinybird::AdminToken;
 use crate::tinybird::mint::NameTemplate;
 use access::{AccessInput, UsersConfig};
 use problem::problem;
 pub use problem::{EnvLookup, Problem};
 use session::{LoginConfig, SessionConfig};
 use tinybird::TinybirdConfig;
-pub use tinybird::TinybirdHost;
+pub use tinybird::{KeySource, TinybirdHost, TinybirdSettings, WorkspaceSettings};
 use token::TokenConfig;
 
 /// The config file as written. Every table denies unknown keys.
@@ -89,6 +88,9 @@ pub struct FileConfig {
     /// The application log.
     #[serde(default)]
     pub log: crate::audit::LogConfig,
+    /// Reloading the config, users file and keys without a restart.
+    #[serde(default)]
+    pub reload: ops::ReloadConfig,
 }
 
 fn default_listen() -> String {
@@ -104,14 +106,8 @@ pub struct Settings {
     pub public_url: Url,
     /// Proxies whose `X-Forwarded-For` names the client (see `crate::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Tinybird host.
-    pub host: TinybirdHost,
-    /// Workspace id put in every JWT.
-    pub workspace_id: String,
-    /// Admin token = signing key.
-    pub signing_key: AdminToken,
-    /// Pipes known to exist (for checks), when known.
-    pub known_pipes: Option<Vec<String>>,
+    /// The workspaces tokens are minted for, and which one is each user's.
+    pub tinybird: TinybirdSettings,
     /// JWT lifetime.
     pub token_ttl: Duration,
     /// JWT `name` template.
@@ -146,6 +142,12 @@ pub struct Settings {
     pub audit: crate::audit::AuditOutput,
     /// Application log format.
     pub log_format: crate::audit::LogFormat,
+    /// How often the config, users and key files are checked for changes (`None`: only on
+    /// `SIGHUP`).
+    pub reload_watch: Option<Duration>,
+    /// The files these settings were read from (config, users, key files): what a reload
+    /// watches.
+    pub sources: Vec<std::path::PathBuf>,
 }
 
 /// Keeps a validator's settings, or its problems.
@@ -163,13 +165,15 @@ impl Settings {
             )]
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(
+        let mut settings = Self::from_toml(
             &text,
             &path.display().to_string(),
             base,
             &|k| std::env::var(k).ok(),
             None,
-        )
+        )?;
+        settings.sources.insert(0, path.to_owned());
+        Ok(settings)
     }
 
     /// Validates config text. Relative paths resolve against `base`; `users` replaces the
@@ -197,12 +201,13 @@ impl Settings {
         );
         // Grants are checked against the pipes the workspace has, when they are known.
         let known_pipes = tinybird::known_pipes(&raw.tinybird);
+        let users_from_file = users.is_none();
         let input = AccessInput {
             users: raw.users.as_ref(),
             embedded_users: users,
             oidc: &raw.oidc,
             grants: &raw.grants,
-            known_pipes: known_pipes.as_deref(),
+            known_pipes: &known_pipes,
         };
         let access = keep(access::validate(input, base, env), p);
         let proxy = keep(crate::proxy::validate(&raw.proxy, base, env), p);
@@ -219,17 +224,33 @@ impl Settings {
         else {
             return Err(problems);
         };
+        problems.extend(tinybird.check_users(&access.users, &access.grants));
+        if tinybird.workspaces.len() > 1
+            && matches!(proxy.credentials, crate::proxy::Credentials::Static(_))
+        {
+            problems.push(problem("proxy.credentials", "\"static\" reads one workspace with one token; with several workspaces use \"jwt\" (each user's calls then go to their workspace with its key)"));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
+        let mut sources: Vec<std::path::PathBuf> = Vec::new();
+        if users_from_file && let Some(u) = &raw.users {
+            sources.push(base.join(&u.file));
+        }
+        sources.extend(
+            tinybird
+                .workspaces
+                .iter()
+                .filter_map(|w| match &w.key_source {
+                    KeySource::File(path) => Some(path.clone()),
+                    KeySource::Env(_) => None,
+                }),
+        );
         Ok(Settings {
             listen: server.listen,
             public_url: server.public_url,
             trusted_proxies: server.trusted_proxies,
-            host: tinybird.host,
-            workspace_id: tinybird.workspace_id,
-            signing_key: tinybird.signing_key,
-            known_pipes: tinybird.known_pipes,
+            tinybird,
             token_ttl: token.ttl,
             token_name: token.name,
             token_rps: token.rps,
@@ -247,6 +268,8 @@ impl Settings {
             limits: ops.limits,
             audit: ops.audit,
             log_format: ops.log_format,
+            reload_watch: ops.reload_watch,
+            sources,
         })
     }
 }

@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
 
 use super::FileConfig;
 use super::problem::{EnvLookup, Problem};
@@ -15,6 +18,29 @@ pub(super) struct Ops {
     pub limits: crate::ratelimit::LimitSettings,
     pub audit: crate::audit::AuditOutput,
     pub log_format: crate::audit::LogFormat,
+    pub reload_watch: Option<Duration>,
+}
+
+/// `[reload]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// How often to look at the config, users and key files for a change; `"off"` leaves
+    /// `SIGHUP` as the only trigger.
+    #[serde(default = "default_watch")]
+    pub watch: String,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: default_watch(),
+        }
+    }
+}
+
+fn default_watch() -> String {
+    "2s".into()
 }
 
 /// Validates every operations key, returning all problems at once.
@@ -54,14 +80,34 @@ pub(super) fn validate(
     let log_format = crate::audit::validate_log(&raw.log)
         .map_err(|p| problems.push(p))
         .ok();
-    match (limits, audit, log_format) {
-        (Some(limits), Some(audit), Some(log_format)) if problems.is_empty() => Ok(Ops {
-            admin_listen,
-            redis,
-            limits,
-            audit,
-            log_format,
+    let reload_watch = match raw.reload.watch.as_str() {
+        "off" => Some(None),
+        text => super::problem::parse_duration(text, "reload.watch", &mut problems).and_then(|d| {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                problems.push(Problem {
+                    key: "reload.watch".into(),
+                    message: "must be between 100ms and 1h, or \"off\" (then only SIGHUP reloads)"
+                        .into(),
+                });
+                None
+            } else {
+                Some(Some(d))
+            }
         }),
+    };
+    match (limits, audit, log_format, reload_watch) {
+        (Some(limits), Some(audit), Some(log_format), Some(reload_watch))
+            if problems.is_empty() =>
+        {
+            Ok(Ops {
+                reload_watch,
+                admin_listen,
+                redis,
+                limits,
+                audit,
+                log_format,
+            })
+        }
         _ => Err(problems),
     }
 }

@@ -36,7 +36,7 @@ pub async fn login(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let now = Instant::now();
     let account = body.username.as_str();
-    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.settings().trusted_proxies);
     let client = ip.to_string();
     for (throttle, key) in [
         (&state.account_throttle, account),
@@ -55,7 +55,7 @@ pub async fn login(
     state.account_throttle.record_failure(account, now).await;
     state.client_throttle.record_failure(&client, now).await;
     let Some(user) = state
-        .settings
+        .settings()
         .users
         .verify(&body.username, &body.password)
         .await
@@ -68,7 +68,7 @@ pub async fn login(
     state.account_throttle.record_success(account).await;
     state.client_throttle.record_success(&client).await;
     let display_name = state
-        .settings
+        .settings()
         .users
         .get(&user.id)
         .and_then(|r| r.display_name.clone());
@@ -92,7 +92,7 @@ pub async fn logout(
         state.metrics.logout();
         state.audit.logout(&user.user);
     }
-    let public_url = &state.settings.public_url;
+    let public_url = &state.settings().public_url;
     let redirect = flow::end_session_url(&state.oidc, public_url, &session).await?;
     session.flush().await?;
     Ok(match redirect {
@@ -110,7 +110,7 @@ pub async fn me(
     session: Session,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let current = current_user(&session).await?;
-    let (pipes, datasources, grant_error) = match state.settings.grants.evaluate(&current.user) {
+    let (pipes, datasources, grant_error) = match state.settings().grants.evaluate(&current.user) {
         Ok(access) => (access.pipes, access.datasources, None),
         Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };

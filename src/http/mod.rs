@@ -3,6 +3,8 @@
 //! Below it, services (`auth`, `proxy`, `ratelimit`, `metrics`, `audit`,
 //! `health`, `redis`) take the parts they use, never the whole state.
 //!
+//! [`reload`] puts reloaded settings in force (`crate::run` decides when).
+//!
 //! A request goes: [`router`] (which route, which layers: [`middleware`]) → the route group's
 //! file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`ops`], [`web`]) →
 //! [`extract`] (who) and [`access`] (CSRF, grants) → the services → the response.
@@ -15,6 +17,7 @@ pub(crate) mod middleware;
 pub(crate) mod oidc;
 pub(crate) mod ops;
 pub(crate) mod pipes;
+pub mod reload;
 pub mod router;
 pub(crate) mod sql;
 pub mod state;

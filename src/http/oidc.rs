@@ -28,7 +28,7 @@ pub async fn providers(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let local = state.settings.users.ids().next().is_some();
+    let local = state.settings().users.ids().next().is_some();
     Json(json!({ "local": local, "providers": providers }))
 }
 
@@ -40,7 +40,7 @@ pub async fn login(
     session: Session,
 ) -> Result<Redirect, AppError> {
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let public_url = &state.settings.public_url;
+    let public_url = &state.settings().public_url;
     let to = flow::begin(
         provider,
         &name,
@@ -62,7 +62,7 @@ pub async fn callback(
     session: Session,
 ) -> Result<Redirect, AppError> {
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let public_url = &state.settings.public_url;
+    let public_url = &state.settings().public_url;
     let done = match flow::complete(provider, &name, query, public_url, &session).await {
         Ok(done) => done,
         Err(CallbackError::Invalid(e)) => return Err(e),

@@ -40,7 +40,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "status": if ready { "ready" } else { "not ready" }, "checks": checks });
+    // Each workspace's key by fingerprint (never the key) and when it was loaded, so a
+    // rotation can be seen to have reached every instance.
+    let mut workspaces = Map::new();
+    for w in state.workspaces().iter() {
+        let loaded_at = chrono::DateTime::from_timestamp(w.loaded_at, 0)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        workspaces.insert(
+            w.name.clone(),
+            json!({ "key": w.fingerprint(), "loaded_at": loaded_at }),
+        );
+    }
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": checks,
+        "workspaces": workspaces,
+    });
     (status, Json(body)).into_response()
 }
 

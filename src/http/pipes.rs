@@ -6,6 +6,7 @@
 //! `POST`; bounded, strictly UTF-8), the user's fixed params over them, the credential, then
 //! Tinybird, through the response cache when the pipe has one.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::{App, AppState};
+use super::state::{App, AppState, mint_params};
 use crate::error::AppError;
 use crate::proxy::cache::CacheStatus;
 use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
@@ -96,13 +97,15 @@ async fn handle(
     body: Body,
     tenant: &mut Option<String>,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
-    let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
+    let settings = state.settings();
+    let user = access::signed_in(user, method, headers, &settings.public_url)?;
     let target = rewrite::parse_file(file)?;
-    let known = state.settings.known_pipes.as_ref();
+    let workspace = state.workspace_for(&user)?;
+    let known = workspace.known_pipes.as_ref();
     if known.is_some_and(|pipes| !pipes.contains(&target.pipe)) {
         return Err(AppError::NotFound(format!("pipe {} not found", target.pipe)).into());
     }
-    let access = access::grants_of(&state.settings.grants, &user)?;
+    let access = access::grants_of(&settings.grants, &user)?;
     let pipe_access = access.pipe(&target.pipe).cloned().ok_or_else(|| {
         AppError::Forbidden(format!(
             "no grant gives you pipe {}: ask an admin for one",
@@ -112,20 +115,23 @@ async fn handle(
     let params = read_params(method, uri, headers, body).await?;
     let call = Call {
         params: rewrite::effective_params(params, &pipe_access)?,
-        bearer: state.proxy.bearer(&user, &access, &state.mint_params())?,
+        bearer: state.proxy.bearer(
+            &user,
+            &access,
+            &workspace,
+            &mint_params(&settings, &workspace),
+        )?,
         form: method == Method::POST,
         target,
+        workspace: Arc::clone(&workspace),
     };
     *tenant = user.tenant.clone();
     match state.proxy.cache_ttl(&call.target) {
         None => Ok((state.proxy.fetch(&call).await, None)),
         Some(ttl) => {
-            // Keyed by the JWT `name`: the identity whose rows the answer holds.
-            let identity = state
-                .settings
-                .token_name
-                .render(&user)
-                .map_err(AppError::from)?;
+            // Keyed by the workspace and the JWT `name`: the identity whose rows it holds.
+            let name = settings.token_name.render(&user).map_err(AppError::from)?;
+            let identity = format!("{}/{name}", workspace.name);
             let (response, status) = state.proxy.fetch_cached(call, &identity, ttl).await;
             Ok((response, Some(status)))
         }

@@ -28,7 +28,7 @@ use crate::ratelimit::Scope;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
-    let public_url = state.settings.public_url.clone();
+    let public_url = state.settings().public_url.clone();
     let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
     // The app's JavaScript, on the session cookie.
     let session_routes = Router::new()
@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(proxy_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
-        .layer(sessions::layer(state.sessions.clone(), &state.settings))
+        .layer(sessions::layer(state.sessions.clone(), &state.settings()))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))
         .with_state(Arc::clone(&state));
@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
             any(|| async { AppError::NotFound("no such API route".into()) }),
         )
         .merge(with_session)
-        .merge(web::router(&origin_of(&state.tinybird_url)))
+        .merge(web::router(&tinybird_origins(&state)))
         // API answers: framework rejections as JSON errors too; nosniff and a sandbox CSP.
         .layer(from_fn(envelope::api_responses))
         .layer(
@@ -94,6 +94,19 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             }),
         )
+}
+
+/// Every workspace's origin, space-separated: the page may call each user's Tinybird host.
+/// Hosts are fixed until a restart, so this is computed once.
+fn tinybird_origins(state: &AppState) -> String {
+    let mut origins: Vec<String> = state
+        .workspaces()
+        .iter()
+        .map(|w| origin_of(&w.url))
+        .collect();
+    origins.sort();
+    origins.dedup();
+    origins.join(" ")
 }
 
 /// `scheme://host[:port]` of a base URL (what CSP's `connect-src` wants).

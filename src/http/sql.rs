@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::AppState;
+use super::state::{AppState, mint_params};
 use crate::error::AppError;
 use crate::proxy::sql::{SqlBody, sql_params};
 use crate::proxy::{MAX_FORM_BYTES, ProxyError};
@@ -55,11 +55,12 @@ async fn handle(
     body: Body,
     tenant: &mut Option<String>,
 ) -> Result<Response, ProxyError> {
-    let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
+    let settings = state.settings();
+    let user = access::signed_in(user, method, headers, &settings.public_url)?;
     if state.proxy.is_static() {
         return Err(ProxyError::SqlNeedsJwt);
     }
-    let access = access::grants_of(&state.settings.grants, &user)?;
+    let access = access::grants_of(&settings.grants, &user)?;
     if access.datasources.is_empty() {
         return Err(AppError::Forbidden(
             "no grant gives you a data source: /api/sql reads data sources through their row filters; ask an admin for a grant with `datasources`".into(),
@@ -82,10 +83,12 @@ async fn handle(
         (false, false) => SqlBody::Raw(&bytes),
     };
     let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
-    let bearer = state.proxy.bearer(&user, &access, &state.mint_params())?;
+    let workspace = state.workspace_for(&user)?;
+    let mint = mint_params(&settings, &workspace);
+    let bearer = state.proxy.bearer(&user, &access, &workspace, &mint)?;
     *tenant = user.tenant.clone();
     Ok(state
         .proxy
-        .sql(&params, &bearer, method == Method::POST)
+        .sql(&workspace, &params, &bearer, method == Method::POST)
         .await)
 }

@@ -7,17 +7,22 @@ use std::time::Duration;
 use crate::auth::redis_store::{ObservedStore, RedisSessionStore};
 use crate::auth::session_store::FileSessionStore;
 use crate::auth::store::DynStore;
+use arc_swap::ArcSwap;
+
 use crate::config::{SessionStoreKind, Settings, TinybirdHost};
+use crate::error::AppError;
 use crate::ratelimit::Limiter;
 use crate::ratelimit::login::SharedThrottle;
 use crate::tinybird::mint::MintParams;
+use crate::tinybird::workspaces::{Workspace, Workspaces};
+use crate::user::User;
 
 /// Everything the handlers share.
 pub struct App {
-    /// Validated settings (users, grants, key, TTLs).
-    pub settings: Settings,
-    /// Base URL browsers call Tinybird at (the remote host, or the local endpoint's address).
-    pub tinybird_url: String,
+    /// Validated settings (users, grants, TTLs); a reload swaps them whole (see `reload.rs`).
+    settings: ArcSwap<Settings>,
+    /// The workspaces (host, key) and which is each user's; swapped with the settings.
+    workspaces: ArcSwap<Workspaces>,
     /// Failed-login counters per account (in Redis when configured: shared by instances).
     pub account_throttle: SharedThrottle,
     /// Failed-login counters per client address (higher limit: catches guessing across accounts).
@@ -45,7 +50,7 @@ pub type AppState = Arc<App>;
 
 impl App {
     /// Builds the state; opens the session store and the audit output, prepares Redis.
-    pub fn new(settings: Settings, tinybird_url: String) -> anyhow::Result<AppState> {
+    pub fn new(settings: Settings, workspaces: Workspaces) -> anyhow::Result<AppState> {
         let metrics = crate::metrics::Metrics::new();
         let redis = match &settings.redis {
             Some(r) => Some(crate::redis::Redis::new(r, metrics.clone())?),
@@ -73,10 +78,15 @@ impl App {
             )),
         };
         let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
+        let hosts: Vec<(String, String)> = workspaces
+            .iter()
+            .map(|w| (w.name.clone(), w.url.clone()))
+            .collect();
+        let first = workspaces.iter().next().expect("at least one workspace");
         let proxy = Arc::new(crate::proxy::Proxy::new(
             &settings.proxy,
-            &tinybird_url,
-            settings.signing_key.secret(),
+            &hosts,
+            first.signing_key.secret(),
         )?);
         let fail = settings.limits.on_redis_error;
         let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
@@ -103,29 +113,56 @@ impl App {
             ),
             audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
             health: crate::health::Health::new(
-                match &settings.host {
-                    TinybirdHost::Remote(url) => Some(url.clone()),
-                    TinybirdHost::Local(_) => None,
-                },
+                settings
+                    .tinybird
+                    .workspaces
+                    .iter()
+                    .filter_map(|w| match &w.host {
+                        TinybirdHost::Remote(url) => Some((w.name.clone(), url.clone())),
+                        TinybirdHost::Local(_) => None,
+                    })
+                    .collect(),
                 settings.session_store.clone(),
             )?,
             redis,
             metrics,
-            tinybird_url: tinybird_url.trim_end_matches('/').to_owned(),
-            settings,
+            settings: ArcSwap::from_pointee(settings),
+            workspaces: ArcSwap::from_pointee(workspaces),
             sessions,
         }))
     }
 
-    /// What minting needs, borrowed from the settings.
-    pub fn mint_params(&self) -> MintParams<'_> {
-        MintParams {
-            workspace_id: &self.settings.workspace_id,
-            signing_key: self.settings.signing_key.secret(),
-            ttl: self.settings.token_ttl,
-            rps: self.settings.token_rps,
-            name: &self.settings.token_name,
-        }
+    /// The settings in force now (a reload may replace them for the next request).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// The workspaces in force now.
+    pub fn workspaces(&self) -> Arc<Workspaces> {
+        self.workspaces.load_full()
+    }
+
+    /// The workspace `user`'s tokens are for (a 403 naming the rule when none).
+    pub fn workspace_for(&self, user: &User) -> Result<Arc<Workspace>, AppError> {
+        Ok(self.workspaces.load().for_user(user)?)
+    }
+
+    /// Puts reloaded settings and workspaces in force, together.
+    pub fn replace(&self, settings: Settings, workspaces: Workspaces) {
+        self.limits.set_grants(Arc::clone(&settings.grants));
+        self.workspaces.store(Arc::new(workspaces));
+        self.settings.store(Arc::new(settings));
+    }
+}
+
+/// What minting for `workspace` needs, borrowed from the settings.
+pub fn mint_params<'a>(settings: &'a Settings, workspace: &'a Workspace) -> MintParams<'a> {
+    MintParams {
+        workspace_id: &workspace.workspace_id,
+        signing_key: workspace.signing_key.secret(),
+        ttl: settings.token_ttl,
+        rps: settings.token_rps,
+        name: &settings.token_name,
     }
 }
 

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::AppState;
+use super::state::{AppState, mint_params};
 use crate::error::AppError;
 use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{Minted, mint};
+use crate::tinybird::workspaces::Workspace;
 use crate::user::User;
 
 /// The token endpoint's JSON.
@@ -43,7 +44,8 @@ pub async fn token(
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<TokenResponse>, AppError> {
     let now = chrono::Utc::now().timestamp();
-    let minted = mint_for(&state, &user, now)?;
+    let workspace = state.workspace_for(&user)?;
+    let minted = mint_for(&state, &user, &workspace, now)?;
     tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
     state.metrics.token_minted(user.tenant.as_deref());
     state.audit.token_minted(&user, &minted);
@@ -51,7 +53,7 @@ pub async fn token(
         expires_at: minted.claims.exp,
         expires_in: minted.claims.exp - now,
         server_time: now,
-        host: state.tinybird_url.clone(),
+        host: workspace.url.clone(),
         pipes: resources(&minted, ScopeType::PipesRead),
         datasources: resources(&minted, ScopeType::DatasourcesRead),
         name: minted.claims.name.clone(),
@@ -69,8 +71,20 @@ fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
         .collect()
 }
 
-/// Evaluates grants and mints; every refusal is a 403 that says why.
-fn mint_for(state: &AppState, user: &User, now: i64) -> Result<Minted, AppError> {
-    let access = access::grants_of(&state.settings.grants, user)?;
-    Ok(mint(user, &access, &state.mint_params(), now)?)
+/// Evaluates grants and mints with the key of the user's workspace; every refusal is a 403
+/// that says why.
+fn mint_for(
+    state: &AppState,
+    user: &User,
+    workspace: &Workspace,
+    now: i64,
+) -> Result<Minted, AppError> {
+    let settings = state.settings();
+    let access = access::grants_of(&settings.grants, user)?;
+    Ok(mint(
+        user,
+        &access,
+        &mint_params(&settings, workspace),
+        now,
+    )?)
 }

@@ -110,6 +110,11 @@ impl TokenCache {
         Ok(bearer)
     }
 
+    /// Forgets every kept token.
+    pub fn clear(&self) {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Users with a kept token.
     pub fn len(&self) -> usize {
         self.kept.lock().unwrap_or_else(|p| p.into_inner()).len()

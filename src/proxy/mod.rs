@@ -42,6 +42,7 @@ use crate::grants::Access;
 use crate::tinybird::mint::MintParams;
 use crate::tinybird::params::Params;
 use crate::tinybird::upstream::{Connection, PipeCall, Upstream};
+use crate::tinybird::workspaces::Workspace;
 use crate::user::User;
 use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
@@ -56,15 +57,14 @@ pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 /// Largest form body accepted on `POST`.
 pub const MAX_FORM_BYTES: usize = 1024 * 1024;
 
-/// The proxy's shared state: upstream client, token cache, response cache.
+/// The proxy's shared state: upstream clients, token cache, response cache.
 pub struct Proxy {
-    /// The pooled client with retries (one per process, so connections are reused).
-    upstream: Upstream,
-    /// The static token with its redactor (`None` with JWT credentials).
+    /// A pooled client with retries per workspace, by name (one per process, so connections
+    /// are reused; a workspace's calls never go to another's host).
+    upstreams: BTreeMap<String, Upstream>,
+    /// The static token with its redactor (`None` with JWT credentials; one workspace only).
     static_bearer: Option<Arc<Bearer>>,
-    /// The workspace admin token: redacted from every answer too, whichever credential went.
-    signing_key: SecretString,
-    /// Upstream JWTs per user (unused with static credentials).
+    /// Upstream JWTs per workspace, key and user (unused with static credentials).
     tokens: TokenCache,
     /// Answers of the pipes named in `[proxy.cache]`.
     cache: ResponseCache,
@@ -82,16 +82,18 @@ pub struct Call {
     pub params: Params,
     /// The credential, with its redactor.
     pub bearer: Arc<Bearer>,
+    /// The workspace called (its host, with its pooled client).
+    pub workspace: Arc<Workspace>,
     /// Send the parameters as a form `POST`.
     pub form: bool,
 }
 
 impl Proxy {
-    /// Builds the upstream client for `tinybird_url`; `signing_key` is the admin token JWTs
-    /// are signed with (never sent, but redacted from answers all the same).
+    /// Builds an upstream client per workspace (`(name, base URL)`); `signing_key` is the
+    /// admin token static credentials are redacted with (the workspace's, never sent).
     pub fn new(
         settings: &ProxySettings,
-        tinybird_url: &str,
+        workspaces: &[(String, String)],
         signing_key: &SecretString,
     ) -> anyhow::Result<Self> {
         let connection = Connection {
@@ -99,8 +101,12 @@ impl Proxy {
             read_timeout: settings.read_timeout,
             max_in_flight: settings.max_connections,
         };
-        let upstream = Upstream::new(tinybird_url, settings.retry, connection)
-            .map_err(|e| anyhow::anyhow!("cannot build the proxy's HTTP client: {e}"))?;
+        let mut upstreams = BTreeMap::new();
+        for (name, url) in workspaces {
+            let upstream = Upstream::new(url, settings.retry, connection)
+                .map_err(|e| anyhow::anyhow!("cannot build the proxy's HTTP client: {e}"))?;
+            upstreams.insert(name.clone(), upstream);
+        }
         let static_bearer = match &settings.credentials {
             Credentials::Static(token) => {
                 Some(Arc::new(Bearer::new(token.clone(), &[signing_key])))
@@ -108,9 +114,8 @@ impl Proxy {
             Credentials::Jwt => None,
         };
         Ok(Proxy {
-            upstream,
+            upstreams,
             static_bearer,
-            signing_key: signing_key.clone(),
             tokens: TokenCache::new(settings.token_cache_size),
             cache: ResponseCache::new(settings.cache.max_entries, settings.cache.max_entry_bytes),
             cache_ttls: settings.cache.pipes.clone(),
@@ -123,29 +128,46 @@ impl Proxy {
         self.static_bearer.is_some()
     }
 
-    /// The credential to call Tinybird with for `user`: their cached JWT (minted with `mint`
-    /// when due), or the static token.
+    /// The credential to call `workspace` with for `user`: their cached JWT (minted with
+    /// `mint`, the workspace's key, when due), or the static token.
     pub fn bearer(
         &self,
         user: &User,
         access: &Access,
+        workspace: &Workspace,
         mint: &MintParams<'_>,
     ) -> Result<Arc<Bearer>, ProxyError> {
         let Some(bearer) = &self.static_bearer else {
             let now = chrono::Utc::now().timestamp();
-            // The whole user is the key: grants (and so the token) depend on all of it.
-            let key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
+            // The whole user is the key (grants, and so the token, depend on all of it), with
+            // the workspace and its key: a token is never reused for another, or after a key
+            // change.
+            let user_key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
+            let key = format!("{}|{}|{user_key}", workspace.name, workspace.fingerprint());
+            let signing_key = workspace.signing_key.secret();
             return self.tokens.get_or_mint(&key, now, || {
                 let minted =
                     crate::tinybird::mint::mint(user, access, mint, now).map_err(AppError::from)?;
                 Ok(Fresh {
                     iat: minted.claims.iat.unwrap_or(now),
                     exp: minted.claims.exp,
-                    bearer: Bearer::new(SecretString::from(minted.token), &[&self.signing_key]),
+                    bearer: Bearer::new(SecretString::from(minted.token), &[signing_key]),
                 })
             });
         };
         Ok(Arc::clone(bearer))
+    }
+
+    /// Forgets every cached upstream JWT (a signing key changed: they would all be 403s).
+    pub fn drop_tokens(&self) {
+        self.tokens.clear();
+    }
+
+    fn upstream(&self, workspace: &Workspace) -> &Upstream {
+        // Built from the same workspaces at start; a reload cannot add one (see run.rs).
+        self.upstreams
+            .get(&workspace.name)
+            .expect("every workspace has its upstream client")
     }
 
     /// Calls upstream and turns the outcome into the client's response (marked [`Relayed`],
@@ -158,7 +180,7 @@ impl Proxy {
             bearer: &call.bearer.token,
             form: call.form,
         };
-        let (outcome, attempts) = self.upstream.call(&pipe_call).await;
+        let (outcome, attempts) = self.upstream(&call.workspace).call(&pipe_call).await;
         let what = format!("pipe {}", call.target.pipe);
         let redactor = &call.bearer.redactor;
         let mut response = respond(outcome, self.max_response_bytes, &what, redactor)
@@ -168,7 +190,7 @@ impl Proxy {
         response
     }
 
-    /// The call through the response cache, keyed by `identity` (the JWT `name`): kept for
+    /// The call through the response cache, keyed by `identity` (the workspace and JWT `name`): kept for
     /// `ttl`, and shared by identical calls in flight.
     pub async fn fetch_cached(
         self: &Arc<Self>,
@@ -192,8 +214,17 @@ impl Proxy {
 
     /// `{tinybird}/v0/sql` with `params` (`q` among them) and `bearer`, answered like a pipe
     /// call (retries, deadline, redaction, streamed capped body).
-    pub async fn sql(&self, params: &Params, bearer: &Bearer, form: bool) -> Response {
-        let (outcome, attempts) = self.upstream.sql(params, &bearer.token, form).await;
+    pub async fn sql(
+        &self,
+        workspace: &Workspace,
+        params: &Params,
+        bearer: &Bearer,
+        form: bool,
+    ) -> Response {
+        let (outcome, attempts) = self
+            .upstream(workspace)
+            .sql(params, &bearer.token, form)
+            .await;
         let mut response = respond(outcome, self.max_response_bytes, "SQL", &bearer.redactor)
             .unwrap_or_else(IntoResponse::into_response);
         response.extensions_mut().insert(Attempts(attempts));

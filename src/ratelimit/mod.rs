@@ -165,7 +165,8 @@ enum Backend {
 /// Checks users' buckets; one per running BFF.
 pub struct Limiter {
     settings: LimitSettings,
-    grants: Arc<Grants>,
+    /// The grants in force (a reload replaces them).
+    grants: arc_swap::ArcSwap<Grants>,
     backend: Backend,
     metrics: Metrics,
 }
@@ -199,10 +200,15 @@ impl Limiter {
         };
         Self {
             settings,
-            grants,
+            grants: arc_swap::ArcSwap::new(grants),
             backend,
             metrics,
         }
+    }
+
+    /// Puts reloaded grants in force (per-grant limits follow them).
+    pub fn set_grants(&self, grants: Arc<Grants>) {
+        self.grants.store(grants);
     }
 
     /// Whether any limit is configured (else the route layer does not even look up the user).
@@ -220,6 +226,7 @@ impl Limiter {
             Vec::new()
         } else {
             self.grants
+                .load()
                 .evaluate_cached(user)
                 .map(|a| {
                     let pipes = a.pipes.iter().flat_map(|p| p.grants.iter().cloned());

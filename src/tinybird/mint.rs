@@ -60,6 +60,11 @@ impl NameTemplate {
         })
     }
 
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders the name for `user`; a blank result is an error (it would merge buckets).
     pub fn render(&self, user: &User) -> Result<String, NameError> {
         self.rendered

@@ -1,5 +1,5 @@
 //! The Tinybird contract: JWT claims, signing and minting, the admin token's shape, pipe
-//! names, parameters as Tinybird reads them, the GCRA rate rule, and the upstream client with
+//! names, parameters as Tinybird reads them, the workspaces and which one is each user's, the GCRA rate rule, and the upstream client with
 //! retries that proxy mode calls Tinybird through. Nothing here knows the BFF's server: the
 //! local endpoint (`crate::local`) builds on this module alone.
 //!
@@ -13,6 +13,7 @@ pub mod mint;
 pub mod names;
 pub mod params;
 pub mod upstream;
+pub mod workspaces;
 
 pub use admin_token::{AdminToken, AdminTokenError};
 pub use claims::{Claims, Limits, Scope, ScopeType};

@@ -481,8 +481,8 @@ async fn sessions_in_the_file_store_survive_a_restart() {
     let configure = |dir: std::path::PathBuf, key: tinybird_bff::tinybird::AdminToken| {
         move |s: &mut tinybird_bff::config::Settings| {
             s.session_store = tinybird_bff::config::SessionStoreKind::File(dir);
-            s.signing_key = key;
-            s.workspace_id = "ws".into();
+            s.tinybird.first_mut().signing_key = key;
+            s.tinybird.first_mut().workspace_id = "ws".into();
         }
     };
     let first = spawn_app_with(configure(dir.clone(), key.clone())).await;
@@ -565,8 +565,8 @@ async fn the_page_is_served() {
 #[tokio::test]
 async fn minted_claims_verify_with_the_signing_key() {
     let app = spawn_app_with(|s| {
-        s.signing_key = crate::helpers::admin_key();
-        s.workspace_id = crate::helpers::WORKSPACE.into();
+        s.tinybird.first_mut().signing_key = crate::helpers::admin_key();
+        s.tinybird.first_mut().workspace_id = crate::helpers::WORKSPACE.into();
     })
     .await;
     app.login_as("alice").await;

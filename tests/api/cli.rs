@@ -36,7 +36,7 @@ fn run(args: &[&str], dir: &Path) -> (bool, String, String) {
 
 #[test]
 fn check_accepts_the_example_config() {
-    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let dir = config_dir(&crate::helpers::single_workspace_config());
     let (ok, stdout, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("ok (4 users"), "{stdout}");
@@ -44,7 +44,7 @@ fn check_accepts_the_example_config() {
 
 #[test]
 fn check_lists_every_problem_with_its_key_and_fix() {
-    let broken = tinybird_bff::demo::CONFIG
+    let broken = crate::helpers::single_workspace_config()
         .replace(
             "host = \"local\"",
             "host = \"api.tinybird.co/v0\"\nregion = \"eu\"",
@@ -74,7 +74,8 @@ fn check_lists_every_problem_with_its_key_and_fix() {
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
     // The unknown pipe is only knowable with a pipe list (the remote host has none here).
-    let with_pipes = tinybird_bff::demo::CONFIG.replace("\"top_products\", ", "\"top_prodcts\", ");
+    let with_pipes = crate::helpers::single_workspace_config()
+        .replace("\"top_products\", ", "\"top_prodcts\", ");
     std::fs::write(dir.join("tinybird-bff.toml"), with_pipes).unwrap();
     let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
     assert!(!ok);
@@ -86,7 +87,7 @@ fn check_lists_every_problem_with_its_key_and_fix() {
 
 #[test]
 fn secrets_come_only_from_the_environment() {
-    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let dir = config_dir(&crate::helpers::single_workspace_config());
     let out = Command::new(BIN)
         .args(["check", "--config", "tinybird-bff.toml"])
         .current_dir(&dir)
@@ -113,8 +114,8 @@ fn secrets_come_only_from_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let with_key =
-        tinybird_bff::demo::CONFIG.replace("[token]", "signing_key = \"p.secret\"\n\n[token]");
+    let with_key = crate::helpers::single_workspace_config()
+        .replace("[token]", "signing_key = \"p.secret\"\n\n[token]");
     std::fs::write(dir.join("tinybird-bff.toml"), with_key).unwrap();
     let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
     assert!(
@@ -125,7 +126,7 @@ fn secrets_come_only_from_the_environment() {
 
 #[test]
 fn mint_prints_a_verifiable_token_and_explains_it() {
-    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let dir = config_dir(&crate::helpers::single_workspace_config());
     let (ok, stdout, stderr) = run(
         &["mint", "--config", "tinybird-bff.toml", "--user", "alice"],
         &dir,
@@ -363,4 +364,96 @@ async fn the_demo_starts_with_no_arguments_needed_and_stops_on_sigterm() {
         found[2]
     );
     assert!(terminate(child).success());
+}
+
+/// `check` and `mint` with the demo's two regions (EU and US workspaces, a key each).
+fn run_regions(args: &[&str], dir: &Path, keys: &[(&str, String)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("TINYBIRD_SIGNING_KEY")
+        .env_remove("TINYBIRD_SIGNING_KEY_EU_FILE")
+        .env_remove("TINYBIRD_SIGNING_KEY_US_FILE");
+    for (var, key) in keys {
+        cmd.env(var, key);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_there() {
+    let key = |ws: &str| {
+        let key = tinybird_bff::tinybird::AdminToken::generate(ws);
+        secrecy::ExposeSecret::expose_secret(key.secret()).to_owned()
+    };
+    let (eu, us) = (key("ws-eu-1"), key("ws-us-1"));
+    let keys = [
+        ("TINYBIRD_SIGNING_KEY_EU", eu.clone()),
+        ("TINYBIRD_SIGNING_KEY_US", us.clone()),
+    ];
+    let dir = config_dir(tinybird_bff::demo::CONFIG);
+    let config = ["--config", "tinybird-bff.toml"];
+    let (ok, stdout, stderr) = run_regions(&[&["check"][..], &config].concat(), &dir, &keys);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("workspace eu = ws-eu-1, us = ws-us-1"),
+        "{stdout}"
+    );
+    let mint = [&["mint", "--explain", "--user", "carol"][..], &config].concat();
+    let (ok, stdout, stderr) = run_regions(&mint, &dir, &keys);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "workspace: us (ws-us-1, local (127.0.0.1:7182)) <- tinybird.workspace = \"{{ user.attributes.region }}\" renders \"us\""
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"workspace_id\": \"ws-us-1\""), "{stdout}");
+    // A missing key names its variable; one key for both workspaces is refused.
+    let (ok, _, stderr) = run_regions(
+        &["check", "--config", "tinybird-bff.toml"],
+        &dir,
+        &keys[..1],
+    );
+    assert!(
+        !ok && stderr.contains("set TINYBIRD_SIGNING_KEY_US (or TINYBIRD_SIGNING_KEY_US_FILE)"),
+        "{stderr}"
+    );
+    let same = [keys[0].clone(), ("TINYBIRD_SIGNING_KEY_US", eu.clone())];
+    let (ok, _, stderr) = run_regions(&["check", "--config", "tinybird-bff.toml"], &dir, &same);
+    assert!(
+        !ok && stderr.contains("has the same signing key as workspace \"eu\""),
+        "{stderr}"
+    );
+    // The US workspace lacks a pipe carol's grants give her: check says whose and where.
+    let lacking = tinybird_bff::demo::CONFIG.replace(
+        "signing_key_env = \"TINYBIRD_SIGNING_KEY_US\"",
+        "signing_key_env = \"TINYBIRD_SIGNING_KEY_US\"\npipes = [\"top_products\", \"recent_orders\", \"orgs_overview\"]",
+    );
+    std::fs::write(dir.join("tinybird-bff.toml"), lacking).unwrap();
+    let (ok, _, stderr) = run_regions(&["check", "--config", "tinybird-bff.toml"], &dir, &keys);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "pipe \"sales_by_day\" does not exist in workspace \"us\", user carol's workspace"
+        ),
+        "{stderr}"
+    );
+    // A rule that puts a user in no workspace.
+    let no_rule = tinybird_bff::demo::CONFIG.replace(
+        "workspace = \"{{ user.attributes.region }}\"",
+        "workspace = \"{{ user.tenant }}\"",
+    );
+    std::fs::write(dir.join("tinybird-bff.toml"), no_rule).unwrap();
+    let (ok, _, stderr) = run_regions(&["check", "--config", "tinybird-bff.toml"], &dir, &keys);
+    assert!(!ok);
+    assert!(
+        stderr.contains("user alice: tinybird.workspace = \"{{ user.tenant }}\" renders \"acme\", which is not a workspace"),
+        "{stderr}"
+    );
 }

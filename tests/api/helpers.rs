@@ -48,9 +48,14 @@ pub async fn spawn_local() -> LocalServer {
 
 /// Starts the local endpoint with a custom config.
 pub async fn spawn_local_with(config: LocalConfig) -> LocalServer {
+    spawn_local_at(config, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// Starts the local endpoint on `addr` (e.g. where a stopped one was: a rotated key).
+pub async fn spawn_local_at(config: LocalConfig, addr: SocketAddr) -> LocalServer {
     let (endpoint, problems) = LocalEndpoint::new(config).expect("local endpoint starts");
     assert!(problems.is_empty(), "pipe problems: {problems:?}");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(endpoint.serve(listener, async move {
@@ -131,6 +136,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The running servers (workspaces, reload).
+    pub fn running(&self) -> &tinybird_bff::run::Running {
+        self.running.as_ref().expect("running until stopped")
+    }
+
+    pub fn running_mut(&mut self) -> &mut tinybird_bff::run::Running {
+        self.running.as_mut().expect("running until stopped")
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
@@ -225,6 +239,30 @@ pub fn cookie_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The demo config with one workspace, written as a lone `[tinybird]` (the demo has two
+/// regions): the shape most deployments use, read with `$TINYBIRD_SIGNING_KEY`.
+pub fn single_workspace_config() -> String {
+    let config = tinybird_bff::demo::CONFIG;
+    let start = config
+        .find("\n[tinybird]\n")
+        .expect("the demo config has [tinybird]");
+    let end = config
+        .find("\n[token]\n")
+        .expect("the demo config has [token]");
+    format!(
+        "{}\n[tinybird]\nhost = \"local\"\nlocal_listen = \"127.0.0.1:7181\"\n{}",
+        &config[..start],
+        &config[end..]
+    )
+}
+
+/// Keeps only the demo's first workspace (EU), so every demo user is in it: most tests are
+/// about one workspace; tests/api/workspaces.rs runs both.
+pub fn one_workspace(settings: &mut tinybird_bff::config::Settings) {
+    settings.tinybird.workspaces.truncate(1);
+    settings.tinybird.rule = None;
+}
+
 /// Starts the demo's BFF and local endpoint on free ports, sessions in memory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -238,7 +276,25 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut tinybird_bff::config::Settin
         token_ttl: None,
     };
     let mut settings = tinybird_bff::demo::settings(&options).unwrap();
+    one_workspace(&mut settings);
     tweak(&mut settings);
+    spawn_settings(settings).await
+}
+
+/// Starts the demo as it is, with both regions (EU and US workspaces, an endpoint each).
+pub async fn spawn_regions(tweak: impl FnOnce(&mut tinybird_bff::config::Settings)) -> TestApp {
+    let options = tinybird_bff::demo::DemoOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_listen: Some("127.0.0.1:0".parse().unwrap()),
+        token_ttl: None,
+    };
+    let mut settings = tinybird_bff::demo::settings(&options).unwrap();
+    tweak(&mut settings);
+    spawn_settings(settings).await
+}
+
+/// Starts a BFF with `settings`.
+pub async fn spawn_settings(settings: tinybird_bff::config::Settings) -> TestApp {
     let running = tinybird_bff::run::start(settings, false).await.unwrap();
     TestApp {
         url: running.public_url.to_string(),

@@ -117,9 +117,9 @@ fn quick() -> RetryPolicy {
 async fn app_on(url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let url = reqwest::Url::parse(url).unwrap();
     let app = spawn_app_with(move |s| {
-        s.host = TinybirdHost::Remote(url);
-        s.signing_key = helpers::admin_key();
-        s.workspace_id = helpers::WORKSPACE.into();
+        s.tinybird.first_mut().host = TinybirdHost::Remote(url);
+        s.tinybird.first_mut().signing_key = helpers::admin_key();
+        s.tinybird.first_mut().workspace_id = helpers::WORKSPACE.into();
         s.proxy.retry = quick();
         tweak(s);
     })

@@ -20,8 +20,8 @@ const COUNT: &str = "SELECT count(*) AS n FROM orders";
 /// the local endpoint as the admin for ground truth).
 async fn local_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
-        s.signing_key = admin_key();
-        s.workspace_id = WORKSPACE.into();
+        s.tinybird.first_mut().signing_key = admin_key();
+        s.tinybird.first_mut().workspace_id = WORKSPACE.into();
         tweak(s);
     })
     .await

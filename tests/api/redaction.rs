@@ -108,9 +108,9 @@ async fn echo() -> Echo {
 async fn bff(tinybird: &str, credentials: Credentials, key: AdminToken) -> TestApp {
     let url = reqwest::Url::parse(tinybird).unwrap();
     let app = spawn_app_with(move |s| {
-        s.host = TinybirdHost::Remote(url);
-        s.signing_key = key;
-        s.workspace_id = helpers::WORKSPACE.into();
+        s.tinybird.first_mut().host = TinybirdHost::Remote(url);
+        s.tinybird.first_mut().signing_key = key;
+        s.tinybird.first_mut().workspace_id = helpers::WORKSPACE.into();
         s.proxy.retry.max_attempts = 1;
         s.proxy.credentials = credentials;
     })

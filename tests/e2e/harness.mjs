@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Where screenshots go: target/e2e-artifacts at the repository root. */
 export const ARTIFACTS = path.resolve(here, '../../target/e2e-artifacts');
-const BIN = path.resolve(here, process.env.TINYBIRD_BFF_BIN ?? '../../target/release/tinybird-bff');
+export const BIN = path.resolve(here, process.env.TINYBIRD_BFF_BIN ?? '../../target/release/tinybird-bff');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WEB = path.resolve(here, '../../web');
 // The release binary embeds web/ at build time. While editing the page, set

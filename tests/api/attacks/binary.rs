@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tinybird-bff");
 /// The demo config with `edits` (`(find, replace)`, each must match) applied on top of the
 /// test defaults: free ports, memory sessions, JSON logs, audit on stdout, `/metrics` on.
 pub fn config(edits: &[(&str, &str)]) -> String {
-    let mut text = tinybird_bff::demo::CONFIG.to_owned();
+    let mut text = crate::helpers::single_workspace_config();
     let defaults = [
         ("listen = \"127.0.0.1:3000\"", "listen = \"127.0.0.1:0\""),
         (
@@ -145,9 +145,14 @@ impl Bin {
 
     /// Sends SIGTERM (as an orchestrator would).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal (`"TERM"`, `"HUP"`).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("running").to_string();
         let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .unwrap();
         assert!(ok.success());

@@ -68,9 +68,9 @@ fn http(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
 async fn app_on(url: &str) -> (TestApp, reqwest::Client) {
     let url = reqwest::Url::parse(url).unwrap();
     let app = spawn_app_with(move |s| {
-        s.host = TinybirdHost::Remote(url);
-        s.signing_key = admin_key();
-        s.workspace_id = crate::helpers::WORKSPACE.into();
+        s.tinybird.first_mut().host = TinybirdHost::Remote(url);
+        s.tinybird.first_mut().signing_key = admin_key();
+        s.tinybird.first_mut().workspace_id = crate::helpers::WORKSPACE.into();
         s.proxy.retry = RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(5),

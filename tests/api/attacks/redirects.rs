@@ -68,7 +68,7 @@ async fn return_to_is_no_open_redirect_with_or_without_a_provider() {
     let users = tinybird_bff::auth::users::UserDirectory::from_toml(tinybird_bff::demo::USERS, "u")
         .unwrap();
     let parsed = tinybird_bff::config::Settings::from_toml(
-        &format!("{}{extra}", tinybird_bff::demo::CONFIG),
+        &format!("{}{extra}", crate::helpers::single_workspace_config()),
         "test",
         std::path::Path::new("."),
         &env,

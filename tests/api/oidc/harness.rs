@@ -322,7 +322,10 @@ pub async fn spawn_oidc_app() -> OidcApp {
         None,
     )
     .unwrap_or_else(|p| panic!("config problems: {p:#?}"));
-    let state = App::new(settings, tinybird.url.clone()).unwrap();
+    let workspace =
+        tinybird_bff::run::in_force(&settings.tinybird.workspaces[0], tinybird.url.clone(), 0);
+    let workspaces = tinybird_bff::tinybird::workspaces::Workspaces::new(vec![workspace], None);
+    let state = App::new(settings, workspaces).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(tinybird_bff::http::serve(
         std::sync::Arc::clone(&state),

@@ -31,7 +31,7 @@ fn ok_json() -> Response {
 async fn app_on(url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let url = reqwest::Url::parse(url).unwrap();
     let app = local_app(move |s| {
-        s.host = TinybirdHost::Remote(url);
+        s.tinybird.first_mut().host = TinybirdHost::Remote(url);
         s.proxy.retry = RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),

@@ -153,7 +153,8 @@ async fn readiness_checks_the_upstream_and_shutdown_drains_in_flight_requests() 
     // A remote "Tinybird" that takes a second to answer: /readyz waits on it.
     let upstream = slow_upstream(Duration::from_millis(1_200)).await;
     let mut settings = base_settings();
-    settings.host = TinybirdHost::Remote(format!("http://{upstream}/").parse().unwrap());
+    settings.tinybird.first_mut().host =
+        TinybirdHost::Remote(format!("http://{upstream}/").parse().unwrap());
     let a = Instance::start(settings).await;
     let url = format!("{}readyz", a.url);
     let in_flight = tokio::spawn(async move {
@@ -186,7 +187,8 @@ async fn readiness_reports_an_unreachable_upstream() {
         .unwrap()
         .port();
     let mut settings = base_settings();
-    settings.host = TinybirdHost::Remote(format!("http://127.0.0.1:{port}/").parse().unwrap());
+    settings.tinybird.first_mut().host =
+        TinybirdHost::Remote(format!("http://127.0.0.1:{port}/").parse().unwrap());
     let a = Instance::start(settings).await;
     let r = reqwest::get(format!("{}readyz", a.admin)).await.unwrap();
     assert_eq!(r.status(), 503);
