@@ -47,7 +47,7 @@ test('tinybird-bff check accepts deploy/tinybird-bff.toml', () => {
 
 /**
  * A scratch root for systemd-analyze: the system's own units (for the targets the unit
- * names), the unit under test, and an executable at the path ExecStart names.
+ * names), the unit under test, and executables at the paths ExecStart and ExecReload name.
  */
 function scratchRoot(unitText) {
   const root = mkdtempSync(path.join(tmpdir(), 'tbff-systemd-'));
@@ -56,6 +56,9 @@ function scratchRoot(unitText) {
   mkdirSync(path.join(root, 'usr/lib/systemd'), { recursive: true });
   cpSync('/usr/lib/systemd/system', path.join(root, 'usr/lib/systemd/system'), { recursive: true, dereference: false, verbatimSymlinks: true });
   copyFileSync(BIN, path.join(root, 'usr/local/bin/tinybird-bff'));
+  // ExecReload's `kill -HUP`.
+  mkdirSync(path.join(root, 'bin'), { recursive: true });
+  copyFileSync('/bin/kill', path.join(root, 'bin/kill'));
   writeFileSync(path.join(root, 'etc/systemd/system/tinybird-bff@.service'), unitText);
   return root;
 }
