@@ -44,7 +44,13 @@ pub struct DemoOptions {
 pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
     let key = AdminToken::generate(&uuid::Uuid::new_v4().to_string());
     let key_text = secrecy::ExposeSecret::expose_secret(key.secret()).to_owned();
-    let env = move |name: &str| (name == "TINYBIRD_SIGNING_KEY").then(|| key_text.clone());
+    // The usage token is a static token of the embedded endpoint, scoped to pipe_stats_rt.
+    let usage_token = format!("p.usage-{}", uuid::Uuid::new_v4().simple());
+    let env = move |name: &str| match name {
+        "TINYBIRD_SIGNING_KEY" => Some(key_text.clone()),
+        "TINYBIRD_USAGE_TOKEN" => Some(usage_token.clone()),
+        _ => None,
+    };
     let users =
         UserDirectory::from_toml(USERS, "demo/users.toml").context("embedded demo users")?;
     let mut settings = Settings::from_toml(

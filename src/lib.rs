@@ -38,4 +38,5 @@ pub mod redact;
 pub mod redis;
 pub mod run;
 pub mod tinybird;
+pub mod usage;
 pub mod user;

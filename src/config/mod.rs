@@ -89,6 +89,9 @@ pub struct FileConfig {
     /// The application log.
     #[serde(default)]
     pub log: crate::audit::LogConfig,
+    /// Tinybird's usage record (`pipe_stats_rt`) and budgets; off when absent.
+    #[serde(default)]
+    pub usage: Option<crate::usage::UsageConfig>,
 }
 
 fn default_listen() -> String {
@@ -146,6 +149,8 @@ pub struct Settings {
     pub audit: crate::audit::AuditOutput,
     /// Application log format.
     pub log_format: crate::audit::LogFormat,
+    /// Usage polling and budgets, when `[usage]` is configured.
+    pub usage: Option<crate::usage::UsageSettings>,
 }
 
 /// Keeps a validator's settings, or its problems.
@@ -207,6 +212,11 @@ impl Settings {
         let access = keep(access::validate(input, base, env), p);
         let proxy = keep(crate::proxy::validate(&raw.proxy, base, env), p);
         let ops = keep(ops::validate(&raw, base, env), p);
+        let admin = tinybird.as_ref().map(|t| t.signing_key.secret());
+        let usage = match &raw.usage {
+            Some(u) => keep(crate::usage::config::validate(u, base, env, admin), p).map(Some),
+            None => Some(None),
+        };
         let (
             Some(server),
             Some(tinybird),
@@ -215,7 +225,8 @@ impl Settings {
             Some(access),
             Some(proxy),
             Some(ops),
-        ) = (server, tinybird, token, session, access, proxy, ops)
+            Some(usage),
+        ) = (server, tinybird, token, session, access, proxy, ops, usage)
         else {
             return Err(problems);
         };
@@ -247,6 +258,7 @@ impl Settings {
             limits: ops.limits,
             audit: ops.audit,
             log_format: ops.log_format,
+            usage,
         })
     }
 }

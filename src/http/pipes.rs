@@ -18,8 +18,10 @@ use super::extract::CurrentUser;
 use super::state::{App, AppState};
 use crate::error::AppError;
 use crate::proxy::cache::CacheStatus;
+use crate::proxy::respond::UpstreamRequestId;
 use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
 use crate::tinybird::params::Params;
+use crate::user::User;
 
 /// `GET`/`POST /api/pipes/{pipe}.{format}`.
 pub async fn pipe(
@@ -32,9 +34,9 @@ pub async fn pipe(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut tenant = None;
+    let mut caller = None;
     let request = (&method, &uri, &headers);
-    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut tenant).await
+    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut caller).await
     {
         Ok(done) => done,
         Err(e) => (e.into_response(), None),
@@ -44,7 +46,7 @@ pub async fn pipe(
         response.headers_mut().insert("x-bff-cache", value);
     }
     let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
-    let seen = observe(&state, tenant.as_deref(), &pipe, &response, started);
+    let seen = observe(&state, caller.as_ref(), &pipe, &response, started);
     tracing::info!(
         pipe = %pipe,
         status = seen.status,
@@ -66,10 +68,11 @@ pub(super) struct Observed {
     pub elapsed_ms: u64,
 }
 
-/// Counts a proxied call (pipe label `label`, `(sql)` for SQL) for `tenant` in the metrics.
+/// Counts a proxied call (pipe label `label`, `(sql)` for SQL) for `caller` in the metrics,
+/// and tells usage which of Tinybird's rows was the proxy's.
 pub(super) fn observe(
     app: &App,
-    tenant: Option<&str>,
+    caller: Option<&User>,
     label: &str,
     response: &Response,
     started: Instant,
@@ -77,8 +80,16 @@ pub(super) fn observe(
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let tenant = caller.and_then(|u| u.tenant.as_deref());
     app.metrics
         .proxy_request(tenant, label, status, attempts, elapsed);
+    if let (Some(usage), Some(user), Some(id)) = (
+        &app.usage,
+        caller,
+        response.extensions().get::<UpstreamRequestId>(),
+    ) {
+        usage.proxied(user, &id.0);
+    }
     Observed {
         attempts,
         status,
@@ -87,14 +98,14 @@ pub(super) fn observe(
 }
 
 /// What to send, with which credential; then the call (through the cache or not). The
-/// caller's tenant goes in `tenant` for the metrics once the call is made.
+/// caller goes in `caller` for the metrics once the call is made.
 async fn handle(
     state: &AppState,
     user: Result<CurrentUser, AppError>,
     file: &str,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
-    tenant: &mut Option<String>,
+    caller: &mut Option<User>,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
     let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
     let target = rewrite::parse_file(file)?;
@@ -112,11 +123,13 @@ async fn handle(
     let params = read_params(method, uri, headers, body).await?;
     let call = Call {
         params: rewrite::effective_params(params, &pipe_access)?,
-        bearer: state.proxy.bearer(&user, &access, &state.mint_params())?,
+        bearer: state
+            .proxy
+            .bearer(&user, &access, &state.mint_params_for(&user))?,
         form: method == Method::POST,
         target,
     };
-    *tenant = user.tenant.clone();
+    *caller = Some(user.clone());
     match state.proxy.cache_ttl(&call.target) {
         None => Ok((state.proxy.fetch(&call).await, None)),
         Some(ttl) => {

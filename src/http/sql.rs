@@ -31,12 +31,12 @@ pub async fn sql(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut tenant = None;
-    let response = handle(&state, user, &method, &uri, &headers, body, &mut tenant)
+    let mut caller = None;
+    let response = handle(&state, user, &method, &uri, &headers, body, &mut caller)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     // SQL is counted under one pipe label: its text never becomes a label.
-    let seen = super::pipes::observe(&state, tenant.as_deref(), "(sql)", &response, started);
+    let seen = super::pipes::observe(&state, caller.as_ref(), "(sql)", &response, started);
     tracing::info!(
         status = seen.status,
         attempts = seen.attempts,
@@ -53,7 +53,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-    tenant: &mut Option<String>,
+    caller: &mut Option<crate::user::User>,
 ) -> Result<Response, ProxyError> {
     let user = access::signed_in(user, method, headers, &state.settings.public_url)?;
     if state.proxy.is_static() {
@@ -82,8 +82,10 @@ async fn handle(
         (false, false) => SqlBody::Raw(&bytes),
     };
     let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
-    let bearer = state.proxy.bearer(&user, &access, &state.mint_params())?;
-    *tenant = user.tenant.clone();
+    let bearer = state
+        .proxy
+        .bearer(&user, &access, &state.mint_params_for(&user))?;
+    *caller = Some(user.clone());
     Ok(state
         .proxy
         .sql(&params, &bearer, method == Method::POST)

@@ -32,8 +32,10 @@ pub struct App {
     pub limits: Limiter,
     /// This instance's Prometheus metrics and usage ring.
     pub metrics: crate::metrics::Metrics,
-    /// The audit log.
-    pub audit: crate::audit::Audit,
+    /// The audit log (shared with the usage service, which logs budget warnings).
+    pub audit: Arc<crate::audit::Audit>,
+    /// Tinybird's usage record and the budgets counted from it, when `[usage]` is set.
+    pub usage: Option<Arc<crate::usage::Usage>>,
     /// Readiness checks.
     pub health: crate::health::Health,
     /// Identity providers: discovery, keys, login and bearer-token verification.
@@ -80,6 +82,21 @@ impl App {
         )?);
         let fail = settings.limits.on_redis_error;
         let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
+        let audit = Arc::new(crate::audit::Audit::open(&settings.audit, metrics.clone())?);
+        let usage = match &settings.usage {
+            Some(u) => {
+                let usage = crate::usage::Usage::new(
+                    u.clone(),
+                    &tinybird_url,
+                    redis.clone(),
+                    metrics.clone(),
+                    Arc::clone(&audit),
+                )?;
+                usage.start();
+                Some(usage)
+            }
+            None => None,
+        };
         Ok(Arc::new(App {
             oidc,
             proxy,
@@ -101,7 +118,8 @@ impl App {
                 redis.clone(),
                 metrics.clone(),
             ),
-            audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
+            audit,
+            usage,
             health: crate::health::Health::new(
                 match &settings.host {
                     TinybirdHost::Remote(url) => Some(url.clone()),
@@ -126,6 +144,18 @@ impl App {
             rps: self.settings.token_rps,
             name: &self.settings.token_name,
         }
+    }
+}
+
+impl App {
+    /// What minting for `user` needs: the settings', with their plan's `limits.rps` when
+    /// `[usage.plans]` sets one.
+    pub fn mint_params_for(&self, user: &crate::user::User) -> MintParams<'_> {
+        let mut params = self.mint_params();
+        if let Some(rps) = self.usage.as_ref().and_then(|u| u.limits_for(user).rps) {
+            params.rps = Some(rps);
+        }
+        params
     }
 }
 

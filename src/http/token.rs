@@ -3,16 +3,18 @@
 //! The answer carries the server's clock (`server_time`) beside `expires_at`, so a browser with
 //! a skewed clock can still refresh on time.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::access;
 use super::extract::CurrentUser;
+use super::middleware::budget::BudgetStanding;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{Minted, mint};
+use crate::usage::budget::Standing;
 use crate::user::User;
 
 /// The token endpoint's JSON.
@@ -41,9 +43,14 @@ pub struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    standing: Option<Extension<BudgetStanding>>,
 ) -> Result<Json<TokenResponse>, AppError> {
     let now = chrono::Utc::now().timestamp();
-    let minted = mint_for(&state, &user, now)?;
+    let standing = standing.map_or(Standing::Within, |s| s.0.0);
+    let minted = mint_for(&state, &user, standing, now)?;
+    if let Some(usage) = &state.usage {
+        usage.minted(&user, &minted.claims.name);
+    }
     tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
     state.metrics.token_minted(user.tenant.as_deref());
     state.audit.token_minted(&user, &minted);
@@ -69,8 +76,19 @@ fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
         .collect()
 }
 
-/// Evaluates grants and mints; every refusal is a 403 that says why.
-fn mint_for(state: &AppState, user: &User, now: i64) -> Result<Minted, AppError> {
+/// Evaluates grants and mints; every refusal is a 403 that says why. Near a usage budget the
+/// token is shorter-lived and slower (`crate::usage`), so a JWT that cannot be revoked
+/// overshoots the budget by less.
+fn mint_for(
+    state: &AppState,
+    user: &User,
+    standing: Standing,
+    now: i64,
+) -> Result<Minted, AppError> {
     let access = access::grants_of(&state.settings.grants, user)?;
-    Ok(mint(user, &access, &state.mint_params(), now)?)
+    let mut params = state.mint_params_for(user);
+    if let Some(usage) = &state.usage {
+        (params.ttl, params.rps) = usage.mint_adjust(user, standing, params.ttl, params.rps);
+    }
+    Ok(mint(user, &access, &params, now)?)
 }

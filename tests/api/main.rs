@@ -20,3 +20,4 @@ mod proxy_sql;
 mod redaction;
 mod scale;
 mod sql;
+mod usage;
