@@ -15,6 +15,15 @@ use crate::tinybird::AdminToken;
 
 /// The demo config (also the documented example config).
 pub const CONFIG: &str = include_str!("../demo/config.toml");
+/// What the demo adds to [`CONFIG`]: usage read every 5 s, and a tiny budget for initech
+/// (carol), so the admin page fills as users click and the 429 path is one click-fest away.
+pub const USAGE: &str = r#"
+[usage]
+poll_interval = "5s"
+[usage.tenants.initech]
+daily_requests = 40
+"#;
+
 /// The demo users, with argon2id hashes of the passwords below.
 pub const USERS: &str = include_str!("../demo/users.toml");
 /// `(login, password, what they see)`, printed at start.
@@ -54,7 +63,7 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
     let users =
         UserDirectory::from_toml(USERS, "demo/users.toml").context("embedded demo users")?;
     let mut settings = Settings::from_toml(
-        CONFIG,
+        &format!("{CONFIG}{USAGE}"),
         "demo/config.toml",
         Path::new("."),
         &env,

@@ -81,6 +81,38 @@ impl Source {
     }
 }
 
+/// The pipes of `pipes` that `token` can read on `tinybird_url` (a usage token should read
+/// none: only `tinybird.pipe_stats_rt`). For `check`; only the status is looked at.
+pub async fn overreach(
+    tinybird_url: &str,
+    token: &SecretString,
+    pipes: &[String],
+) -> Result<Vec<String>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut readable = Vec::new();
+    for pipe in pipes {
+        let url = format!(
+            "{}/v0/pipes/{pipe}.json?q=SELECT%201",
+            tinybird_url.trim_end_matches('/')
+        );
+        let status = client
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| format!("Tinybird unreachable: {}", e.without_url()))?
+            .status();
+        // 403: not in the token's scopes. Anything else means the token got past the scope check.
+        if status != reqwest::StatusCode::FORBIDDEN && status != reqwest::StatusCode::UNAUTHORIZED {
+            readable.push(pipe.clone());
+        }
+    }
+    Ok(readable)
+}
+
 /// Attributes rows to owners: the request ids the proxy made first, then the JWT names.
 pub fn attribute(
     rows: &[StatRow],

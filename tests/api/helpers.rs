@@ -238,6 +238,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut tinybird_bff::config::Settin
         token_ttl: None,
     };
     let mut settings = tinybird_bff::demo::settings(&options).unwrap();
+    // Usage polling would add `/v0/sql` calls to fake upstreams that count their calls;
+    // tests of usage (tests/api/usage.rs) start instances of their own.
+    settings.usage = None;
     tweak(&mut settings);
     let running = tinybird_bff::run::start(settings, false).await.unwrap();
     TestApp {
