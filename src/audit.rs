@@ -201,6 +201,37 @@ impl Audit {
         }
     }
 
+    /// `usage.budget_warning`: a tenant's spending crossed `threshold` (a fraction) of its
+    /// `budget`.
+    pub fn budget_warning(
+        &self,
+        tenant: &str,
+        budget: &str,
+        threshold: f64,
+        spent: u64,
+        limit: u64,
+    ) {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            tenant: &'a str,
+            budget: &'a str,
+            threshold: f64,
+            spent: u64,
+            limit: u64,
+        }
+        self.write(
+            "usage.budget_warning",
+            None,
+            Fields {
+                tenant,
+                budget,
+                threshold,
+                spent,
+                limit,
+            },
+        );
+    }
+
     /// `token.minted`: pipes with their fixed params, data sources with their SQL filters,
     /// `exp`, `name`, `token_sha256`.
     pub fn token_minted(&self, user: &User, minted: &Minted) {

@@ -95,9 +95,13 @@ pub async fn serve(config: &Path) -> anyhow::Result<()> {
     .await
 }
 
-/// `check --config F`.
-pub fn check(config: &Path) -> anyhow::Result<()> {
+/// `check --config F`; with `[usage]` on a remote Tinybird, also that the usage token reads
+/// none of the workspace's pipes (it should read `tinybird.pipe_stats_rt` only).
+pub async fn check(config: &Path) -> anyhow::Result<()> {
     let settings = load(config)?;
+    if let Some(usage) = &settings.usage {
+        check_usage_token(&settings, usage).await?;
+    }
     let workspaces: Vec<String> = settings
         .tinybird
         .workspaces
@@ -115,6 +119,36 @@ pub fn check(config: &Path) -> anyhow::Result<()> {
         settings.token_ttl.as_secs()
     );
     Ok(())
+}
+
+async fn check_usage_token(
+    settings: &crate::config::Settings,
+    usage: &crate::usage::UsageSettings,
+) -> anyhow::Result<()> {
+    if usage.token_is_admin {
+        println!(
+            "warning: usage.use_admin_token: usage is read with the admin token, which reads everything; set {} to a token scoped DATASOURCES:READ:tinybird.pipe_stats_rt",
+            usage.token_env
+        );
+        return Ok(());
+    }
+    let first = &settings.tinybird.workspaces[0];
+    let (crate::config::TinybirdHost::Remote(url), Some(pipes)) = (&first.host, &first.known_pipes)
+    else {
+        return Ok(());
+    };
+    match crate::usage::poller::overreach(url.as_str(), &usage.token, pipes).await {
+        Ok(readable) if readable.is_empty() => Ok(()),
+        Ok(readable) => bail!(
+            "usage.token_env: the token in {} can read more than tinybird.pipe_stats_rt (pipes {}); create a static token with only DATASOURCES:READ:tinybird.pipe_stats_rt",
+            usage.token_env,
+            readable.join(", ")
+        ),
+        Err(e) => {
+            println!("note: the usage token's scopes were not checked: {e}");
+            Ok(())
+        }
+    }
 }
 
 /// `mint --config F --user U [--explain]`.

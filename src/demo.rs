@@ -16,6 +16,15 @@ use crate::tinybird::AdminToken;
 
 /// The demo config (also the documented example config).
 pub const CONFIG: &str = include_str!("../demo/config.toml");
+/// What the demo adds to [`CONFIG`]: usage read every 5 s, and a tiny budget for initech
+/// (carol), so the admin page fills as users click and the 429 path is one click-fest away.
+pub const USAGE: &str = r#"
+[usage]
+poll_interval = "5s"
+[usage.tenants.initech]
+daily_requests = 40
+"#;
+
 /// The demo users, with argon2id hashes of the passwords below.
 pub const USERS: &str = include_str!("../demo/users.toml");
 /// `(login, password, what they see)`, printed at start.
@@ -48,15 +57,18 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
         secrecy::ExposeSecret::expose_secret(key.secret()).to_owned()
     };
     let (eu, us) = (key(()), key(()));
+    // The usage token is a static token of the embedded endpoint, scoped to pipe_stats_rt.
+    let usage_token = format!("p.usage-{}", uuid::Uuid::new_v4().simple());
     let env = move |name: &str| match name {
         "TINYBIRD_SIGNING_KEY_EU" => Some(eu.clone()),
         "TINYBIRD_SIGNING_KEY_US" => Some(us.clone()),
+        "TINYBIRD_USAGE_TOKEN" => Some(usage_token.clone()),
         _ => None,
     };
     let users =
         UserDirectory::from_toml(USERS, "demo/users.toml").context("embedded demo users")?;
     let mut settings = Settings::from_toml(
-        CONFIG,
+        &format!("{CONFIG}{USAGE}"),
         "demo/config.toml",
         Path::new("."),
         &env,

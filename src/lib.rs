@@ -11,7 +11,8 @@
 //! - Services: [`auth`] (users, sessions and their stores, CSRF, login throttling, OIDC,
 //!   identity-provider bearer tokens), [`proxy`] (the pass-through that calls Tinybird
 //!   server-side), [`ratelimit`] (per-user and per-tenant limits), [`metrics`], [`audit`],
-//!   [`health`] (readiness) and [`redis`] (the shared store).
+//!   [`health`] (readiness), [`redis`] (the shared store) and [`usage`] (Tinybird's own usage
+//!   record, read server-side, and the per-tenant budgets counted from it).
 //! - Rules: [`grants`] (which pipes and data sources a user may read, pure), [`tinybird`]
 //!   (the Tinybird contract: claims, minting, names, parameters, the GCRA rule, the upstream
 //!   client) and [`local`] (the Tinybird-compatible local endpoint, on [`tinybird`] alone).
@@ -38,4 +39,5 @@ pub mod redact;
 pub mod redis;
 pub mod run;
 pub mod tinybird;
+pub mod usage;
 pub mod user;

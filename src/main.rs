@@ -88,7 +88,7 @@ fn main() -> ExitCode {
                 tinybird_bff::demo::run(options).await
             }
             Command::Serve { config } => cli::serve(&config).await,
-            Command::Check { config } => cli::check(&config),
+            Command::Check { config } => cli::check(&config).await,
             Command::Mint {
                 config,
                 user,

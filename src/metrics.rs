@@ -13,6 +13,7 @@
 //! The proxy records each forwarded call with [`Metrics::proxy_request`].
 
 pub mod labels;
+mod read_usage;
 pub mod usage;
 
 use std::sync::Arc;
@@ -94,6 +95,7 @@ struct Inner {
     session_errors: Counter,
     audit_errors: Counter,
     usage: UsageRing,
+    read_usage: read_usage::UsageFamilies,
 }
 
 /// This instance's counters; cheap to clone (shared).
@@ -132,7 +134,9 @@ impl Metrics {
         let redis_up = Gauge::default();
         let session_errors = Counter::default();
         let audit_errors = Counter::default();
+        let read_usage = read_usage::UsageFamilies::default();
         let r = &mut registry;
+        read_usage.register(r);
         r.register("tokens_minted", "Tokens minted, by tenant", tokens.clone());
         r.register(
             "proxy_requests",
@@ -196,6 +200,7 @@ impl Metrics {
             session_errors,
             audit_errors,
             usage: UsageRing::new(),
+            read_usage,
         }))
     }
 

@@ -135,6 +135,16 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
                 let addr = listener.local_addr()?;
                 let mut config = LocalConfig::new(ws.signing_key.clone());
                 config.workspace_id = Some(ws.workspace_id.clone());
+                // The usage token reads `pipe_stats_rt` here as it would on Tinybird.
+                if let Some(usage) = settings.usage.as_ref().filter(|u| !u.token_is_admin) {
+                    config.static_tokens.push(crate::local::auth::StaticToken {
+                        name: usage.token_env.clone(),
+                        token: usage.token.clone(),
+                        scopes: vec![crate::local::auth::StaticScope::DatasourcesRead(
+                            "tinybird.pipe_stats_rt".into(),
+                        )],
+                    });
+                }
                 let (endpoint, problems) = LocalEndpoint::new(config)?;
                 for p in problems {
                     tracing::error!(workspace = %ws.name, "{p}");
@@ -200,6 +210,9 @@ fn register_log_secrets(settings: &Settings) {
         .collect();
     if let crate::proxy::Credentials::Static(token) = &settings.proxy.credentials {
         secrets.push(token);
+    }
+    if let Some(usage) = &settings.usage {
+        secrets.push(&usage.token);
     }
     secrets.extend(
         settings

@@ -7,6 +7,7 @@
 import { createClient, SignedOutError, RateLimitedError } from './tinybird-bff.js';
 import { renderSalesChart, renderCompareCharts, summarize, clearCharts } from './charts.js';
 import { createSqlConsole } from './sql-console.js';
+import { createUsageView } from './usage.js';
 
 const $ = (id) => document.getElementById(id);
 const MODE_KEY = 'tinybird-bff.mode';
@@ -20,6 +21,14 @@ const QUERIES = {
 const tb = createClient({ bff: '/api', mode: savedMode() });
 // Handy from the console (and for the browser tests): `tbDemo.client.tokenInfo()`.
 window.tbDemo = { client: tb };
+const usageView = createUsageView(document.getElementById('usage-section'), {
+  async fetchJson(path) {
+    const r = await fetch(path, { credentials: 'same-origin' });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error ?? `HTTP ${r.status}`);
+    return body;
+  },
+});
 const sqlConsole = createSqlConsole(tb, { onSignedOut: (err) => signedOut(err) });
 
 const COMPARE_HINT = 'Runs the query alternately through each path (after one warm-up each) and plots how long the browser waited.';
@@ -146,6 +155,7 @@ function showDashboard(me) {
   renderToken();
   renderExposure();
   sqlConsole.show(me.datasources ?? []);
+  if ((user.roles ?? []).includes('admin')) usageView.show();
   loadDashboard();
 }
 
@@ -215,6 +225,7 @@ function resetDashboard() {
   $('compare-status').textContent = COMPARE_HINT;
   delete $('compare-status').dataset.done;
   sqlConsole.reset();
+  usageView.hide();
   hide($('fallback-banner'));
   clearCharts();
 }

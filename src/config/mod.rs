@@ -91,6 +91,9 @@ pub struct FileConfig {
     /// Reloading the config, users file and keys without a restart.
     #[serde(default)]
     pub reload: ops::ReloadConfig,
+    /// Tinybird's usage record (`pipe_stats_rt`) and budgets; off when absent.
+    #[serde(default)]
+    pub usage: Option<crate::usage::UsageConfig>,
 }
 
 fn default_listen() -> String {
@@ -148,6 +151,8 @@ pub struct Settings {
     /// The files these settings were read from (config, users, key files): what a reload
     /// watches.
     pub sources: Vec<std::path::PathBuf>,
+    /// Usage polling and budgets, when `[usage]` is configured.
+    pub usage: Option<crate::usage::UsageSettings>,
 }
 
 /// Keeps a validator's settings, or its problems.
@@ -212,6 +217,14 @@ impl Settings {
         let access = keep(access::validate(input, base, env), p);
         let proxy = keep(crate::proxy::validate(&raw.proxy, base, env), p);
         let ops = keep(ops::validate(&raw, base, env), p);
+        // The usage record is read from the first workspace (see docs/usage.md).
+        let admin = tinybird
+            .as_ref()
+            .map(|t| t.workspaces[0].signing_key.secret());
+        let usage = match &raw.usage {
+            Some(u) => keep(crate::usage::config::validate(u, base, env, admin), p).map(Some),
+            None => Some(None),
+        };
         let (
             Some(server),
             Some(tinybird),
@@ -220,7 +233,8 @@ impl Settings {
             Some(access),
             Some(proxy),
             Some(ops),
-        ) = (server, tinybird, token, session, access, proxy, ops)
+            Some(usage),
+        ) = (server, tinybird, token, session, access, proxy, ops, usage)
         else {
             return Err(problems);
         };
@@ -270,6 +284,7 @@ impl Settings {
             log_format: ops.log_format,
             reload_watch: ops.reload_watch,
             sources,
+            usage,
         })
     }
 }

@@ -35,6 +35,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         );
     }
     let ready = report.ready();
+    // Reported, never counted against readiness: an unreadable usage record must not take
+    // instances out of the load balancer (minting goes on; budgets fail open or closed).
+    if let Some(usage) = &state.usage {
+        let status = usage.status();
+        let detail = match (&status.error, usage.stale()) {
+            (Some(e), _) => e.clone(),
+            (None, true) => "not read yet".to_owned(),
+            (None, false) => "reading".to_owned(),
+        };
+        checks.insert(
+            "usage".to_owned(),
+            json!({ "ok": status.ok && !usage.stale(), "detail": detail, "required": false }),
+        );
+    }
     let status = if ready {
         StatusCode::OK
     } else {

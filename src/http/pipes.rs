@@ -16,11 +16,13 @@ use axum::response::{IntoResponse, Response};
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::{App, AppState, mint_params};
+use super::state::{App, AppState};
 use crate::error::AppError;
 use crate::proxy::cache::CacheStatus;
+use crate::proxy::respond::UpstreamRequestId;
 use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
 use crate::tinybird::params::Params;
+use crate::user::User;
 
 /// `GET`/`POST /api/pipes/{pipe}.{format}`.
 pub async fn pipe(
@@ -33,9 +35,9 @@ pub async fn pipe(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut tenant = None;
+    let mut caller = None;
     let request = (&method, &uri, &headers);
-    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut tenant).await
+    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut caller).await
     {
         Ok(done) => done,
         Err(e) => (e.into_response(), None),
@@ -45,7 +47,7 @@ pub async fn pipe(
         response.headers_mut().insert("x-bff-cache", value);
     }
     let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
-    let seen = observe(&state, tenant.as_deref(), &pipe, &response, started);
+    let seen = observe(&state, caller.as_ref(), &pipe, &response, started);
     tracing::info!(
         pipe = %pipe,
         status = seen.status,
@@ -67,10 +69,11 @@ pub(super) struct Observed {
     pub elapsed_ms: u64,
 }
 
-/// Counts a proxied call (pipe label `label`, `(sql)` for SQL) for `tenant` in the metrics.
+/// Counts a proxied call (pipe label `label`, `(sql)` for SQL) for `caller` in the metrics,
+/// and tells usage which of Tinybird's rows was the proxy's.
 pub(super) fn observe(
     app: &App,
-    tenant: Option<&str>,
+    caller: Option<&User>,
     label: &str,
     response: &Response,
     started: Instant,
@@ -78,8 +81,16 @@ pub(super) fn observe(
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let tenant = caller.and_then(|u| u.tenant.as_deref());
     app.metrics
         .proxy_request(tenant, label, status, attempts, elapsed);
+    if let (Some(usage), Some(user), Some(id)) = (
+        &app.usage,
+        caller,
+        response.extensions().get::<UpstreamRequestId>(),
+    ) {
+        usage.proxied(user, &id.0);
+    }
     Observed {
         attempts,
         status,
@@ -88,14 +99,14 @@ pub(super) fn observe(
 }
 
 /// What to send, with which credential; then the call (through the cache or not). The
-/// caller's tenant goes in `tenant` for the metrics once the call is made.
+/// caller goes in `caller` for the metrics once the call is made.
 async fn handle(
     state: &AppState,
     user: Result<CurrentUser, AppError>,
     file: &str,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
-    tenant: &mut Option<String>,
+    caller: &mut Option<User>,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
     let settings = state.settings();
     let user = access::signed_in(user, method, headers, &settings.public_url)?;
@@ -119,13 +130,13 @@ async fn handle(
             &user,
             &access,
             &workspace,
-            &mint_params(&settings, &workspace),
+            &state.mint_params_for(&settings, &workspace, &user),
         )?,
         form: method == Method::POST,
         target,
         workspace: Arc::clone(&workspace),
     };
-    *tenant = user.tenant.clone();
+    *caller = Some(user.clone());
     match state.proxy.cache_ttl(&call.target) {
         None => Ok((state.proxy.fetch(&call).await, None)),
         Some(ttl) => {

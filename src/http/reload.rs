@@ -4,7 +4,7 @@
 //! files; this applies the result to the running server. A reload that fails validation
 //! changes nothing. What a reload changes: users, grants, `[token]`, each workspace's key,
 //! id, pipes and the workspace rule. What needs a restart (listeners, sessions, Redis,
-//! identity providers, `[proxy]`, `[limits]`, the audit log, and which workspaces exist and
+//! identity providers, `[proxy]`, `[limits]`, `[usage]`, the audit log, and which workspaces exist and
 //! their hosts) keeps its running value and is named in the log. A changed key drops every
 //! cached proxy JWT at once (they would all be 403s); browsers refresh on their first 403.
 
@@ -142,6 +142,7 @@ fn keep_restart_only(current: &Settings, next: &mut Settings) -> Vec<&'static st
         audit => "audit",
         log_format => "log",
         reload_watch => "reload",
+        usage => "usage",
     );
     changed.dedup();
     changed

@@ -20,7 +20,7 @@ use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{csrf, envelope, limits, sessions};
+use super::middleware::{budget, csrf, envelope, limits, sessions};
 use super::state::AppState;
 use super::{admin, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
@@ -30,6 +30,8 @@ use crate::ratelimit::Scope;
 pub fn router(state: AppState) -> Router {
     let public_url = state.settings().public_url.clone();
     let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
+    // Inside the rate limits (added first), so it reuses the user they found.
+    let budgeted = || from_fn_with_state(Arc::clone(&state), budget::enforce);
     // The app's JavaScript, on the session cookie.
     let session_routes = Router::new()
         .route("/api/login", post(login::login))
@@ -40,7 +42,9 @@ pub fn router(state: AppState) -> Router {
     let token_route = Router::new()
         .route(
             "/api/token",
-            post(token::token).route_layer(limited(Scope::Token)),
+            post(token::token)
+                .route_layer(budgeted())
+                .route_layer(limited(Scope::Token)),
         )
         .route_layer(from_fn_with_state(public_url, csrf::unless_bearer));
     // Proxy GETs are read-only and need no CSRF header; form POSTs pass the check inside
@@ -50,12 +54,14 @@ pub fn router(state: AppState) -> Router {
             "/api/pipes/{file}",
             get(pipes::pipe)
                 .post(pipes::pipe)
+                .route_layer(budgeted())
                 .route_layer(limited(Scope::Proxy)),
         )
         .route(
             "/api/sql",
             get(sql::sql)
                 .post(sql::sql)
+                .route_layer(budgeted())
                 .route_layer(limited(Scope::Proxy)),
         );
     // Browser navigations to and from identity providers (GETs: top-level redirects).
@@ -63,7 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/providers", get(oidc::providers))
         .route("/auth/{provider}/login", get(oidc::login))
         .route("/auth/{provider}/callback", get(oidc::callback));
-    let admin_routes = Router::new().route("/api/admin/usage", get(admin::usage));
+    let admin_routes = Router::new()
+        .route("/api/admin/usage", get(admin::usage))
+        .route("/api/usage/budget", get(admin::budget));
     let with_session = Router::new()
         .merge(session_routes)
         .merge(token_route)

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::{AppState, mint_params};
+use super::state::AppState;
 use crate::error::AppError;
 use crate::proxy::sql::{SqlBody, sql_params};
 use crate::proxy::{MAX_FORM_BYTES, ProxyError};
@@ -31,12 +31,12 @@ pub async fn sql(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut tenant = None;
-    let response = handle(&state, user, &method, &uri, &headers, body, &mut tenant)
+    let mut caller = None;
+    let response = handle(&state, user, &method, &uri, &headers, body, &mut caller)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     // SQL is counted under one pipe label: its text never becomes a label.
-    let seen = super::pipes::observe(&state, tenant.as_deref(), "(sql)", &response, started);
+    let seen = super::pipes::observe(&state, caller.as_ref(), "(sql)", &response, started);
     tracing::info!(
         status = seen.status,
         attempts = seen.attempts,
@@ -53,7 +53,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-    tenant: &mut Option<String>,
+    caller: &mut Option<crate::user::User>,
 ) -> Result<Response, ProxyError> {
     let settings = state.settings();
     let user = access::signed_in(user, method, headers, &settings.public_url)?;
@@ -84,9 +84,9 @@ async fn handle(
     };
     let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
     let workspace = state.workspace_for(&user)?;
-    let mint = mint_params(&settings, &workspace);
+    let mint = state.mint_params_for(&settings, &workspace, &user);
     let bearer = state.proxy.bearer(&user, &access, &workspace, &mint)?;
-    *tenant = user.tenant.clone();
+    *caller = Some(user.clone());
     Ok(state
         .proxy
         .sql(&workspace, &params, &bearer, method == Method::POST)

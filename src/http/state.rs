@@ -37,8 +37,10 @@ pub struct App {
     pub limits: Limiter,
     /// This instance's Prometheus metrics and usage ring.
     pub metrics: crate::metrics::Metrics,
-    /// The audit log.
-    pub audit: crate::audit::Audit,
+    /// The audit log (shared with the usage service, which logs budget warnings).
+    pub audit: Arc<crate::audit::Audit>,
+    /// Tinybird's usage record and the budgets counted from it, when `[usage]` is set.
+    pub usage: Option<Arc<crate::usage::Usage>>,
     /// Readiness checks.
     pub health: crate::health::Health,
     /// Identity providers: discovery, keys, login and bearer-token verification.
@@ -90,6 +92,28 @@ impl App {
         )?);
         let fail = settings.limits.on_redis_error;
         let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
+        let audit = Arc::new(crate::audit::Audit::open(&settings.audit, metrics.clone())?);
+        let usage = match &settings.usage {
+            Some(u) => {
+                if workspaces.iter().count() > 1 {
+                    tracing::warn!(
+                        workspace = %first.name,
+                        "usage: only the first workspace's pipe_stats_rt is read; tenants of the others count on the proxy path only and have no direct-path budget"
+                    );
+                }
+                let usage = crate::usage::Usage::new(
+                    u.clone(),
+                    // The first workspace's record (several workspaces: see docs/usage.md).
+                    &first.url,
+                    redis.clone(),
+                    metrics.clone(),
+                    Arc::clone(&audit),
+                )?;
+                usage.start();
+                Some(usage)
+            }
+            None => None,
+        };
         Ok(Arc::new(App {
             oidc,
             proxy,
@@ -111,7 +135,8 @@ impl App {
                 redis.clone(),
                 metrics.clone(),
             ),
-            audit: crate::audit::Audit::open(&settings.audit, metrics.clone())?,
+            audit,
+            usage,
             health: crate::health::Health::new(
                 settings
                     .tinybird
@@ -163,6 +188,23 @@ pub fn mint_params<'a>(settings: &'a Settings, workspace: &'a Workspace) -> Mint
         ttl: settings.token_ttl,
         rps: settings.token_rps,
         name: &settings.token_name,
+    }
+}
+
+impl App {
+    /// What minting for `user` in `workspace` needs: the settings', with their plan's
+    /// `limits.rps` when `[usage.plans]` sets one.
+    pub fn mint_params_for<'a>(
+        &self,
+        settings: &'a Settings,
+        workspace: &'a Workspace,
+        user: &User,
+    ) -> MintParams<'a> {
+        let mut params = mint_params(settings, workspace);
+        if let Some(rps) = self.usage.as_ref().and_then(|u| u.limits_for(user).rps) {
+            params.rps = Some(rps);
+        }
+        params
     }
 }
 

@@ -3,17 +3,19 @@
 //! The answer carries the server's clock (`server_time`) beside `expires_at`, so a browser with
 //! a skewed clock can still refresh on time.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::access;
 use super::extract::CurrentUser;
-use super::state::{AppState, mint_params};
+use super::middleware::budget::BudgetStanding;
+use super::state::AppState;
 use crate::error::AppError;
 use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{Minted, mint};
 use crate::tinybird::workspaces::Workspace;
+use crate::usage::budget::Standing;
 use crate::user::User;
 
 /// The token endpoint's JSON.
@@ -42,10 +44,15 @@ pub struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    standing: Option<Extension<BudgetStanding>>,
 ) -> Result<Json<TokenResponse>, AppError> {
     let now = chrono::Utc::now().timestamp();
+    let standing = standing.map_or(Standing::Within, |s| s.0.0);
     let workspace = state.workspace_for(&user)?;
-    let minted = mint_for(&state, &user, &workspace, now)?;
+    let minted = mint_for(&state, &user, &workspace, standing, now)?;
+    if let Some(usage) = &state.usage {
+        usage.minted(&user, &minted.claims.name);
+    }
     tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
     state.metrics.token_minted(user.tenant.as_deref());
     state.audit.token_minted(&user, &minted);
@@ -72,19 +79,20 @@ fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
 }
 
 /// Evaluates grants and mints with the key of the user's workspace; every refusal is a 403
-/// that says why.
+/// that says why. Near a usage budget the token is shorter-lived and slower
+/// (`crate::usage`), so a JWT that cannot be revoked overshoots the budget by less.
 fn mint_for(
     state: &AppState,
     user: &User,
     workspace: &Workspace,
+    standing: Standing,
     now: i64,
 ) -> Result<Minted, AppError> {
     let settings = state.settings();
     let access = access::grants_of(&settings.grants, user)?;
-    Ok(mint(
-        user,
-        &access,
-        &mint_params(&settings, workspace),
-        now,
-    )?)
+    let mut params = state.mint_params_for(&settings, workspace, user);
+    if let Some(usage) = &state.usage {
+        (params.ttl, params.rps) = usage.mint_adjust(user, standing, params.ttl, params.rps);
+    }
+    Ok(mint(user, &access, &params, now)?)
 }

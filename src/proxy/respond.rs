@@ -30,6 +30,11 @@ pub const FORWARDED_HEADERS: &[&str] = &[
     "x-ratelimit-reset",
 ];
 
+/// Tinybird's `X-Request-ID` of the answer (its `pipe_stats_rt.request_id`); a response
+/// extension, so usage can tell proxied rows from direct ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequestId(pub String);
+
 /// How many upstream attempts a response took; a response extension, read for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempts(pub u32);
@@ -132,6 +137,12 @@ pub fn forward(
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = forwarded_headers(upstream.headers(), redactor);
+    let request_id = upstream
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map(|v| UpstreamRequestId(v.to_owned()));
     // Errors may carry the upstream URL, whose query string holds the caller's parameters.
     let scrub = redactor.clone();
     let chunks = upstream.bytes_stream().map(move |chunk| {
@@ -141,6 +152,9 @@ pub fn forward(
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
+    if let Some(id) = request_id {
+        response.extensions_mut().insert(id);
+    }
     Ok(response)
 }
 

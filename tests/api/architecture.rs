@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "health",
             "redis",
+            "usage",
         ],
     ),
     ("rules", &["grants", "tinybird", "local"]),
@@ -42,6 +43,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("src/ratelimit/", "config::problem", "config's leaf"),
     ("src/redis.rs", "config::problem", "config's leaf"),
     ("src/audit.rs", "config::problem", "config's leaf"),
+    ("src/usage/", "config::problem", "config's leaf"),
 ];
 
 fn layer_of_module(module: &str) -> Option<usize> {

@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::helpers::{admin_key_text, jwt_for};
 
+/// The example config reads usage with a static token from here.
+const USAGE_TOKEN: &str = "p.usage-cli-test";
+
 const BIN: &str = env!("CARGO_BIN_EXE_tinybird-bff");
 
 /// A temp dir with the demo config and users, for the config-driven commands.
@@ -24,6 +27,7 @@ fn run(args: &[&str], dir: &Path) -> (bool, String, String) {
         .args(args)
         .current_dir(dir)
         .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+        .env("TINYBIRD_USAGE_TOKEN", USAGE_TOKEN)
         .env_remove("TINYBIRD_SIGNING_KEY_FILE")
         .output()
         .unwrap();
@@ -107,6 +111,7 @@ fn secrets_come_only_from_the_environment() {
         .current_dir(&dir)
         .env_remove("TINYBIRD_SIGNING_KEY")
         .env("TINYBIRD_SIGNING_KEY_FILE", "key")
+        .env("TINYBIRD_USAGE_TOKEN", USAGE_TOKEN)
         .output()
         .unwrap();
     assert!(
@@ -404,7 +409,7 @@ fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_th
         stdout.contains("workspace eu = ws-eu-1, us = ws-us-1"),
         "{stdout}"
     );
-    let mint = [&["mint", "--explain", "--user", "carol"][..], &config].concat();
+    let mint = [&["mint", "--explain", "--user", "bob"][..], &config].concat();
     let (ok, stdout, stderr) = run_regions(&mint, &dir, &keys);
     assert!(ok, "{stderr}");
     assert!(
@@ -430,7 +435,7 @@ fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_th
         !ok && stderr.contains("has the same signing key as workspace \"eu\""),
         "{stderr}"
     );
-    // The US workspace lacks a pipe carol's grants give her: check says whose and where.
+    // The US workspace lacks a pipe bob's grants give him: check says whose and where.
     let lacking = tinybird_bff::demo::CONFIG.replace(
         "signing_key_env = \"TINYBIRD_SIGNING_KEY_US\"",
         "signing_key_env = \"TINYBIRD_SIGNING_KEY_US\"\npipes = [\"top_products\", \"recent_orders\", \"orgs_overview\"]",
@@ -440,7 +445,7 @@ fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_th
     assert!(!ok);
     assert!(
         stderr.contains(
-            "pipe \"sales_by_day\" does not exist in workspace \"us\", user carol's workspace"
+            "pipe \"sales_by_day\" does not exist in workspace \"us\", user bob's workspace"
         ),
         "{stderr}"
     );
@@ -456,4 +461,64 @@ fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_th
         stderr.contains("user alice: tinybird.workspace = \"{{ user.tenant }}\" renders \"acme\", which is not a workspace"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_flags_a_usage_token_that_reads_more_than_pipe_stats() {
+    use tinybird_bff::local::auth::{StaticScope, StaticToken};
+    let mut config = tinybird_bff::local::LocalConfig::new(crate::helpers::admin_key());
+    let scoped = |pipes: &[&str]| {
+        let mut scopes = vec![StaticScope::DatasourcesRead(
+            "tinybird.pipe_stats_rt".into(),
+        )];
+        scopes.extend(pipes.iter().map(|p| StaticScope::PipesRead((*p).into())));
+        scopes
+    };
+    for (name, pipes) in [("WIDE", &["top_products"][..]), ("NARROW", &[][..])] {
+        config.static_tokens.push(StaticToken {
+            name: name.into(),
+            token: secrecy::SecretString::from(format!("p.{name}")),
+            scopes: scoped(pipes),
+        });
+    }
+    let local = crate::helpers::spawn_local_with(config).await;
+    let remote = format!(
+        "{}{}",
+        crate::helpers::single_workspace_config(),
+        tinybird_bff::demo::USAGE
+    )
+    .replace("host = \"local\"", &format!("host = \"{}\"", local.url))
+    .replace(
+        "local_listen = \"127.0.0.1:7181\"",
+        "pipes = [\"top_products\", \"sales_by_day\", \"recent_orders\", \"orgs_overview\"]",
+    );
+    let dir = config_dir(&remote);
+    let check = |token: &'static str| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(["check", "--config", "tinybird-bff.toml"])
+                .current_dir(&dir)
+                .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+                .env("TINYBIRD_USAGE_TOKEN", token)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, stderr) = check("p.WIDE").await.unwrap();
+    assert!(!ok, "a token reading a pipe is flagged");
+    assert!(
+        stderr.contains("can read more than tinybird.pipe_stats_rt (pipes top_products)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("p.WIDE"),
+        "the token itself is never printed"
+    );
+    let (ok, stderr) = check("p.NARROW").await.unwrap();
+    assert!(ok, "{stderr}");
 }

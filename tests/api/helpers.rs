@@ -277,6 +277,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut tinybird_bff::config::Settin
     };
     let mut settings = tinybird_bff::demo::settings(&options).unwrap();
     one_workspace(&mut settings);
+    // Usage polling would add `/v0/sql` calls to fake upstreams that count their calls;
+    // tests of usage (tests/api/usage.rs) start instances of their own.
+    settings.usage = None;
     tweak(&mut settings);
     spawn_settings(settings).await
 }

@@ -20,4 +20,5 @@ mod proxy_sql;
 mod redaction;
 mod scale;
 mod sql;
+mod usage;
 mod workspaces;

@@ -5,7 +5,7 @@
 //! Tests that need Redis start their own `redis-server` on a free port (see `support`).
 
 mod outage;
-mod support;
+pub(crate) mod support;
 mod visibility;
 
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Tenants in several workspaces (regions), and keys and config reloaded without a restart.
 //!
 //! The demo has two regions: an EU and a US workspace, each with its own local endpoint and
-//! admin token; carol's tenant (initech) is in the US, everyone else in the EU.
+//! admin token; bob's tenant (globex) is in the US, everyone else in the EU.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,17 +67,17 @@ async fn each_tenant_gets_tokens_for_its_own_workspace_and_the_proxy_calls_its_h
     assert_ne!(eu_url, us_url);
 
     let alice = app.session_for("alice").await;
-    let carol = app.session_for("carol").await;
+    let bob = app.session_for("bob").await;
     let (status, alice_token) = token_answer(&app, &alice).await;
     assert_eq!(status, 200, "{alice_token}");
-    let (status, carol_token) = token_answer(&app, &carol).await;
-    assert_eq!(status, 200, "{carol_token}");
+    let (status, bob_token) = token_answer(&app, &bob).await;
+    assert_eq!(status, 200, "{bob_token}");
     // The answer names each user's host: the browser calls the right region directly.
     assert_eq!(alice_token["host"], eu_url.as_str());
-    assert_eq!(carol_token["host"], us_url.as_str());
+    assert_eq!(bob_token["host"], us_url.as_str());
     let (a, c) = (
         alice_token["token"].as_str().unwrap(),
-        carol_token["token"].as_str().unwrap(),
+        bob_token["token"].as_str().unwrap(),
     );
     // Signed with the workspace's own key, never the other's.
     let claims = verify(c, us_key.bytes(), now()).unwrap();
@@ -99,8 +99,8 @@ async fn each_tenant_gets_tokens_for_its_own_workspace_and_the_proxy_calls_its_h
     assert_eq!(direct(eu_url, c).await.unwrap().status(), 403);
     assert_eq!(direct(eu_url, a).await.unwrap().status(), 200);
 
-    // Proxy: carol's call goes to the US host, with a US token; alice's to the EU host.
-    for (who, c) in [("carol", &carol), ("alice", &alice)] {
+    // Proxy: bob's call goes to the US host, with a US token; alice's to the EU host.
+    for (who, c) in [("bob", &bob), ("alice", &alice)] {
         let r = c
             .get(format!("{}api/pipes/sales_by_day.json", app.url))
             .send()
@@ -113,7 +113,7 @@ async fn each_tenant_gets_tokens_for_its_own_workspace_and_the_proxy_calls_its_h
     let us_calls = sql(us_url, &key_text(us_key), calls).await;
     let eu_calls = sql(eu_url, &key_text(eu_key), calls).await;
     // UInt64 counts are quoted in JSON, as ClickHouse writes them.
-    assert_eq!(us_calls, json!([{"token_name": "carol@initech", "n": "1"}]));
+    assert_eq!(us_calls, json!([{"token_name": "bob@globex", "n": "1"}]));
     assert_eq!(eu_calls, json!([{"token_name": "alice@acme", "n": "1"}]));
     app.stop().await;
 }

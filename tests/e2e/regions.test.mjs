@@ -1,5 +1,5 @@
 // Several workspaces and key rotation, in the browser, against real binaries:
-// - the demo's two regions: carol (initech, US) calls the US endpoint directly, alice the EU
+// - the demo's two regions: bob (globex, US) calls the US endpoint directly, alice the EU
 //   one, and the page shows which host;
 // - a signing key rotated by replacing its file under a running `serve`: the next query
 //   gets one 403 per stale call, the client refreshes its token once, and everything is
@@ -34,7 +34,7 @@ test('each region\'s tenant calls its own workspace host directly, and the page 
     assert.equal(server.tinybird, eu);
     ctx = await openApp(browser, server);
     const { page, log } = ctx;
-    await login(page, 'carol');
+    await login(page, 'bob');
     await waitServed(page, 'direct');
     assert.equal(await page.textContent('[data-testid=token-host]'), us);
     const calls = log.requests.filter((r) => r.url.includes('/v0/pipes/'));

@@ -1,7 +1,8 @@
 //! Middleware, one layer per file: the CSRF check ([`csrf`]), the BFF's rate limits
-//! ([`limits`]), the session cookie and its store's failures ([`sessions`]), and the envelope
+//! ([`limits`]), usage budgets ([`budget`]), the session cookie and its store's failures ([`sessions`]), and the envelope
 //! of every API answer: JSON errors and security headers ([`envelope`]).
 
+pub mod budget;
 pub mod csrf;
 pub mod envelope;
 pub mod limits;

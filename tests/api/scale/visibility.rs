@@ -69,7 +69,8 @@ async fn metrics_and_usage_count_a_known_sequence() {
     // Usage: admins only, per tenant per minute, the current minute last.
     assert_eq!(a.get(&alice, "api/admin/usage").await.status(), 401);
     assert_eq!(viewer_usage_status(&a).await, 403);
-    let usage: Value = a.get(&admin, "api/admin/usage").await.json().await.unwrap();
+    let report: Value = a.get(&admin, "api/admin/usage").await.json().await.unwrap();
+    let usage = &report["instance"];
     assert_eq!(usage["step_seconds"], 60);
     assert_eq!(usage["minutes"].as_array().unwrap().len(), 60);
     let acme = &usage["tenants"][0];
