@@ -144,11 +144,47 @@ pub enum StartError {
     Stats(rusqlite::Error),
 }
 
+/// Loads what `config` names (a project folder, a pipes folder over the demo's data sources,
+/// or the embedded demo) into the pipes and the database to serve. Broken files come back
+/// beside them.
+fn open(config: &LocalConfig) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoadError>), StartError> {
+    let project = match (&config.project, &config.pipes_dir) {
+        (Some(dir), _) => {
+            project::Project::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
+        }
+        (None, Some(dir)) => {
+            project::Project::pipes_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
+        }
+        (None, None) => project::Project::embedded_demo(),
+    };
+    let mut problems = project.problems.clone();
+    let sources: Vec<(String, &str)> = project
+        .pipes
+        .iter()
+        .map(|(path, contents)| (path.display().to_string(), contents.as_str()))
+        .collect();
+    let sources: Vec<(&str, &str)> = sources.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let (pipes, pipe_problems) = PipeSet::from_sources(&sources);
+    problems.extend(pipe_problems);
+    let db = match &config.data {
+        Some(path) => {
+            Database::open(path).map_err(|e| StartError::Data(path.display().to_string(), e))?
+        }
+        None => {
+            let (db, fixture_problems) = Database::from_project(&project, &config.demo)
+                .map_err(|e| StartError::Data("(project data)".into(), e))?;
+            problems.extend(fixture_problems);
+            db
+        }
+    };
+    Ok((pipes, db, problems))
+}
+
 impl LocalEndpoint {
     /// Loads pipes and data. Broken pipe files come back beside the endpoint: log them; the
     /// other pipes still serve.
     pub fn new(config: LocalConfig) -> Result<(Self, Vec<PipeLoadError>), StartError> {
-        let (pipes, db, problems) = project::open(&config)?;
+        let (pipes, db, problems) = open(&config)?;
         let workspace_id = config
             .workspace_id
             .or_else(|| config.signing_key.workspace_id())

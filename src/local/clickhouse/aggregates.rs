@@ -9,7 +9,7 @@
 use sqlparser::ast::WindowType;
 
 use super::TranslateError;
-use super::expr::E;
+use super::emitted::E;
 use super::functions::CallArgs;
 use super::translate::{Ctx, unsupported};
 use super::types::ChType;

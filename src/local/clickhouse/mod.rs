@@ -23,6 +23,7 @@
 pub mod aggregates;
 pub mod catalog;
 mod clauses;
+pub mod emitted;
 pub mod expr;
 mod from;
 pub mod functions;
@@ -53,6 +54,13 @@ pub enum TranslateError {
     /// A query ClickHouse itself would refuse (types, grouping).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl TranslateError {
+    /// Valid ClickHouse outside the supported subset: `what` names the construct.
+    pub(crate) fn unsupported(what: impl Into<String>) -> Self {
+        TranslateError::Unsupported(what.into())
+    }
 }
 
 /// One result column as ClickHouse would describe it.

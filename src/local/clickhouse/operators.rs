@@ -5,7 +5,7 @@
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
 use super::TranslateError;
-use super::expr::{BOOL_TY, E, quote, value};
+use super::emitted::{BOOL_TY, E, quote, value};
 use super::translate::{Ctx, Ty, unsupported};
 use super::types::{self, Arith, ChType};
 

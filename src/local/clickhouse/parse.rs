@@ -7,12 +7,11 @@ use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;
 
 use super::TranslateError;
-use super::translate::unsupported;
 
 pub(super) fn parse(sql: &str) -> Result<Query, TranslateError> {
     let lower = sql.to_ascii_lowercase();
     if lower.contains(" asof ") {
-        return Err(unsupported("ASOF JOIN"));
+        return Err(TranslateError::unsupported("ASOF JOIN"));
     }
     let mut statements = Parser::parse_sql(&ClickHouseDialect {}, sql)
         .map_err(|e| TranslateError::Parse(parse_message(&e.to_string(), sql)))?;
@@ -23,11 +22,15 @@ pub(super) fn parse(sql: &str) -> Result<Query, TranslateError> {
     }
     match statements.remove(0) {
         Statement::Query(query) => Ok(*query),
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => Err(unsupported("EXPLAIN")),
-        Statement::Insert(_) => Err(unsupported(
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+            Err(TranslateError::unsupported("EXPLAIN"))
+        }
+        Statement::Insert(_) => Err(TranslateError::unsupported(
             "INSERT (ingestion: append rows with fixtures in the project folder)",
         )),
-        Statement::CreateView(_) => Err(unsupported("materialized views and CREATE VIEW")),
+        Statement::CreateView(_) => Err(TranslateError::unsupported(
+            "materialized views and CREATE VIEW",
+        )),
         other => {
             let text = other.to_string();
             let word: String = text

@@ -4,7 +4,7 @@
 use sqlparser::ast::{BinaryOperator, Expr, FunctionArguments, Query, SelectItem, UnaryOperator};
 
 use super::TranslateError;
-use super::expr::E;
+use super::emitted::E;
 use super::translate::{Columns, Ctx, Ty, ident, unsupported};
 use super::types::{self, ChType};
 

@@ -30,7 +30,7 @@ pub type Columns = Option<Vec<(String, Ty)>>;
 pub const ARRAY_JOIN_MAX: usize = 10_000;
 
 pub(super) fn unsupported(what: impl Into<String>) -> TranslateError {
-    TranslateError::Unsupported(what.into())
+    TranslateError::unsupported(what)
 }
 
 /// A `FROM` item visible to expressions.

@@ -11,52 +11,11 @@ pub mod demo;
 pub mod fixtures;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datasource::Datasource;
 use fixtures::Fixture;
 
-use super::data::Database;
-use super::pipes::{PipeLoadError, PipeSet};
-use super::{LocalConfig, StartError};
-
-/// Loads what `config` names (a project folder, a pipes folder over the demo's data sources,
-/// or the embedded demo) into the pipes and the database to serve. Broken files come back
-/// beside them.
-pub fn open(
-    config: &LocalConfig,
-) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoadError>), StartError> {
-    let project = match (&config.project, &config.pipes_dir) {
-        (Some(dir), _) => {
-            Project::load_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
-        }
-        (None, Some(dir)) => {
-            Project::pipes_dir(dir).map_err(|e| StartError::PipesDir(dir.clone(), e))?
-        }
-        (None, None) => Project::embedded_demo(),
-    };
-    let mut problems = project.problems.clone();
-    let sources: Vec<(String, &str)> = project
-        .pipes
-        .iter()
-        .map(|(path, contents)| (path.display().to_string(), contents.as_str()))
-        .collect();
-    let sources: Vec<(&str, &str)> = sources.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let (pipes, pipe_problems) = PipeSet::from_sources(&sources);
-    problems.extend(pipe_problems);
-    let db = match &config.data {
-        Some(path) => {
-            Database::open(path).map_err(|e| StartError::Data(path.display().to_string(), e))?
-        }
-        None => {
-            let (db, fixture_problems) = Database::from_project(&project, &config.demo)
-                .map_err(|e| StartError::Data("(project data)".into(), e))?;
-            problems.extend(fixture_problems);
-            db
-        }
-    };
-    Ok((pipes, db, problems))
-}
+use super::pipes::PipeLoadError;
 
 /// The embedded demo project: `(path inside demo/, contents)`.
 pub const DEMO_FILES: &[(&str, &str)] = &[

@@ -10,7 +10,7 @@ use sqlparser::ast::{BinaryOperator, DateTimeField, Expr, Interval, Value};
 
 use super::{arity, nullable_like, simple};
 use crate::local::clickhouse::TranslateError;
-use crate::local::clickhouse::expr::{E, quote};
+use crate::local::clickhouse::emitted::{E, quote};
 use crate::local::clickhouse::translate::{Ctx, unsupported};
 use crate::local::clickhouse::types::ChType;
 

@@ -14,7 +14,7 @@ use sqlparser::ast::{
 };
 
 use super::TranslateError;
-use super::expr::{E, quote};
+use super::emitted::{E, quote};
 use super::translate::{Ctx, Ty, unsupported};
 use super::types::ChType;
 

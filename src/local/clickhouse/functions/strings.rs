@@ -4,7 +4,7 @@
 
 use super::{arity, nullable_like, simple};
 use crate::local::clickhouse::TranslateError;
-use crate::local::clickhouse::expr::E;
+use crate::local::clickhouse::emitted::E;
 use crate::local::clickhouse::translate::unsupported;
 use crate::local::clickhouse::types::ChType;
 
