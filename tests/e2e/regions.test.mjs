@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  BIN, startServer, launchBrowser, openApp, login, waitServed, unexpectedConsoleErrors,
+  BIN, withApp, launchBrowser, openApp, login, waitServed, unexpectedConsoleErrors,
 } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,15 +25,11 @@ before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
 test('each region\'s tenant calls its own workspace host directly, and the page shows it', { timeout: 90_000 }, async () => {
-  const server = await startServer();
-  let ctx;
-  try {
+  await withApp(browser, {}, async ({ server, page, log }) => {
     const us = /^tinybird us: (http:\/\/\S+?)\/?$/m.exec(server.output())?.[1];
     const eu = /^tinybird eu: (http:\/\/\S+?)\/?$/m.exec(server.output())?.[1];
     assert.ok(us && eu && us !== eu, server.output());
     assert.equal(server.tinybird, eu);
-    ctx = await openApp(browser, server);
-    const { page, log } = ctx;
     await login(page, 'bob');
     await waitServed(page, 'direct');
     assert.equal(await page.textContent('[data-testid=token-host]'), us);
@@ -49,13 +45,7 @@ test('each region\'s tenant calls its own workspace host directly, and the page 
     const aliceCalls = log.requests.slice(before).filter((r) => r.url.includes('/v0/pipes/'));
     assert.ok(aliceCalls.length >= 3 && aliceCalls.every((r) => r.url.startsWith(`${eu}/`)));
     assert.deepEqual(unexpectedConsoleErrors(log), []);
-  } catch (err) {
-    err.message += `\n--- server output ---\n${server.output().slice(-4000)}`;
-    throw err;
-  } finally {
-    await ctx?.context.close();
-    await server.stop();
-  }
+  });
 });
 
 /** A free TCP port on 127.0.0.1. */
