@@ -225,14 +225,14 @@ fn register_log_secrets(settings: &Settings) {
 
 /// A configured workspace as it runs: called at `url`, its key loaded at `now`.
 pub fn in_force(ws: &WorkspaceSettings, url: String, now: i64) -> Workspace {
-    Workspace {
-        name: ws.name.clone(),
+    Workspace::new(
+        ws.name.clone(),
         url,
-        workspace_id: ws.workspace_id.clone(),
-        signing_key: ws.signing_key.clone(),
-        known_pipes: ws.known_pipes.clone(),
-        loaded_at: now,
-    }
+        ws.workspace_id.clone(),
+        ws.signing_key.clone(),
+        ws.known_pipes.clone(),
+        now,
+    )
 }
 
 /// Reads the settings again (the config file, with its users and key files).

@@ -63,18 +63,18 @@ pub fn apply(app: &App, mut next: Settings) -> Result<Reloaded, Vec<String>> {
             .matches(secrecy::ExposeSecret::expose_secret(
                 ws.signing_key.secret(),
             ));
-        let workspace = Workspace {
-            name: ws.name.clone(),
-            url: old.url.clone(),
-            workspace_id: ws.workspace_id.clone(),
-            signing_key: ws.signing_key.clone(),
-            known_pipes: ws.known_pipes.clone(),
-            loaded_at: if key_changed { now } else { old.loaded_at },
-        };
+        let workspace = Workspace::new(
+            ws.name.clone(),
+            old.url.clone(),
+            ws.workspace_id.clone(),
+            ws.signing_key.clone(),
+            ws.known_pipes.clone(),
+            if key_changed { now } else { old.loaded_at },
+        );
         if key_changed {
             reloaded
                 .keys_changed
-                .push((ws.name.clone(), workspace.fingerprint()));
+                .push((ws.name.clone(), workspace.fingerprint().to_owned()));
         }
         list.push(workspace);
     }

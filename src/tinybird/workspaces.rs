@@ -29,13 +29,35 @@ pub struct Workspace {
     pub known_pipes: Option<Vec<String>>,
     /// When this key was loaded (Unix seconds).
     pub loaded_at: i64,
+    /// The key's [`fingerprint`], taken once: the proxy keys its token cache with it.
+    fingerprint: String,
 }
 
 impl Workspace {
+    /// A workspace whose `signing_key` was loaded at `loaded_at`.
+    pub fn new(
+        name: String,
+        url: String,
+        workspace_id: String,
+        signing_key: AdminToken,
+        known_pipes: Option<Vec<String>>,
+        loaded_at: i64,
+    ) -> Self {
+        Self {
+            fingerprint: fingerprint(&signing_key),
+            name,
+            url,
+            workspace_id,
+            signing_key,
+            known_pipes,
+            loaded_at,
+        }
+    }
+
     /// A short public fingerprint of the key (`sha256:` and 12 hex digits): tells two keys
     /// apart in `/readyz` and the audit log without revealing either.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.signing_key)
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 
@@ -129,14 +151,14 @@ mod tests {
     use super::*;
 
     fn workspace(name: &str) -> Workspace {
-        Workspace {
-            name: name.into(),
-            url: format!("https://{name}.example"),
-            workspace_id: format!("ws-{name}"),
-            signing_key: AdminToken::generate(&format!("ws-{name}")),
-            known_pipes: None,
-            loaded_at: 0,
-        }
+        Workspace::new(
+            name.into(),
+            format!("https://{name}.example"),
+            format!("ws-{name}"),
+            AdminToken::generate(&format!("ws-{name}")),
+            None,
+            0,
+        )
     }
 
     fn user(id: &str, region: Option<&str>) -> User {
