@@ -16,6 +16,12 @@ async function withProviders(page, body) {
   await page.route('**/api/providers', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) }));
   await page.reload();
   await page.locator('[data-testid=login-view]').waitFor({ state: 'visible' });
+  // The page renders the answer after it arrives: wait for what it must show or hide, so the
+  // assertions that follow do not race the render.
+  for (const p of body.providers.filter((p) => p.login_url.startsWith('/') && !p.login_url.startsWith('//'))) {
+    await page.locator(`[data-testid=provider-${p.name}]`).waitFor({ state: 'visible' });
+  }
+  await page.locator('[data-testid=login-form]').waitFor({ state: body.local ? 'visible' : 'hidden' });
 }
 
 const SSO = { name: 'acme-sso', display_name: 'Acme SSO', login_url: '/auth/acme-sso/login' };
