@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt};
 use super::rewrite::RewriteError;
 use crate::error::AppError;
 use crate::redact::Redactor;
-use crate::tinybird::upstream::Outcome;
+use crate::tinybird::upstream::{Answer, Outcome};
 
 /// Response headers copied from Tinybird; everything else is dropped.
 pub const FORWARDED_HEADERS: &[&str] = &[
@@ -117,7 +117,7 @@ pub fn respond(
 /// Passes Tinybird's response through: status, allowed headers (redacted), body streamed,
 /// redacted and capped.
 pub fn forward(
-    upstream: reqwest::Response,
+    upstream: Answer,
     max_bytes: u64,
     what: &str,
     redactor: &Redactor,
@@ -127,27 +127,26 @@ pub fn forward(
             "Tinybird's response for {what} is {announced} bytes, over the proxy's max_response_bytes ({max_bytes}): ask for fewer rows (a smaller limit, narrower filters) or raise proxy.max_response_bytes"
         )));
     }
-    if upstream.status() == reqwest::StatusCode::UNAUTHORIZED {
+    if upstream.status == StatusCode::UNAUTHORIZED {
         // A 401 tells the browser to log in again, which would not help: the proxy's own
         // credential was refused. Tinybird documents 403 for bad tokens, so this is rare.
         return Err(ProxyError::BadGateway(
             "Tinybird refused the proxy's credentials (401): check [proxy] credentials and the signing key".into(),
         ));
     }
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = forwarded_headers(upstream.headers(), redactor);
+    let status = upstream.status;
+    let headers = forwarded_headers(&upstream.headers, redactor);
     let request_id = upstream
-        .headers()
+        .headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 128)
         .map(|v| UpstreamRequestId(v.to_owned()));
-    // Errors may carry the upstream URL, whose query string holds the caller's parameters.
+    // Chunk errors come from hyper or the read timeout: no URL, but scrubbed all the same.
     let scrub = redactor.clone();
-    let chunks = upstream.bytes_stream().map(move |chunk| {
-        chunk.map_err(|e| scrub.redact(&e.without_url().to_string()).into_owned())
-    });
+    let chunks = upstream
+        .into_chunks()
+        .map(move |chunk| chunk.map_err(|e| scrub.redact(&e).into_owned()));
     let body = capped(redactor.redact_stream(chunks), max_bytes, what.to_owned());
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
@@ -172,7 +171,7 @@ const SAFE_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// The allowlisted subset of Tinybird's headers, credentials in their values redacted.
-pub fn forwarded_headers(upstream: &reqwest::header::HeaderMap, redactor: &Redactor) -> HeaderMap {
+pub fn forwarded_headers(upstream: &HeaderMap, redactor: &Redactor) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in FORWARDED_HEADERS {
         for value in upstream.get_all(*name) {
@@ -237,7 +236,7 @@ where
 mod tests {
     #[test]
     fn unsafe_content_types_become_octet_stream() {
-        let mut upstream = reqwest::header::HeaderMap::new();
+        let mut upstream = HeaderMap::new();
         upstream.insert("content-type", "text/html; charset=utf-8".parse().unwrap());
         assert_eq!(
             forwarded_headers(&upstream, &Redactor::default())["content-type"],
@@ -305,7 +304,7 @@ mod tests {
 
     #[test]
     fn only_allowlisted_headers_are_forwarded() {
-        let mut h = reqwest::header::HeaderMap::new();
+        let mut h = HeaderMap::new();
         for (k, v) in [
             ("content-type", "application/json"),
             ("retry-after", "2"),

@@ -1,5 +1,10 @@
 //! The upstream Tinybird client of proxy mode: one pooled HTTP client and its retry policy.
 //!
+//! The client is hyper's own (`hyper_util`'s pooled client over rustls), used directly: one
+//! keep-alive pool per Tinybird host shared by every worker thread, HTTP/2 when the host
+//! offers it over TLS (ALPN), and each call's request built once from the host parsed at
+//! start, with no URL parsing, redirect, cookie or retry layers of a general-purpose client.
+//!
 //! Pipe reads are idempotent (a `GET`, or a form `POST` that only carries parameters), so every
 //! call may be retried. What to retry is a pure decision ([`classify`]): 429 and 500/502/503/504
 //! and connection failures, never 400/403/404/408 (a query timeout rarely passes on a second
@@ -9,12 +14,24 @@
 //!
 //! Errors never carry the upstream URL: its query string holds the caller's parameters.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::tinybird::params::Params;
@@ -79,16 +96,14 @@ pub fn classify(end: AttemptEnd) -> Class {
     }
 }
 
-/// Which [`AttemptEnd`] a transport error is.
-pub fn end_of(err: &reqwest::Error) -> AttemptEnd {
+/// Which [`AttemptEnd`] a client error is: no connection, or one that broke before the
+/// response headers (hyper hands back only requests it could not send, or whose connection
+/// closed before the answer).
+pub fn end_of(err: &hyper_util::client::legacy::Error) -> AttemptEnd {
     if err.is_connect() {
         AttemptEnd::ConnectFailed
-    } else if err.is_timeout() {
-        AttemptEnd::TimedOut
-    } else if err.is_request() {
-        AttemptEnd::Dropped
     } else {
-        AttemptEnd::Other
+        AttemptEnd::Dropped
     }
 }
 
@@ -194,7 +209,7 @@ pub struct PipeCall<'a> {
 #[derive(Debug)]
 pub enum Outcome {
     /// Tinybird's answer (success or not), body not yet read.
-    Response(reqwest::Response),
+    Response(Answer),
     /// No connection, or it kept breaking (502).
     Unreachable(String),
     /// The deadline or the read timeout passed (504).
@@ -203,32 +218,96 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Tinybird's answer: status and headers, and the body still on the wire.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// Every header Tinybird sent (the proxy forwards an allowlist).
+    pub headers: HeaderMap,
+    body: Incoming,
+    /// Longest silence between two body chunks.
+    read_timeout: Duration,
+}
+
+impl Answer {
+    /// The announced body size (`Content-Length`), if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// The body as it arrives, chunk by chunk (trailers dropped); a silence longer than the
+    /// read timeout, or a connection that breaks, ends it with an error.
+    pub fn into_chunks(self) -> impl Stream<Item = Result<Bytes, String>> + Send + 'static {
+        let read_timeout = self.read_timeout;
+        futures_util::stream::unfold(Some(self.body), move |body| async move {
+            let mut body = body?;
+            loop {
+                let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+                    Err(_) => {
+                        let silence = humantime::format_duration(read_timeout);
+                        let e = format!("no body bytes within the proxy read timeout ({silence})");
+                        return Some((Err(e), None));
+                    }
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) => return Some((Err(e.to_string()), None)),
+                    Ok(Some(Ok(frame))) => frame,
+                };
+                if let Ok(data) = frame.into_data() {
+                    return Some((Ok(data), Some(body)));
+                }
+            }
+        })
+    }
+}
+
+/// Why an attempt got no answer.
+#[derive(Debug)]
+struct Transport {
+    end: AttemptEnd,
+    /// What happened, innermost cause first ("Connection refused"); never the URL.
+    cause: String,
+}
+
 enum Failure {
-    Status(reqwest::Response),
-    Transport(reqwest::Error),
+    Status(Answer),
+    Transport(Transport),
 }
 
 impl AttemptError for Failure {
     fn end(&self) -> AttemptEnd {
         match self {
-            Failure::Status(r) => AttemptEnd::Status(r.status()),
-            Failure::Transport(e) => end_of(e),
+            Failure::Status(r) => AttemptEnd::Status(r.status),
+            Failure::Transport(t) => t.end,
         }
     }
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Failure::Status(r) => retry_after(r.headers()),
+            Failure::Status(r) => retry_after(&r.headers),
             Failure::Transport(_) => None,
         }
     }
 }
 
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// The pooled client for one Tinybird host.
 pub struct Upstream {
-    /// One client, so connections are kept alive and reused across users.
-    client: reqwest::Client,
-    /// `https://api.tinybird.co`, parsed once: fixed by config, never by a request.
-    base: reqwest::Url,
+    /// One client, so connections are kept alive and reused across users and threads.
+    client: HttpsClient,
+    /// `https`, from the configured URL, parsed once: fixed by config, never by a request.
+    scheme: Scheme,
+    /// `api.tinybird.co`, likewise.
+    authority: Authority,
+    /// The configured URL's path without its trailing `/` (usually empty).
+    base_path: Arc<str>,
+    /// Longest wait for the response headers of one attempt, and between body chunks.
+    read_timeout: Duration,
     /// Retries and deadline.
     policy: RetryPolicy,
     /// Attempts waiting for Tinybird's response headers at once, and so connections open:
@@ -248,35 +327,58 @@ pub struct Connection {
     pub max_in_flight: usize,
 }
 
+const AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("tinybird-bff/", env!("CARGO_PKG_VERSION")));
+const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
+
 impl Upstream {
-    /// Builds the client; no redirects are followed (the host is fixed by config).
+    /// Builds the client; no redirects are followed (the host is fixed by config). `https`
+    /// hosts are verified against the platform's roots (`SSL_CERT_FILE` is honoured).
     pub fn new(base: &str, policy: RetryPolicy, connection: Connection) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("tinybird-bff/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connection.connect_timeout)
-            .read_timeout(connection.read_timeout)
+        let invalid = |why: String| anyhow::anyhow!("invalid Tinybird URL {base:?}: {why}");
+        let uri: Uri = base
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| invalid(format!("{e}")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(invalid(
+                "it needs a scheme and a host, like https://api.tinybird.co".into(),
+            ));
+        };
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(invalid("the scheme must be http or https".into()));
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connection.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(30)));
+        http.set_nodelay(true);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?;
+        let tls = rustls_platform_verifier::BuilderVerifierExt::with_platform_verifier(tls)?
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(connection.max_in_flight)
-            .tcp_keepalive(Duration::from_secs(30))
-            .build()?;
-        let base = reqwest::Url::parse(base.trim_end_matches('/'))
-            .map_err(|e| anyhow::anyhow!("invalid Tinybird URL {base:?}: {e}"))?;
+            .build(https);
         Ok(Self {
             client,
-            base,
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').into(),
+            read_timeout: connection.read_timeout,
             policy,
             in_flight: tokio::sync::Semaphore::new(connection.max_in_flight.max(1)),
         })
-    }
-
-    /// `{base}{path}` without parsing the base again (`path` starts with `/v0/` and holds
-    /// only validated names).
-    fn url(&self, path: &str) -> reqwest::Url {
-        let mut url = self.base.clone();
-        let prefix = self.base.path().trim_end_matches('/');
-        url.set_path(&format!("{prefix}{path}"));
-        url
     }
 
     /// The retry policy in use.
@@ -292,33 +394,37 @@ impl Upstream {
         if !crate::tinybird::names::is_valid_pipe_name(call.pipe) || !safe_format {
             return (Outcome::Failed("invalid pipe name or format".into()), 0);
         }
-        let url = self.url(&format!("/v0/pipes/{}.{}", call.pipe, call.format));
-        self.call_url(&url, call.params, call.bearer, call.form)
+        let path = format!("/v0/pipes/{}.{}", call.pipe, call.format);
+        self.call_path(&path, call.params, call.bearer, call.form)
             .await
     }
 
     /// Calls `{base}/v0/sql` with the query in `params` (`q`), with the same retries: SQL
     /// reads are idempotent (a `GET`, or a form `POST` that only carries the query).
     pub async fn sql(&self, params: &Params, bearer: &SecretString, form: bool) -> (Outcome, u32) {
-        self.call_url(&self.url("/v0/sql"), params, bearer, form)
-            .await
+        self.call_path("/v0/sql", params, bearer, form).await
     }
 
-    async fn call_url(
+    async fn call_path(
         &self,
-        url: &reqwest::Url,
+        path: &str,
         params: &Params,
         bearer: &SecretString,
         form: bool,
     ) -> (Outcome, u32) {
         let query = params.to_query_string();
-        let (result, attempts) =
-            with_retries(&self.policy, || self.attempt(url, &query, bearer, form)).await;
+        let Some(request) = self.request_parts(path, query, bearer, form) else {
+            return (
+                Outcome::Failed("the upstream request could not be built".into()),
+                0,
+            );
+        };
+        let (result, attempts) = with_retries(&self.policy, || self.attempt(&request)).await;
         let outcome = match result {
             Retried::Done(response) | Retried::Failed(Failure::Status(response)) => {
                 Outcome::Response(response)
             }
-            Retried::Failed(Failure::Transport(e)) => transport_outcome(e, attempts),
+            Retried::Failed(Failure::Transport(t)) => transport_outcome(t, attempts),
             Retried::DeadlineExceeded => Outcome::TimedOut(format!(
                 "Tinybird did not answer within the proxy deadline ({})",
                 humantime::format_duration(self.policy.deadline)
@@ -327,48 +433,108 @@ impl Upstream {
         (outcome, attempts)
     }
 
-    async fn attempt(
+    /// What every attempt of one call sends: built once, cloned per attempt (the body and
+    /// header values are reference-counted).
+    fn request_parts(
         &self,
-        url: &reqwest::Url,
-        query: &str,
+        path: &str,
+        query: String,
         bearer: &SecretString,
         form: bool,
-    ) -> Result<reqwest::Response, Failure> {
-        // Never closed, so acquiring only waits (within the deadline, like the attempt). Taken
-        // before the request is built, so a queued call holds no request yet.
-        let _slot = self.in_flight.acquire().await;
-        let request = if form {
-            self.client
-                .post(url.clone())
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(query.to_owned())
-        } else {
-            let mut url = url.clone();
-            url.set_query(Some(query).filter(|q| !q.is_empty()));
-            self.client.get(url)
+    ) -> Option<Prepared> {
+        let base = &self.base_path;
+        let target = match form || query.is_empty() {
+            true => format!("{base}{path}"),
+            false => format!("{base}{path}?{query}"),
         };
-        let response = request
-            .bearer_auth(bearer.expose_secret())
-            .send()
-            .await
-            .map_err(|e| Failure::Transport(e.without_url()))?;
-        match classify(AttemptEnd::Status(response.status())) {
-            Class::Retry => Err(Failure::Status(response)),
-            Class::NoRetry => Ok(response),
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::from_maybe_shared(Bytes::from(target)).ok()?)
+            .build()
+            .ok()?;
+        let mut authorization =
+            HeaderValue::try_from(format!("Bearer {}", bearer.expose_secret())).ok()?;
+        authorization.set_sensitive(true);
+        let body = if form {
+            Bytes::from(query)
+        } else {
+            Bytes::new()
+        };
+        Some(Prepared {
+            uri,
+            authorization,
+            body,
+            form,
+        })
+    }
+
+    async fn attempt(&self, prepared: &Prepared) -> Result<Answer, Failure> {
+        // Never closed, so acquiring only waits (within the deadline, like the attempt). Taken
+        // before the request is sent, so a queued call holds no connection yet.
+        let _slot = self.in_flight.acquire().await;
+        let mut request = Request::new(Full::new(prepared.body.clone()));
+        *request.uri_mut() = prepared.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(USER_AGENT, AGENT);
+        headers.insert(AUTHORIZATION, prepared.authorization.clone());
+        if prepared.form {
+            *request.method_mut() = Method::POST;
+            request.headers_mut().insert(CONTENT_TYPE, FORM);
+        }
+        let sent = tokio::time::timeout(self.read_timeout, self.client.request(request));
+        let response = match sent.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                return Err(Failure::Transport(Transport {
+                    end: end_of(&e),
+                    cause: innermost_cause(&e),
+                }));
+            }
+            Err(_) => {
+                return Err(Failure::Transport(Transport {
+                    end: AttemptEnd::TimedOut,
+                    cause: format!(
+                        "no response headers within {}",
+                        humantime::format_duration(self.read_timeout)
+                    ),
+                }));
+            }
+        };
+        let (head, body) = response.into_parts();
+        let answer = Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+            read_timeout: self.read_timeout,
+        };
+        match classify(AttemptEnd::Status(answer.status)) {
+            Class::Retry => Err(Failure::Status(answer)),
+            Class::NoRetry => Ok(answer),
         }
     }
 }
 
-fn transport_outcome(e: reqwest::Error, attempts: u32) -> Outcome {
-    // The innermost causes say what happened ("Connection refused"); the URL was removed.
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
+/// One call's request, built once for all its attempts.
+struct Prepared {
+    uri: Uri,
+    authorization: HeaderValue,
+    body: Bytes,
+    form: bool,
+}
+
+/// The innermost cause says what happened ("Connection refused"); hyper's errors carry no URL.
+fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(source) = last.source() {
+        last = source;
     }
-    let cause = causes.last().cloned().unwrap_or_else(|| e.to_string());
-    match end_of(&e) {
+    last.to_string()
+}
+
+fn transport_outcome(t: Transport, attempts: u32) -> Outcome {
+    let cause = t.cause;
+    match t.end {
         AttemptEnd::ConnectFailed | AttemptEnd::Dropped => Outcome::Unreachable(format!(
             "cannot reach Tinybird after {attempts} attempt(s): {cause}"
         )),
