@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
@@ -29,14 +29,13 @@ pub async fn pipe(
     State(state): State<AppState>,
     user: Result<CurrentUser, AppError>,
     Path(file): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
     let mut caller = None;
-    let request = (&method, &uri, &headers);
+    // Borrowed from the request, not copied out of it by extractors.
+    let (parts, body) = request.into_parts();
+    let request = (&parts.method, &parts.uri, &parts.headers);
     let (mut response, cache) = match handle(&state, user, &file, request, body, &mut caller).await
     {
         Ok(done) => done,

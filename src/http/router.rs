@@ -20,7 +20,7 @@ use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{budget, csrf, envelope, limits, sessions};
+use super::middleware::{csrf, envelope, limits, sessions};
 use super::state::AppState;
 use super::{admin, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
@@ -29,9 +29,8 @@ use crate::ratelimit::Scope;
 /// The router.
 pub fn router(state: AppState) -> Router {
     let public_url = state.settings().public_url.clone();
+    // Rate limits and usage budgets, in one layer (each layer costs per request).
     let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
-    // Inside the rate limits (added first), so it reuses the user they found.
-    let budgeted = || from_fn_with_state(Arc::clone(&state), budget::enforce);
     // The app's JavaScript, on the session cookie.
     let session_routes = Router::new()
         .route("/api/login", post(login::login))
@@ -42,9 +41,7 @@ pub fn router(state: AppState) -> Router {
     let token_route = Router::new()
         .route(
             "/api/token",
-            post(token::token)
-                .route_layer(budgeted())
-                .route_layer(limited(Scope::Token)),
+            post(token::token).route_layer(limited(Scope::Token)),
         )
         .route_layer(from_fn_with_state(public_url, csrf::unless_bearer));
     // Proxy GETs are read-only and need no CSRF header; form POSTs pass the check inside
@@ -54,14 +51,12 @@ pub fn router(state: AppState) -> Router {
             "/api/pipes/{file}",
             get(pipes::pipe)
                 .post(pipes::pipe)
-                .route_layer(budgeted())
                 .route_layer(limited(Scope::Proxy)),
         )
         .route(
             "/api/sql",
             get(sql::sql)
                 .post(sql::sql)
-                .route_layer(budgeted())
                 .route_layer(limited(Scope::Proxy)),
         );
     // Browser navigations to and from identity providers (GETs: top-level redirects).

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
@@ -25,14 +25,13 @@ use crate::proxy::{MAX_FORM_BYTES, ProxyError};
 pub async fn sql(
     State(state): State<AppState>,
     user: Result<CurrentUser, AppError>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
     let mut caller = None;
-    let response = handle(&state, user, &method, &uri, &headers, body, &mut caller)
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let response = handle(&state, user, method, uri, headers, body, &mut caller)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     // SQL is counted under one pipe label: its text never becomes a label.
