@@ -481,6 +481,57 @@ async fn a_503_forever_and_a_slow_upstream_are_bounded() {
 }
 
 #[tokio::test]
+async fn the_read_timeout_bounds_a_silent_upstream_before_and_during_the_body() {
+    // No response headers within the read timeout: a 504 at once, not retried.
+    let silent = fault(|_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        ok_json()
+    })
+    .await;
+    let app = app_on(&silent.url, |s| {
+        s.proxy.read_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let started = Instant::now();
+    let (status, body) = json(app.get("api/pipes/top_products.json").await).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("read timeout"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(silent.hits(), 1, "a timeout is not retried");
+    app.stop().await;
+
+    // Headers and a first chunk, then silence: the body is cut after the read timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 16 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
+                let _ = socket
+                    .write_all(format!("{head}{{\"data\":[").as_bytes())
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let app = app_on(&url, |s| s.proxy.read_timeout = Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = app.get("api/pipes/top_products.json").await;
+    assert_eq!(r.status(), 200, "the headers were good");
+    assert!(
+        r.bytes().await.is_err(),
+        "a stalled body must break the client's response, not hang or look complete"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn calls_beyond_max_connections_queue_instead_of_opening_more() {
     let (now, peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let up = {
