@@ -103,6 +103,15 @@ fn ok_json() -> Response {
     reply(200, &[("content-type", "application/json")], ROWS)
 }
 
+/// An upstream that answers [`ok_json`] after `delay`.
+async fn slow_upstream(delay: Duration) -> Fault {
+    fault(move |_| async move {
+        tokio::time::sleep(delay).await;
+        ok_json()
+    })
+    .await
+}
+
 /// Quick retries so fault tests stay fast: 3 attempts, 10-50 ms backoff, 3 s deadline.
 fn quick() -> RetryPolicy {
     RetryPolicy {
@@ -460,11 +469,7 @@ async fn a_503_forever_and_a_slow_upstream_are_bounded() {
     assert!(started.elapsed() < Duration::from_secs(2));
     app.stop().await;
 
-    let slow = fault(|_| async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        ok_json()
-    })
-    .await;
+    let slow = slow_upstream(Duration::from_secs(30)).await;
     let app = app_on(&slow.url, |s| {
         s.proxy.retry.deadline = Duration::from_millis(500)
     })
@@ -483,11 +488,7 @@ async fn a_503_forever_and_a_slow_upstream_are_bounded() {
 #[tokio::test]
 async fn the_read_timeout_bounds_a_silent_upstream_before_and_during_the_body() {
     // No response headers within the read timeout: a 504 at once, not retried.
-    let silent = fault(|_| async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        ok_json()
-    })
-    .await;
+    let silent = slow_upstream(Duration::from_secs(30)).await;
     let app = app_on(&silent.url, |s| {
         s.proxy.read_timeout = Duration::from_millis(300)
     })
@@ -504,21 +505,7 @@ async fn the_read_timeout_bounds_a_silent_upstream_before_and_during_the_body() 
     app.stop().await;
 
     // Headers and a first chunk, then silence: the body is cut after the read timeout.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0; 16 * 1024];
-                let _ = socket.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
-                let _ = socket
-                    .write_all(format!("{head}{{\"data\":[").as_bytes())
-                    .await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            });
-        }
-    });
+    let url = breaking_upstream(Duration::from_secs(30)).await;
     let app = app_on(&url, |s| s.proxy.read_timeout = Duration::from_millis(300)).await;
     let started = Instant::now();
     let r = app.get("api/pipes/top_products.json").await;
@@ -584,8 +571,9 @@ async fn an_unreachable_upstream_is_a_bounded_502() {
     app.stop().await;
 }
 
-/// Answers the first request with half a body and closes; later ones properly.
-async fn breaking_upstream() -> String {
+/// Answers the first request with headers and the start of a body, holds that connection
+/// open for `hold`, then closes it; later requests get a whole answer.
+async fn breaking_upstream(hold: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicU32::new(0));
@@ -603,7 +591,7 @@ async fn breaking_upstream() -> String {
                     format!("{head}content-length: {}\r\n\r\n{ROWS}", ROWS.len())
                 };
                 let _ = socket.write_all(out.as_bytes()).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(hold).await;
             });
         }
     });
@@ -612,7 +600,7 @@ async fn breaking_upstream() -> String {
 
 #[tokio::test]
 async fn a_connection_reset_mid_body_fails_that_response_only() {
-    let url = breaking_upstream().await;
+    let url = breaking_upstream(Duration::from_millis(50)).await;
     let app = app_on(&url, |_| {}).await;
     let r = app.get("api/pipes/top_products.json").await;
     assert_eq!(r.status(), 200, "headers were already good");
@@ -710,11 +698,7 @@ async fn an_announced_oversized_body_is_a_502_before_streaming() {
 
 #[tokio::test]
 async fn the_cache_makes_one_upstream_call_per_burst_and_never_shares_across_tenants() {
-    let up = fault(|_| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        ok_json()
-    })
-    .await;
+    let up = slow_upstream(Duration::from_millis(300)).await;
     let app = app_on(&up.url, |s| {
         s.proxy
             .cache
