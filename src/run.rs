@@ -71,6 +71,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The settings in force now (what a reload would start from).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.state.settings()
+    }
+
     /// Reloads now with `next` (as `SIGHUP` does with the files): the problems when it
     /// cannot be put in force, and then nothing changed.
     pub fn reload(

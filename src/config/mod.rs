@@ -121,12 +121,16 @@ pub struct Settings {
     pub session_store: SessionStoreKind,
     /// Session inactivity timeout.
     pub session_ttl: Duration,
+    /// How long a session lasts after its login, however active (`session.absolute_ttl`).
+    pub session_absolute_ttl: Duration,
     /// Session cookie name.
     pub cookie_name: String,
     /// Failed-login throttling per account.
     pub throttle: ThrottleConfig,
     /// Failed-login throttling per client address.
     pub client_throttle: ThrottleConfig,
+    /// How long a login's username and password may be.
+    pub login_caps: session::LoginCaps,
     /// Local users.
     pub users: UserDirectory,
     /// Identity providers (OIDC login, bearer tokens), in name order.
@@ -270,9 +274,11 @@ impl Settings {
             token_rps: token.rps,
             session_store: session.store,
             session_ttl: session.ttl,
+            session_absolute_ttl: session.absolute_ttl,
             cookie_name: session.cookie_name,
             throttle: session.throttle,
             client_throttle: session.client_throttle,
+            login_caps: session.login_caps,
             users: access.users,
             oidc: access.oidc,
             grants: access.grants,

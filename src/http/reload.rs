@@ -134,6 +134,7 @@ fn keep_restart_only(current: &Settings, next: &mut Settings) -> Vec<&'static st
         cookie_name => "session.cookie_name",
         throttle => "login",
         client_throttle => "login",
+        login_caps => "login",
         oidc => "oidc",
         proxy => "proxy",
         admin_listen => "admin_listen",

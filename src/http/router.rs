@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
@@ -32,8 +33,10 @@ pub fn router(state: AppState) -> Router {
     // Rate limits and usage budgets, in one layer (each layer costs per request).
     let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
     // The app's JavaScript, on the session cookie.
+    // A login body is bounded by the field caps, before it is read whole.
+    let login_body = DefaultBodyLimit::max(state.settings().login_caps.body_bytes());
     let session_routes = Router::new()
-        .route("/api/login", post(login::login))
+        .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
         .route_layer(from_fn_with_state(public_url.clone(), csrf::require))
         .route("/api/me", get(login::me));

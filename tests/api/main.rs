@@ -6,6 +6,7 @@
 //! - `bff`: login, sessions, CSRF, grants and the token endpoint.
 //! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`).
 
+mod access_now;
 mod architecture;
 mod attacks;
 mod bff;
