@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// Load balancers / reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Client timeouts and the connection cap of every listener.
+    #[serde(default)]
+    pub server: server::ServerConfig,
     /// Where Tinybird is and how to sign for it.
     pub tinybird: TinybirdConfig,
     /// Minted token settings.
@@ -109,6 +112,8 @@ pub struct Settings {
     pub public_url: Url,
     /// Proxies whose `X-Forwarded-For` names the client (see `crate::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client timeouts and the connection cap of every listener (`[server]`).
+    pub conn_limits: crate::serve::ConnLimits,
     /// The workspaces tokens are minted for, and which one is each user's.
     pub tinybird: TinybirdSettings,
     /// JWT lifetime.
@@ -202,6 +207,7 @@ impl Settings {
             server::validate(&raw.listen, &raw.public_url, &raw.trusted_proxies),
             p,
         );
+        let conn_limits = keep(server::validate_limits(&raw.server), p);
         let tinybird = keep(tinybird::validate(&raw.tinybird, base, env), p);
         let token = keep(token::validate(&raw.token), p);
         let session = keep(
@@ -231,6 +237,7 @@ impl Settings {
         };
         let (
             Some(server),
+            Some(conn_limits),
             Some(tinybird),
             Some(token),
             Some(session),
@@ -238,7 +245,17 @@ impl Settings {
             Some(proxy),
             Some(ops),
             Some(usage),
-        ) = (server, tinybird, token, session, access, proxy, ops, usage)
+        ) = (
+            server,
+            conn_limits,
+            tinybird,
+            token,
+            session,
+            access,
+            proxy,
+            ops,
+            usage,
+        )
         else {
             return Err(problems);
         };
@@ -268,6 +285,7 @@ impl Settings {
             listen: server.listen,
             public_url: server.public_url,
             trusted_proxies: server.trusted_proxies,
+            conn_limits,
             tinybird,
             token_ttl: token.ttl,
             token_name: token.name,

@@ -129,6 +129,7 @@ fn keep_restart_only(current: &Settings, next: &mut Settings) -> Vec<&'static st
         listen => "listen",
         public_url => "public_url",
         trusted_proxies => "trusted_proxies",
+        conn_limits => "server",
         session_store => "session.store",
         session_ttl => "session.ttl",
         cookie_name => "session.cookie_name",

@@ -11,7 +11,6 @@
 //!   [`super::ops`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -26,6 +25,7 @@ use super::state::AppState;
 use super::{admin, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
+use crate::serve::ConnLimits;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -122,14 +122,13 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_owned())
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests; slow and idle clients
+/// are cut and connections capped as `limits` says (see `crate::serve`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::serve::serve(listener, router(state), limits, shutdown).await
 }
