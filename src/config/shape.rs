@@ -15,16 +15,10 @@ use serde_path_to_error::Segment;
 use toml::{Table, Value};
 
 use super::problem::{Problem, problem};
+use path::{Step, get, remove, render, section, set};
 
 /// Mismatches read before giving up: far more than any real file has.
 const MAX_PROBLEMS: usize = 100;
-
-/// One step of a path in the file: a table key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
 
 /// How the table was patched after a problem, so that reading could go on.
 #[derive(Debug, Clone, PartialEq)]
@@ -342,97 +336,6 @@ fn quoted(values: &[String]) -> String {
         .join(", ")
 }
 
-/// `[token]`, `[[grants]]`, "the top level": where a key sits, as a person reads the file.
-fn section(path: &[Step]) -> String {
-    if path.is_empty() {
-        return "the top level".into();
-    }
-    match path.last() {
-        Some(Step::Index(_)) => format!("[[{}]]", render(&path[..path.len() - 1])),
-        _ => format!("[{}]", render(path)),
-    }
-}
-
-/// `token.ttl`, `grants[0].pipes`: the key as problems name it.
-fn render(path: &[Step]) -> String {
-    let mut out = String::new();
-    for step in path {
-        match step {
-            Step::Key(k) if out.is_empty() => out.push_str(k),
-            Step::Key(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-fn get<'a>(table: &'a Table, path: &[Step]) -> Option<&'a Value> {
-    let (Step::Key(first), rest) = path.split_first()? else {
-        return None;
-    };
-    let mut value = table.get(first)?;
-    for step in rest {
-        value = match step {
-            Step::Key(k) => value.as_table()?.get(k)?,
-            Step::Index(i) => value.as_array()?.get(*i)?,
-        };
-    }
-    Some(value)
-}
-
-fn set(table: &mut Table, path: &[Step], new: Value) -> Option<()> {
-    let (last, init) = path.split_last()?;
-    let holder = container(table, init)?;
-    match (holder, last) {
-        (Holder::Table(t), Step::Key(k)) => {
-            t.insert(k.clone(), new);
-        }
-        (Holder::Array(a), Step::Index(i)) => *a.get_mut(*i)? = new,
-        _ => return None,
-    }
-    Some(())
-}
-
-fn remove(table: &mut Table, path: &[Step]) -> Option<()> {
-    let (last, init) = path.split_last()?;
-    match (container(table, init)?, last) {
-        (Holder::Table(t), Step::Key(k)) => t.remove(k).map(|_| ()),
-        // An array element cannot go without renumbering the others: empty it instead.
-        (Holder::Array(a), Step::Index(i)) => {
-            *a.get_mut(*i)? = Value::Table(Table::new());
-            Some(())
-        }
-        _ => None,
-    }
-}
-
-enum Holder<'a> {
-    Table(&'a mut Table),
-    Array(&'a mut Vec<Value>),
-}
-
-/// The table or array at `path` (the whole file for an empty path).
-fn container<'a>(table: &'a mut Table, path: &[Step]) -> Option<Holder<'a>> {
-    let Some((first, rest)) = path.split_first() else {
-        return Some(Holder::Table(table));
-    };
-    let Step::Key(first) = first else { return None };
-    let mut value = table.get_mut(first)?;
-    for step in rest {
-        value = match step {
-            Step::Key(k) => value.as_table_mut()?.get_mut(k)?,
-            Step::Index(i) => value.as_array_mut()?.get_mut(*i)?,
-        };
-    }
-    match value {
-        Value::Table(t) => Some(Holder::Table(t)),
-        Value::Array(a) => Some(Holder::Array(a)),
-        _ => None,
-    }
-}
-
+mod path;
 #[cfg(test)]
 mod tests;
