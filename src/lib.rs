@@ -20,7 +20,8 @@
 //!   (credentials out of whatever is relayed or logged), [`serve`] (the accept loop with
 //!   timeouts and a connection cap, for every listener).
 //!
-//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown) and [`cli`].
+//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`] and
+//! [`init`] (the files to start a deployment from).
 
 pub mod audit;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod grants;
 pub mod health;
 pub mod http;
+pub mod init;
 pub mod local;
 pub mod metrics;
 pub mod proxy;
