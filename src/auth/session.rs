@@ -11,7 +11,7 @@ use crate::user::User;
 const USER_KEY: &str = "user";
 
 /// What the session keeps about the user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionUser {
     /// The identity grants evaluate.
     #[serde(flatten)]
