@@ -13,11 +13,14 @@ pub struct User {
     pub id: String,
     /// The tenant (organisation) the user belongs to; most row filters come from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub tenant: Option<String>,
     /// Roles that grants match on.
     #[serde(default)]
+    #[schema(required = true)]
     pub roles: Vec<String>,
     /// Any other attribute a grant may match on or render into a fixed param.
     #[serde(default)]
+    #[schema(required = true)]
     pub attributes: BTreeMap<String, String>,
 }

@@ -45,8 +45,10 @@ pub struct MeResponse {
     /// The data sources their grants give for SQL, with the row filter of each.
     datasources: Vec<crate::grants::DatasourceAccess>,
     /// Why the grants give nothing (a missing attribute, a conflict), when they do not.
+    #[schema(required = true)]
     grant_error: Option<String>,
     /// The workspace (region) their tokens are for, when the rule names one.
+    #[schema(required = true)]
     workspace: Option<WorkspaceRef>,
 }
 
