@@ -71,6 +71,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// A copy of the settings in force now (what a reload would start from).
+    pub fn settings(&self) -> Settings {
+        self.state.snapshot().settings.clone()
+    }
+
     /// Reloads now with `next` (as `SIGHUP` does with the files): the problems when it
     /// cannot be put in force, and then nothing changed.
     pub fn reload(
@@ -83,7 +88,8 @@ impl Running {
     /// Reloads with `load` on `SIGHUP` and whenever one of the files the settings came from
     /// changes (checked every `reload.watch`), until the servers stop.
     pub fn watch(&mut self, load: Loader) {
-        let settings = self.state.settings();
+        let snapshot = self.state.snapshot();
+        let settings = &snapshot.settings;
         let task = watch_files(
             Arc::clone(&self.state),
             load,
@@ -123,6 +129,18 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    // Every listener gets the same limits, within what the open-file limit allows.
+    let listeners = 1
+        + usize::from(admin_listener.is_some())
+        + settings
+            .tinybird
+            .workspaces
+            .iter()
+            .filter(|w| matches!(w.host, TinybirdHost::Local(_)))
+            .count();
+    let limits = settings
+        .conn_limits
+        .within(crate::serve::raise_fd_limit(), listeners);
     let mut tasks = Vec::new();
     let mut local_addr = None;
     let mut list = Vec::new();
@@ -135,6 +153,7 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
                 let addr = listener.local_addr()?;
                 let mut config = LocalConfig::new(ws.signing_key.clone());
                 config.workspace_id = Some(ws.workspace_id.clone());
+                config.conn_limits = limits;
                 // The usage token reads `pipe_stats_rt` here as it would on Tinybird.
                 if let Some(usage) = settings.usage.as_ref().filter(|u| !u.token_is_admin) {
                     config.static_tokens.push(crate::local::auth::StaticToken {
@@ -176,12 +195,14 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         tasks.push(tokio::spawn(http::ops::serve_admin(
             state.clone(),
             listener,
+            limits,
             stopped(stop_rx.clone()),
         )));
     }
     tasks.push(tokio::spawn(http::serve(
         Arc::clone(&state),
         app_listener,
+        limits,
         stopped(stop_rx),
     )));
     Ok(Running {
@@ -307,7 +328,7 @@ async fn watch_files(
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = fingerprint(&state.settings().sources);
+    let mut seen = fingerprint(&state.snapshot().settings.sources);
     let mut tick = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -326,7 +347,7 @@ async fn watch_files(
             _ = stop.wait_for(|s| *s) => return,
             () = hangup => "SIGHUP",
             _ = tick.tick(), if every.is_some() => {
-                let now = fingerprint(&state.settings().sources);
+                let now = fingerprint(&state.snapshot().settings.sources);
                 if now == seen { continue; }
                 "a watched file changed"
             }
@@ -344,6 +365,6 @@ async fn watch_files(
         let _ = reload(&state, next);
         // Whatever the outcome, the files as they are now are the ones seen: a bad file is
         // reported once, not on every tick, and reloaded when it changes again.
-        seen = fingerprint(&state.settings().sources);
+        seen = fingerprint(&state.snapshot().settings.sources);
     }
 }

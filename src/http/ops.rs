@@ -62,7 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // Each workspace's key by fingerprint (never the key) and when it was loaded, so a
     // rotation can be seen to have reached every instance.
     let mut workspaces = Map::new();
-    for w in state.workspaces().iter() {
+    for w in state.snapshot().workspaces.iter() {
         let loaded_at = chrono::DateTime::from_timestamp(w.loaded_at, 0)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
@@ -96,13 +96,12 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`admin_router`] until `shutdown` resolves.
+/// Serves [`admin_router`] until `shutdown` resolves, within `limits` (see `crate::serve`).
 pub async fn serve_admin(
     state: AppState,
     listener: TcpListener,
+    limits: crate::serve::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::serve::serve(listener, admin_router(state), limits, shutdown).await
 }
