@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use super::middleware::{cors, csrf, envelope, sessions};
 use super::state::AppState;
-use super::{admin, login, oidc, ops, pipes, sql, token, web};
+use super::{admin, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use crate::serve::ConnLimits;
@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::clone(&state));
     let operators = Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/readyz", get(ops::readyz))
         .with_state(Arc::clone(&state));
     let router = Router::new()

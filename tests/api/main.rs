@@ -19,6 +19,7 @@ mod init;
 mod interop;
 mod local;
 mod oidc;
+mod openapi;
 mod proxy;
 mod proxy_sql;
 mod redaction;
