@@ -39,6 +39,9 @@ pub const LOGINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// How long a demo login (or client) stays locked after too many wrong passwords.
+pub const DEMO_LOCKOUT: Duration = Duration::from_secs(60);
+
 /// Command-line overrides of the demo.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
@@ -86,6 +89,10 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
     })?;
     // The demo's key changes every run, so its sessions would not outlive it anyway.
     settings.session_store = SessionStoreKind::Memory;
+    // Its logins are shared by everyone trying it: five typos lock one for a minute, not the
+    // 15 minutes the example config (and a real deployment) uses.
+    settings.throttle.lockout = DEMO_LOCKOUT;
+    settings.client_throttle.lockout = DEMO_LOCKOUT;
     if let Some(addr) = options.listen {
         settings.listen = addr;
         let _ = settings.public_url.set_ip_host(addr.ip());

@@ -19,7 +19,8 @@
 //! - Leaves: [`user`], [`error`] (the JSON error envelope), [`client_ip`], [`redact`]
 //!   (credentials out of whatever is relayed or logged).
 //!
-//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown) and [`cli`].
+//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`] and
+//! [`init`] (the files to start a deployment from).
 
 pub mod audit;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod grants;
 pub mod health;
 pub mod http;
+pub mod init;
 pub mod local;
 pub mod metrics;
 pub mod proxy;

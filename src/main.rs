@@ -62,6 +62,8 @@ enum Command {
     HashPassword,
     /// Run the Tinybird-compatible local endpoint on its own.
     Local(tinybird_bff::cli::LocalArgs),
+    /// Write a config for one workspace, a users file and a .env template to start from.
+    Init(tinybird_bff::init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
             } => cli::mint(&config, &user, explain),
             Command::HashPassword => cli::hash_password(),
             Command::Local(args) => cli::local(args).await,
+            Command::Init(args) => tinybird_bff::init::init(&args),
         }
     });
     match result {

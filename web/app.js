@@ -1,13 +1,18 @@
-// The demo page: log in (password or an identity provider), a tenant dashboard
-// served through web/tinybird-bff.js, an SQL console over the tenant's data
-// sources on both paths, a direct-vs-proxy latency comparison, and the current
-// token laid bare.
+// The demo page: log in (password or an identity provider), then three one-click proofs
+// (web/proofs.js), the direct-vs-proxy comparison (web/compare.js), the tenant's budget
+// (web/budget.js), a tenant dashboard served through web/tinybird-bff.js, an SQL console over
+// the tenant's data sources on both paths, and the current token laid bare.
 // No framework and no build step; all DOM writes use textContent (never
 // innerHTML with data) and classes (never inline styles), so a strict CSP holds.
 import { createClient, SignedOutError, RateLimitedError } from './tinybird-bff.js';
-import { renderSalesChart, renderCompareCharts, summarize, clearCharts } from './charts.js';
+import { clearCharts } from './charts.js';
+import { RENDERERS } from './cards.js';
 import { createSqlConsole } from './sql-console.js';
 import { createUsageView } from './usage.js';
+import { createBudgetMeter, refusalText } from './budget.js';
+import { createCompare } from './compare.js';
+import { createProofs } from './proofs.js';
+import { createTokenView } from './token-view.js';
 
 const $ = (id) => document.getElementById(id);
 const MODE_KEY = 'tinybird-bff.mode';
@@ -18,21 +23,39 @@ const QUERIES = {
   orgs_overview: {},
 };
 
-const tb = createClient({ bff: '/api', mode: savedMode() });
-// Handy from the console (and for the browser tests): `tbDemo.client.tokenInfo()`.
-window.tbDemo = { client: tb };
-const usageView = createUsageView(document.getElementById('usage-section'), {
-  async fetchJson(path) {
-    const r = await fetch(path, { credentials: 'same-origin' });
-    const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.error ?? `HTTP ${r.status}`);
-    return body;
-  },
-});
-const sqlConsole = createSqlConsole(tb, { onSignedOut: (err) => signedOut(err) });
+const state = { me: null, tokens: 0, ticker: null, budgetTicker: null, providers: null };
 
-const COMPARE_HINT = 'Runs the query alternately through each path (after one warm-up each) and plots how long the browser waited.';
-const state = { me: null, tokens: 0, comparing: false, ticker: null, providers: null };
+// The "Tinybird blocked" proof makes this page's calls to other origins fail, as a firewall
+// or an ad-blocker would; the client sees a network error, exactly as it would then.
+const sim = { blocked: false };
+function pageFetch(url, init) {
+  if (sim.blocked && new URL(url, window.location.href).origin !== window.location.origin) {
+    return Promise.reject(new TypeError('Failed to fetch (the demo blocked this page from Tinybird)'));
+  }
+  return window.fetch(url, init);
+}
+
+const tb = createClient({ bff: '/api', mode: savedMode(), fetch: pageFetch });
+// Handy from the console (and for the browser tests): `tbDemo.client.tokenInfo()`.
+window.tbDemo = { client: tb, sim };
+async function fetchJson(path) {
+  const r = await fetch(path, { credentials: 'same-origin' });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error ?? `HTTP ${r.status}`);
+  return body;
+}
+const usageView = createUsageView(document.getElementById('usage-section'), { fetchJson });
+const sqlConsole = createSqlConsole(tb, { onSignedOut: (err) => signedOut(err) });
+const budget = createBudgetMeter($('budget-meter'), { fetchJson, onView: showRefusal });
+const compare = createCompare({ log: (k, t) => log(k, t), onSignedOut: (err) => signedOut(err) });
+const tokenView = createTokenView(tb, () => {
+  const pipe = grantedPipes()[0] ?? 'top_products';
+  return { pipe, params: QUERIES[pipe] ?? {} };
+});
+const proofs = createProofs(tb, {
+  sim, me: () => state.me, log: (k, t) => log(k, t), onSignedOut: (err) => signedOut(err), reload: () => loadDashboard(),
+});
+
 
 // ---------- client events ----------
 
@@ -40,7 +63,7 @@ tb.on('token', (info) => {
   state.tokens += 1;
   $('token-refresh-count').textContent = String(state.tokens);
   log('token', `${state.tokens === 1 ? 'Token fetched' : 'Token refreshed'}: ${info.name}, expires ${clock(info.expiresAt)}`);
-  renderToken();
+  tokenView.render();
 });
 tb.on('fallback', (e) => {
   const banner = $('fallback-banner');
@@ -55,7 +78,6 @@ tb.on('recovered', () => {
 });
 tb.on('retry', (e) => log('retry', `${e.status} on ${e.path}, retrying in ${(e.delayMs / 1000).toFixed(1)} s`));
 tb.on('query', (e) => {
-  if (state.comparing) return;
   const ind = $('path-indicator');
   ind.dataset.path = e.path;
   ind.textContent = `Last query: ${e.path}${e.fellBack ? ' (fallback)' : ''}`;
@@ -91,6 +113,7 @@ function showLogin(notice) {
   state.tokens = 0;
   $('token-refresh-count').textContent = '0';
   clearInterval(state.ticker);
+  clearInterval(state.budgetTicker);
   resetDashboard();
   hide($('dashboard-view'));
   hide($('session-bar'));
@@ -142,6 +165,8 @@ function showDashboard(me) {
   $('user-tenant').textContent = user.tenant ? `tenant ${user.tenant}` : (user.roles ?? []).join(', ');
   $('user-avatar').textContent = name.slice(0, 1).toUpperCase();
   $('dashboard-title').textContent = user.tenant ? `${user.tenant} dashboard` : 'Dashboard';
+  renderRegion(me.workspace);
+  $('proof-isolation').querySelector('[data-testid=proof-isolation-target]').textContent = proofs.otherTenant();
   hide($('login-view'));
   hide($('signed-out-notice'));
   show($('session-bar'));
@@ -151,12 +176,46 @@ function showDashboard(me) {
   const select = $('compare-pipe');
   select.replaceChildren(...pipes.map((p) => new Option(p, p)));
   clearInterval(state.ticker);
-  state.ticker = setInterval(renderToken, 1000);
-  renderToken();
-  renderExposure();
+  state.ticker = setInterval(() => tokenView.render(), 1000);
+  tokenView.render();
+  tokenView.exposure();
   sqlConsole.show(me.datasources ?? []);
   if ((user.roles ?? []).includes('admin')) usageView.show();
-  loadDashboard();
+  clearInterval(state.budgetTicker);
+  state.budgetTicker = setInterval(() => budget.refresh(), 15_000);
+  // The dashboard first, then the comparison (it would compete for the same rps bucket).
+  const loaded = Promise.all([loadDashboard(), budget.refresh()]);
+  loaded.then(([, view]) => {
+    if (state.me === me && pipes.length) compare.auto(pipes[0], QUERIES[pipes[0]], view);
+  });
+}
+
+/** The region badge: the workspace the user's tokens are for, and the host the browser calls. */
+function renderRegion(workspace) {
+  const badge = $('region-badge');
+  if (!workspace) {
+    badge.textContent = '';
+    return;
+  }
+  const host = workspace.host.replace(/^https?:\/\//, '');
+  badge.textContent = workspace.name === 'default' ? host : `${workspace.name} · ${host}`;
+  badge.dataset.workspace = workspace.name;
+}
+
+/** Over budget: the sentence that says so, instead of whatever failed first. */
+function showRefusal(view) {
+  const text = refusalText(view);
+  const notice = $('budget-notice');
+  notice.textContent = text ?? '';
+  toggle(notice, Boolean(text));
+  if (text) hide($('error-banner'));
+}
+
+/** A 429 with a reset time but no budget to explain it: the error itself, with the time. */
+function showRefusalError(err) {
+  const banner = $('error-banner');
+  banner.textContent = `Refused until ${new Date(err.resetAt * 1000).toLocaleTimeString()}: ${describe(err)}`;
+  show(banner);
 }
 
 function grantedPipes() {
@@ -173,10 +232,14 @@ async function loadDashboard() {
     chip.dataset.path = '';
     chip.textContent = mine ? 'loading…' : '';
   }
-  const renderers = { top_products: renderTop, sales_by_day: renderSales, recent_orders: renderOrders, orgs_overview: renderOrgs };
   const results = await Promise.allSettled(pipes.map((p) => tb.query(p, QUERIES[p])));
   const failed = results.filter((r) => r.status === 'rejected');
-  if (failed.length && !failed.some((r) => r.reason instanceof SignedOutError)) {
+  // A 429 with a reset time is a spent budget (or a lockout): say so, from the budget itself.
+  const refused = failed.find((r) => r.reason instanceof RateLimitedError && r.reason.resetAt);
+  if (refused) {
+    const view = await budget.refresh();
+    if (!refusalText(view)) showRefusalError(refused.reason);
+  } else if (failed.length && !failed.some((r) => r.reason instanceof SignedOutError)) {
     const banner = $('error-banner');
     banner.textContent = `${failed.length} of ${results.length} queries failed: ${describe(failed[0].reason)}`
       + (tb.getMode() === 'direct' ? ' (Direct mode never falls back: switch to Auto or Proxy.)' : '');
@@ -193,7 +256,7 @@ async function loadDashboard() {
     card?.classList.toggle('is-stale', r.status !== 'fulfilled');
     if (r.status === 'fulfilled') {
       hide(errEl);
-      renderers[pipe](r.value.data);
+      RENDERERS[pipe](r.value.data);
       served(pipe, r.value);
     } else {
       if (r.reason instanceof SignedOutError) return signedOut(r.reason);
@@ -203,12 +266,12 @@ async function loadDashboard() {
       $(`served-${pipe}`).dataset.state = 'failed';
     }
   }
-  renderExposure();
+  tokenView.exposure();
 }
 
 /** Forgets everything the previous user saw, so the next one never glimpses it. */
 function resetDashboard() {
-  for (const id of ['top-products', 'recent-orders', 'orgs-overview', 'compare-stats']) $(id).tBodies[0].replaceChildren();
+  for (const id of ['top-products', 'recent-orders', 'orgs-overview']) $(id).tBodies[0].replaceChildren();
   for (const id of ['kpi-revenue', 'kpi-orders', 'kpi-top', 'kpi-token']) $(id).textContent = '–';
   for (const chip of document.querySelectorAll('[data-testid^="served-"]')) {
     chip.textContent = '';
@@ -218,12 +281,12 @@ function resetDashboard() {
   for (const el of document.querySelectorAll('.card-error')) hide(el);
   $('path-indicator').dataset.path = '';
   $('path-indicator').textContent = 'no query yet';
-  $('token-claims').textContent = '{}';
-  $('token-host').textContent = '–';
-  $('token-name').textContent = '–';
-  $('token-expires').textContent = '–';
-  $('compare-status').textContent = COMPARE_HINT;
-  delete $('compare-status').dataset.done;
+  tokenView.reset();
+  compare.reset();
+  proofs.reset();
+  budget.reset();
+  hide($('budget-notice'));
+  renderRegion(null);
   sqlConsole.reset();
   usageView.hide();
   hide($('fallback-banner'));
@@ -240,186 +303,6 @@ function served(pipe, result) {
   chip.dataset.path = result.path;
   chip.dataset.state = 'done';
   chip.textContent = `${result.path}${result.fellBack ? ' (fallback)' : ''} · ${Math.round(result.elapsedMs)} ms`;
-}
-
-// ---------- renderers ----------
-
-function renderTop(rows) {
-  fillTable('top-products', rows, (r) => [r.product_name, int(r.units), money(r.revenue)]);
-  $('kpi-top').textContent = rows[0]?.product_name ?? '–';
-}
-
-function renderSales(rows) {
-  const revenue = rows.reduce((s, r) => s + Number(r.revenue), 0);
-  const orders = rows.reduce((s, r) => s + Number(r.orders), 0);
-  $('kpi-revenue').textContent = money(revenue);
-  $('kpi-orders').textContent = int(orders);
-  renderSalesChart($('sales-chart'), rows);
-}
-
-function renderOrders(rows) {
-  fillTable('recent-orders', rows, (r) => [r.order_id, r.ts, r.customer, r.product_name, int(r.quantity), money(r.amount), r.org_id]);
-}
-
-function renderOrgs(rows) {
-  fillTable('orgs-overview', rows, (r) => [r.org_id, r.org_name, int(r.orders), money(r.revenue)]);
-}
-
-function fillTable(id, rows, cells) {
-  const tbody = $(id).tBodies[0];
-  const numeric = [...$(id).tHead.rows[0].cells].map((th) => th.classList.contains('num'));
-  tbody.replaceChildren(...rows.map((row) => {
-    const tr = document.createElement('tr');
-    cells(row).forEach((value, i) => {
-      const td = tr.insertCell();
-      td.textContent = value ?? '';
-      if (numeric[i]) td.className = 'num';
-    });
-    return tr;
-  }));
-  if (rows.length === 0) {
-    const td = tbody.insertRow().insertCell();
-    td.colSpan = numeric.length;
-    td.className = 'empty';
-    td.textContent = 'No rows';
-  }
-}
-
-function renderToken() {
-  const info = tb.tokenInfo();
-  const cd = $('token-countdown');
-  if (!info) {
-    cd.textContent = tb.getMode() === 'proxy' ? 'none (proxy mode)' : '–';
-    cd.dataset.seconds = '';
-    $('kpi-token').textContent = tb.getMode() === 'proxy' ? 'no token' : '–';
-    $('token-progress').value = 0;
-    return;
-  }
-  const left = Math.floor(info.secondsLeft);
-  cd.textContent = duration(left);
-  cd.dataset.seconds = String(left);
-  $('kpi-token').textContent = duration(left);
-  const progress = $('token-progress');
-  progress.value = Math.max(0, Math.min(1, info.secondsLeft / info.expiresIn));
-  progress.classList.toggle('low', info.secondsLeft <= info.expiresAt - info.refreshAt);
-  $('token-name').textContent = info.name;
-  $('token-host').textContent = info.host;
-  $('token-expires').textContent = `${clock(info.expiresAt)} (refresh at ${clock(info.refreshAt)})`;
-  const claims = JSON.stringify(info.claims, null, 2);
-  if ($('token-claims').textContent !== claims) {
-    $('token-claims').textContent = claims;
-    renderExposure();
-  }
-}
-
-function renderExposure() {
-  const info = tb.tokenInfo();
-  const pipe = grantedPipes()[0] ?? 'top_products';
-  const qs = new URLSearchParams(Object.entries(QUERIES[pipe] ?? {})).toString();
-  const direct = $('exposure-direct');
-  if (info) {
-    // Pipes carry fixed_params; data sources (SQL) carry a filter Tinybird adds to every read.
-    const filters = (info.claims.scopes ?? []).map((s) => (s.type === 'DATASOURCES:READ'
-      ? `${s.resource} (data source): filter ${s.filter || '(none: every row)'}`
-      : `${s.resource}: ${Object.entries(s.fixed_params ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '(no row filter)'}`));
-    direct.textContent = [
-      `GET ${info.host}/v0/pipes/${pipe}.json?${qs}`,
-      `Authorization: Bearer ${info.token.slice(0, 24)}…${info.token.slice(-8)}`,
-      `  (${info.token.length} chars, readable by page scripts)`,
-      '',
-      'Row filters in the token (fixed_params, filter):',
-      ...filters.map((f) => `  ${f}`),
-    ].join('\n');
-  } else {
-    direct.textContent = tb.getMode() === 'proxy' ? 'Proxy mode: no token fetched.' : 'No token fetched yet.';
-  }
-  $('exposure-proxy').textContent = [
-    `GET /api/pipes/${pipe}.json?${qs}`,
-    'Cookie: session (HttpOnly: sent by the browser, invisible to scripts)',
-    '',
-    `document.cookie → ${JSON.stringify(document.cookie)}`,
-    'Tinybird token in the browser: none',
-  ].join('\n');
-}
-
-// ---------- comparison ----------
-
-async function runCompare(pipe, n) {
-  const button = $('compare-run');
-  const status = $('compare-status');
-  button.disabled = true;
-  delete status.dataset.done;
-  state.comparing = true;
-  const params = QUERIES[pipe] ?? {};
-  const samples = { direct: [], proxy: [] };
-  const errors = { direct: 0, proxy: 0 };
-  const retries = { direct: 0, proxy: 0 };
-  const lastError = {};
-  // Tinybird counts `limits.rps` per token name, and the proxy's calls share the
-  // user's bucket: pace the runs under it, or we would be measuring 429 waits.
-  let rps = 0;
-  let gapMs = 0;
-  let nextAt = performance.now();
-  try {
-    // One warm-up per path: the first direct call pays for the token, the CORS
-    // preflight and a new connection, none of which a steady page pays again.
-    for (const path of ['direct', 'proxy']) await tb.query(pipe, params, { path }).catch(() => {});
-    rps = Number(tb.tokenInfo()?.claims?.limits?.rps ?? 0);
-    gapMs = rps > 0 ? 1000 / (rps * 0.7) : 0;
-    for (let i = 0; i < n; i++) {
-      // Alternate the order so neither path always runs on a warmer cache.
-      for (const path of i % 2 ? ['proxy', 'direct'] : ['direct', 'proxy']) {
-        const wait = nextAt - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        const t0 = performance.now();
-        nextAt = t0 + gapMs;
-        try {
-          const res = await tb.query(pipe, params, { path });
-          samples[path].push(performance.now() - t0);
-          retries[path] += res.retries;
-        } catch (err) {
-          if (err instanceof SignedOutError) throw err;
-          errors[path] += 1;
-          lastError[path] = describe(err);
-        }
-      }
-      status.textContent = `Running ${pipe}: ${i + 1} / ${n} per path…`;
-    }
-    const stats = { direct: summarize(samples.direct), proxy: summarize(samples.proxy) };
-    renderCompareCharts($('compare-hist'), $('compare-box'), samples, stats);
-    fillStats(stats, errors, retries);
-    const failed = Object.entries(lastError).map(([p, e]) => `${p}: ${e}`).join('; ');
-    const paced = gapMs ? ` Paced to ${Math.floor(rps * 0.7)} requests/s (the token allows ${rps}).` : '';
-    status.textContent = `Done: ${n} runs of ${pipe} per path.${paced}${failed ? ` Failures — ${failed}` : ''}`;
-    status.dataset.done = 'true';
-    log('compare', `Compared ${pipe} ×${n}: direct p50 ${ms(stats.direct?.p50)}, proxy p50 ${ms(stats.proxy?.p50)}`);
-  } catch (err) {
-    if (err instanceof SignedOutError) signedOut(err);
-    else status.textContent = `Comparison failed: ${describe(err)}`;
-  } finally {
-    state.comparing = false;
-    button.disabled = false;
-  }
-}
-
-function fillStats(stats, errors, retries) {
-  const tbody = $('compare-stats').tBodies[0];
-  tbody.replaceChildren(...['direct', 'proxy'].map((path) => {
-    const s = stats[path];
-    const tr = document.createElement('tr');
-    tr.dataset.path = path;
-    const name = tr.insertCell();
-    const dot = document.createElement('span');
-    dot.className = `dot dot-${path}`;
-    name.append(dot, path);
-    const values = s ? [s.n, ms(s.min), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), ms(s.mean)] : [0, '–', '–', '–', '–', '–', '–'];
-    for (const v of [...values, retries[path], errors[path]]) {
-      const td = tr.insertCell();
-      td.className = 'num';
-      td.textContent = String(v);
-    }
-    return tr;
-  }));
 }
 
 // ---------- wiring ----------
@@ -477,12 +360,14 @@ function wire() {
       try { localStorage.setItem(MODE_KEY, radio.value); } catch { /* private mode */ }
       hide($('fallback-banner'));
       if (state.me) loadDashboard();
-      renderToken();
+      tokenView.render();
     });
   }
   $('compare-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    runCompare($('compare-pipe').value, Number($('compare-n').value));
+    const pipe = $('compare-pipe').value;
+    compare.run(pipe, QUERIES[pipe] ?? {}, Number($('compare-n').value), Number($('compare-delay').value))
+      .then(() => budget.refresh());
   });
 }
 
@@ -518,9 +403,6 @@ function savedMode() {
 const show = (el) => el.classList.remove('hidden');
 const hide = (el) => el.classList.add('hidden');
 const toggle = (el, on) => el.classList.toggle('hidden', !on);
-const int = (v) => Number(v).toLocaleString('en-US', { maximumFractionDigits: 0 });
-const money = (v) => Number(v).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-const ms = (v) => (v == null ? '–' : `${v.toFixed(1)} ms`);
 const clock = (unix) => new Date(unix * 1000).toLocaleTimeString();
 function duration(s) {
   if (s < 60) return `${s} s`;

@@ -47,7 +47,10 @@ export interface ClientOptions {
   autoRefresh?: boolean;
   /** Retries per read on 429/502/503/504 (each path). Default 3. */
   maxRetries?: number;
-  /** Cap on one wait, whatever `Retry-After` says. Default 10000. */
+  /**
+   * The longest one retry waits. Default 10000. A `Retry-After` asking for longer is not
+   * retried: the error is thrown at once, with `retryAfter` and `resetAt`.
+   */
   maxRetryDelayMs?: number;
   /** First backoff step; doubles on each retry. Default 250. */
   retryBaseMs?: number;
@@ -322,6 +325,7 @@ export interface ErrorDetails {
   path?: ErrorPath;
   body?: unknown;
   retryAfter?: number | null;
+  resetAt?: number | null;
   cause?: unknown;
 }
 
@@ -336,12 +340,18 @@ export class TinybirdBffError extends Error {
   body: unknown;
   /** Seconds the server asked to wait (429), if it said and the browser could read it. */
   retryAfter: number | null;
+  /** When that wait ends, in Unix seconds by the browser's clock; null when not said. */
+  resetAt: number | null;
 }
 /** The BFF session is gone (logged out, expired, or never logged in): show the login form. */
 export class SignedOutError extends TinybirdBffError {}
 /** 403: no grant for this pipe or data source (or Tinybird still refuses after a token refresh). */
 export class ForbiddenError extends TinybirdBffError {}
-/** 429 after all retries; `retryAfter` says how long the server wanted, when readable. */
+/**
+ * 429 after all retries, or at once when a readable `Retry-After` is longer than
+ * `maxRetryDelayMs` (a spent budget, a lockout: a final answer, not a hiccup). `retryAfter` and
+ * `resetAt` say how long the server wanted, when readable.
+ */
 export class RateLimitedError extends TinybirdBffError {}
 /** No response: CORS failure, blocked host, DNS, connection refused, offline. */
 export class NetworkError extends TinybirdBffError {}

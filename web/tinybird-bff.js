@@ -32,7 +32,7 @@
  * @property {number} [refreshMarginSeconds] Refresh the token when fewer seconds than this remain (server clock). Default: a quarter of the token's lifetime, between 2 and 60 s.
  * @property {boolean} [autoRefresh=true] Also refresh in the background just before the margin, so an idle page never holds an expired token.
  * @property {number} [maxRetries=3] Retries per query on 429/502/503/504 (each path).
- * @property {number} [maxRetryDelayMs=10000] Cap on one wait, whatever Retry-After says.
+ * @property {number} [maxRetryDelayMs=10000] The longest one retry waits; a Retry-After asking for longer is a final answer (thrown at once, with `retryAfter` and `resetAt`).
  * @property {number} [retryBaseMs=250] First backoff step; doubles on each retry. On direct calls this backoff is all there is: Tinybird's CORS exposes no `Retry-After` to the page.
  * @property {number} [maxUrlLength=4000] Longer GET URLs are sent as a form POST instead.
  * @property {typeof fetch} [fetch] fetch implementation (tests inject a fake).
@@ -82,9 +82,9 @@
 export class TinybirdBffError extends Error {
   /**
    * @param {string} message
-   * @param {{status?: number, path?: Path|'bff'|null, body?: any, retryAfter?: number|null, cause?: unknown}} [details]
+   * @param {{status?: number, path?: Path|'bff'|null, body?: any, retryAfter?: number|null, resetAt?: number|null, cause?: unknown}} [details]
    */
-  constructor(message, { status = 0, path = null, body = null, retryAfter = null, cause } = {}) {
+  constructor(message, { status = 0, path = null, body = null, retryAfter = null, resetAt = null, cause } = {}) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = new.target.name;
     /** HTTP status, or 0 when no response arrived. */
@@ -95,6 +95,8 @@ export class TinybirdBffError extends Error {
     this.body = body;
     /** Seconds the server asked us to wait (429), if it said. */
     this.retryAfter = retryAfter;
+    /** When that wait ends: Unix seconds by this browser's clock, or null. */
+    this.resetAt = resetAt;
   }
 }
 
@@ -102,7 +104,11 @@ export class TinybirdBffError extends Error {
 export class SignedOutError extends TinybirdBffError {}
 /** 403: the user has no grant for this pipe (or Tinybird still refuses after a token refresh). */
 export class ForbiddenError extends TinybirdBffError {}
-/** 429 after all retries; `retryAfter` says how long the server wanted. */
+/**
+ * 429 after all retries, or at once when `Retry-After` asks for a longer wait than one retry
+ * may take (`maxRetryDelayMs`): a spent budget or a lockout is a final answer, not a hiccup.
+ * `retryAfter` and `resetAt` say how long the server wanted, when it said.
+ */
 export class RateLimitedError extends TinybirdBffError {}
 /** No response: CORS failure, blocked host, DNS, connection refused, offline. */
 export class NetworkError extends TinybirdBffError {}
@@ -270,7 +276,7 @@ export class TinybirdBffClient {
   async query(pipe, params = {}, opts = {}) {
     const r = await this.#execute(pipeTarget(pipe, 'json'), toSearchParams(params), opts);
     const body = await readBody(r.response);
-    if (!r.response.ok) throw errorFor(r.response, body, r.path);
+    if (!r.response.ok) throw errorFor(r.response, body, r.path, this.#o.now());
     if (body === null || typeof body !== 'object') {
       throw new QueryError(`Expected JSON from ${r.path} for pipe "${pipe}", got something else.`, {
         status: r.response.status, path: r.path,
@@ -314,7 +320,7 @@ export class TinybirdBffClient {
     const r = await this.#execute(SQL_TARGET, new URLSearchParams({ q: query }), opts);
     if (opts.text) return textResult(r);
     const body = await readBody(r.response);
-    if (!r.response.ok) throw errorFor(r.response, body, r.path);
+    if (!r.response.ok) throw errorFor(r.response, body, r.path, this.#o.now());
     if (body === null || typeof body !== 'object') {
       throw new QueryError(`Expected JSON from ${r.path} for the SQL query, got something else: for a FORMAT other than JSON, pass { text: true }.`, {
         status: r.response.status, path: r.path,
@@ -374,7 +380,7 @@ export class TinybirdBffClient {
       if (res.status === 401) {
         throw new TinybirdBffError(body?.error ?? 'Wrong username or password.', { status: 401, path: 'bff', body });
       }
-      throw errorFor(res, body, 'bff');
+      throw errorFor(res, body, 'bff', this.#o.now());
     }
     this.#forget();
     this.#directDownUntil = 0;
@@ -392,7 +398,7 @@ export class TinybirdBffClient {
   async logout() {
     try {
       const res = await this.#bff('POST', '/logout');
-      if (!res.ok && res.status !== 401) throw errorFor(res, await readBody(res), 'bff');
+      if (!res.ok && res.status !== 401) throw errorFor(res, await readBody(res), 'bff', this.#o.now());
       if (res.status === 200) return (await readBody(res))?.redirect;
       return undefined;
     } finally {
@@ -409,7 +415,7 @@ export class TinybirdBffClient {
   async providers() {
     const res = await this.#bff('GET', '/providers');
     const body = await readBody(res);
-    if (!res.ok) throw errorFor(res, body, 'bff');
+    if (!res.ok) throw errorFor(res, body, 'bff', this.#o.now());
     return { local: body?.local !== false, providers: Array.isArray(body?.providers) ? body.providers : [] };
   }
 
@@ -422,7 +428,7 @@ export class TinybirdBffClient {
   async me() {
     const res = await this.#bff('GET', '/me');
     const body = await readBody(res);
-    if (!res.ok) throw errorFor(res, body, 'bff');
+    if (!res.ok) throw errorFor(res, body, 'bff', this.#o.now());
     return body;
   }
 
@@ -515,6 +521,10 @@ export class TinybirdBffClient {
   async #waitBeforeRetry(res, path, attempt, stats, signal) {
     if (!RETRYABLE.has(res.status) || stats.retries >= this.#o.maxRetries) return false;
     const retryAfter = parseRetryAfter(res.headers.get('Retry-After'), this.#o.now());
+    // Asked to wait longer than any retry may: a budget spent until midnight, a lockout.
+    // Waiting the capped time and asking again would only repeat the refusal (and spin the
+    // page for half a minute): it is the answer, surfaced at once with its reset time.
+    if (retryAfter != null && retryAfter * 1000 > this.#o.maxRetryDelayMs) return false;
     const backoff = this.#o.retryBaseMs * 2 ** stats.retries;
     const delayMs = Math.min(this.#o.maxRetryDelayMs, Math.max(backoff, (retryAfter ?? 0) * 1000));
     await discard(res);
@@ -553,9 +563,9 @@ export class TinybirdBffClient {
       const body = await readBody(res);
       if (res.status === 401) {
         this.#signedOut('token-401');
-        throw errorFor(res, body, 'bff');
+        throw errorFor(res, body, 'bff', this.#o.now());
       }
-      if (!res.ok) throw errorFor(res, body, 'bff');
+      if (!res.ok) throw errorFor(res, body, 'bff', this.#o.now());
       if (generation !== this.#generation) throw new SignedOutError('Signed out while a token was being fetched.', { status: 401, path: 'bff' });
       if (!body || typeof body.token !== 'string' || !Number.isFinite(body.expires_at) || typeof body.host !== 'string') {
         throw new TinybirdBffError('The BFF token response lacks token, expires_at or host.', { status: res.status, path: 'bff', body });
@@ -686,16 +696,17 @@ function checkPath(path) {
   return path;
 }
 
-function errorFor(res, body, path) {
+function errorFor(res, body, path, nowMs = Date.now()) {
   const status = res.status;
-  const retryAfter = parseRetryAfter(res.headers.get('Retry-After'));
+  const retryAfter = parseRetryAfter(res.headers.get('Retry-After'), nowMs);
   const said = body && typeof body === 'object' && typeof body.error === 'string' ? body.error : null;
-  const details = { status, path, body, retryAfter };
+  const resetAt = retryAfter == null ? null : Math.ceil(nowMs / 1000 + retryAfter);
+  const details = { status, path, body, retryAfter, resetAt };
   const where = path === 'direct' ? 'Tinybird' : path === 'proxy' ? 'the BFF proxy' : 'the BFF';
   if (status === 401 && path !== 'direct') return new SignedOutError(`Signed out (the BFF answered 401: ${said ?? 'no session'}). Sign in again.`, details);
   if (status === 403) return new ForbiddenError(`${where} refused (403): ${said ?? 'not allowed'}`, details);
   if (status === 429) {
-    const wait = retryAfter == null ? '' : `; retry after ${retryAfter}s`;
+    const wait = retryAfter == null ? '' : `; retry after ${retryAfter}s (at ${new Date(resetAt * 1000).toISOString().slice(11, 16)} UTC)`;
     return new RateLimitedError(`${where} is rate limiting (429)${wait}: ${said ?? 'too many requests'}`, details);
   }
   return new QueryError(`${where} answered ${status}: ${said ?? (typeof body === 'string' && body ? body.slice(0, 200) : res.statusText || 'error')}`, details);

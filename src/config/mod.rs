@@ -13,6 +13,7 @@ pub mod ops;
 pub mod problem;
 pub mod server;
 pub mod session;
+pub mod shape;
 pub mod tinybird;
 pub mod token;
 
@@ -190,8 +191,32 @@ impl Settings {
         env: EnvLookup<'_>,
         users: Option<UserDirectory>,
     ) -> Result<Settings, Vec<Problem>> {
-        let raw: FileConfig = toml::from_str(text)
-            .map_err(|e| vec![problem(origin, format!("{e}").trim_end().to_owned())])?;
+        // Every unknown, mistyped or missing key is a problem, and the values are still
+        // validated: one run of `check` lists them all (`shape`).
+        let shape = shape::read::<FileConfig>(text, origin, &|table| match table {
+            // `[tinybird]` flattens one workspace's keys into itself (tinybird.rs).
+            "tinybird" => [
+                shape::keys_of::<tinybird::WorkspaceConfig>(),
+                vec!["workspaces".into(), "workspace".into()],
+            ]
+            .concat(),
+            _ => Vec::new(),
+        })?;
+        let result = Self::validate(&shape.config, base, env, users);
+        match result {
+            Ok(settings) if shape.is_clean() => Ok(settings),
+            Ok(_) => Err(shape.merge(Vec::new())),
+            Err(problems) => Err(shape.merge(problems)),
+        }
+    }
+
+    /// Runs every section's validator on the file as read.
+    fn validate(
+        raw: &FileConfig,
+        base: &Path,
+        env: EnvLookup<'_>,
+        users: Option<UserDirectory>,
+    ) -> Result<Settings, Vec<Problem>> {
         let mut problems = Vec::new();
         let p = &mut problems;
         let server = keep(
@@ -216,7 +241,7 @@ impl Settings {
         };
         let access = keep(access::validate(input, base, env), p);
         let proxy = keep(crate::proxy::validate(&raw.proxy, base, env), p);
-        let ops = keep(ops::validate(&raw, base, env), p);
+        let ops = keep(ops::validate(raw, base, env), p);
         // The usage record is read from the first workspace (see docs/usage.md).
         let admin = tinybird
             .as_ref()

@@ -103,8 +103,8 @@ pub async fn logout(
     })
 }
 
-/// `GET /api/me`: the user and what their grants give them: pipes with their fixed params,
-/// data sources with their rendered filters.
+/// `GET /api/me`: the user, what their grants give them (pipes with their fixed params, data
+/// sources with their rendered filters) and the workspace their tokens are for.
 pub async fn me(
     State(state): State<AppState>,
     session: Session,
@@ -114,10 +114,16 @@ pub async fn me(
         Ok(access) => (access.pipes, access.datasources, None),
         Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };
+    // The workspace (region) the user's tokens are for: the page's region badge.
+    let workspace = state
+        .workspace_for(&current.user)
+        .ok()
+        .map(|w| serde_json::json!({ "name": w.name, "host": w.url }));
     Ok(Json(serde_json::json!({
         "user": current,
         "pipes": pipes,
         "datasources": datasources,
         "grant_error": grant_error,
+        "workspace": workspace,
     })))
 }

@@ -214,14 +214,13 @@ async fn repeated_failures_lock_the_account_then_the_client_out() {
         429,
         "the right password does not lift a lockout"
     );
-    assert!(
-        locked.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            > 0
-    );
+    let wait: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The demo's logins are shared by everyone trying it: its lockout is a minute, not 15.
+    assert!(wait > 0 && wait <= 60, "Retry-After {wait}");
     // Other accounts from the same client are still usable until the client's own, higher limit.
     app.login_as("alice").await;
     for i in 0..20 {

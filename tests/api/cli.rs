@@ -62,15 +62,9 @@ fn check_lists_every_problem_with_its_key_and_fix() {
     let dir = config_dir(&broken);
     let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
     assert!(!ok);
-    assert!(
-        stderr.contains("unknown field `region`"),
-        "unknown keys are errors: {stderr}"
-    );
-    let fixed = broken.replace("\nregion = \"eu\"", "");
-    std::fs::write(dir.join("tinybird-bff.toml"), fixed).unwrap();
-    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
-    assert!(!ok);
+    // One run lists them all: an unknown key no longer hides the others.
     for needle in [
+        "tinybird.region: unknown key",
         "tinybird.host: must be your workspace's API host",
         "token.ttl: \"ten minutes\" is not a duration",
         "user.attributes.org is not an attribute",
@@ -85,6 +79,58 @@ fn check_lists_every_problem_with_its_key_and_fix() {
     assert!(!ok);
     assert!(
         stderr.contains("pipe \"top_prodcts\" does not exist"),
+        "{stderr}"
+    );
+}
+
+/// The three mistakes of issue #29 planted in one file: `check` used to report the first only.
+#[test]
+fn check_finds_an_unknown_key_a_bad_duration_and_a_missing_attribute_in_one_run() {
+    let broken = crate::helpers::single_workspace_config()
+        .replace("[session]\n", "[session]\nstroe = \"memory\"\n")
+        .replace("lockout = \"15m\"", "lockout = \"15 mins please\"")
+        .replace(
+            "org_id = \"{{ user.tenant }}\"",
+            "org_id = \"{{ user.attributes.org }}\"",
+        );
+    let dir = config_dir(&broken);
+    let (ok, stdout, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("has 3 problem(s)"), "{stderr}");
+    for needle in [
+        "session.stroe: unknown key; did you mean `store`? ([session] takes store,",
+        "login.lockout: \"15 mins please\" is not a duration",
+        "grants (tenant-dashboards).fixed_params: user.attributes.org is not an attribute of any user",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_says_what_to_write_for_a_value_of_the_wrong_type() {
+    let broken = crate::helpers::single_workspace_config()
+        .replace("ttl = \"10m\"", "ttl = 600")
+        .replace("max_failures = 5", "max_failures = \"5\"");
+    let dir = config_dir(&broken);
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok);
+    assert!(stderr.contains("has 2 problem(s)"), "{stderr}");
+    for needle in [
+        "token.ttl: is the number 600, but durations are strings with a unit: write ttl = \"600s\"",
+        "login.max_failures: is the string \"5\", but it is not a string: write max_failures = 5 (no quotes)",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    // A TOML syntax error stops the reading: it is reported alone, with its line.
+    std::fs::write(
+        dir.join("tinybird-bff.toml"),
+        broken.replace("[token]", "[token"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
+    assert!(!ok);
+    assert!(
+        stderr.contains("has 1 problem(s)") && stderr.contains("TOML parse error at line"),
         "{stderr}"
     );
 }
@@ -124,7 +170,8 @@ fn secrets_come_only_from_the_environment() {
     std::fs::write(dir.join("tinybird-bff.toml"), with_key).unwrap();
     let (ok, _, stderr) = run(&["check", "--config", "tinybird-bff.toml"], &dir);
     assert!(
-        !ok && stderr.contains("unknown field `signing_key`"),
+        !ok && stderr
+            .contains("tinybird.signing_key: unknown key; did you mean `signing_key_env`?"),
         "{stderr}"
     );
 }

@@ -4,7 +4,8 @@
 //! - `local`: the Tinybird-compatible local endpoint against the contract.
 //! - `interop`: independent clients (PyJWT, curl, `@tinybirdco/sdk`) against our servers.
 //! - `bff`: login, sessions, CSRF, grants and the token endpoint.
-//! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`).
+//! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`); `init`: the
+//!   files `tinybird-bff init` writes, checked and served.
 
 mod architecture;
 mod attacks;
@@ -12,6 +13,7 @@ mod bff;
 mod cli;
 mod fuzz_regressions;
 mod helpers;
+mod init;
 mod interop;
 mod local;
 mod oidc;

@@ -75,6 +75,18 @@ async fn each_tenant_gets_tokens_for_its_own_workspace_and_the_proxy_calls_its_h
     // The answer names each user's host: the browser calls the right region directly.
     assert_eq!(alice_token["host"], eu_url.as_str());
     assert_eq!(bob_token["host"], us_url.as_str());
+    // And /api/me names the workspace, for the page's region badge (no token needed).
+    for (c, name, url) in [(&alice, "eu", eu_url), (&bob, "us", us_url)] {
+        let me: Value = c
+            .get(format!("{}api/me", app.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["workspace"], json!({"name": name, "host": url}));
+    }
     let (a, c) = (
         alice_token["token"].as_str().unwrap(),
         bob_token["token"].as_str().unwrap(),

@@ -236,9 +236,9 @@ test('proxy mode never fetches a token', async () => {
   assert.throws(() => tb.setMode('sideways'), TypeError);
 });
 
-test('429 waits per Retry-After, capped, then succeeds', async () => {
+test('429 waits per Retry-After within maxRetryDelayMs, then succeeds', async () => {
   const w = fakeWorld();
-  const statuses = [[429, '2'], [429, '60'], [200]];
+  const statuses = [[429, '2'], [429, '10'], [200]];
   w.direct = () => {
     const [status, ra] = statuses.shift();
     return status === 200 ? json(200, ROWS) : json(429, { error: 'slow down' }, { 'Retry-After': ra });
@@ -251,6 +251,38 @@ test('429 waits per Retry-After, capped, then succeeds', async () => {
   assert.equal(res.retries, 2);
   assert.deepEqual(w.sleeps, [2000, 10_000]);
   assert.deepEqual(retries.map((r) => r.status), [429, 429]);
+});
+
+test('a 429 whose Retry-After is beyond maxRetryDelayMs is final: thrown at once with its reset time', async () => {
+  const w = fakeWorld();
+  // The BFF's budget refusal: spent until midnight UTC, hours away.
+  const said = 'tenant initech is over its daily_requests budget (40 of 40); it resets at 2023-11-15 00:00 UTC';
+  w.proxy = () => json(429, { error: said }, { 'Retry-After': '32244' });
+  const tb = w.client({ mode: 'proxy', maxRetryDelayMs: 10_000 });
+  const retries = [];
+  tb.on('retry', (e) => retries.push(e));
+  const err = await tb.query('top_products').catch((e) => e);
+  assert.ok(err instanceof RateLimitedError, err);
+  assert.equal(err.retryAfter, 32244);
+  assert.equal(err.resetAt, Math.ceil(w.clock.t / 1000) + 32244);
+  assert.match(err.message, /429\); retry after 32244s \(at \d\d:\d\d UTC\): tenant initech is over/);
+  assert.deepEqual(w.sleeps, [], 'no wait at all');
+  assert.deepEqual(retries, [], 'and no retry');
+  assert.equal(w.proxyCalls(), 1);
+
+  // The token route too: a spent budget refuses new tokens the same way.
+  w.direct = () => json(200, ROWS);
+  let tokenCalls = 0;
+  const fetchToken = w.fetch;
+  w.fetch = async (url, init) => {
+    if (String(url) === '/api/token') { tokenCalls += 1; return json(429, { error: said }, { 'Retry-After': '3600' }); }
+    return fetchToken(url, init);
+  };
+  const direct = w.client({ mode: 'direct' });
+  const tokenErr = await direct.query('top_products').catch((e) => e);
+  assert.ok(tokenErr instanceof RateLimitedError && tokenErr.path === 'bff' && tokenErr.retryAfter === 3600, tokenErr);
+  assert.equal(tokenCalls, 1, 'one token request, not four');
+  assert.deepEqual(w.sleeps, []);
 });
 
 test('429 without Retry-After backs off exponentially and gives up after maxRetries', async () => {

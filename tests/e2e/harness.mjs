@@ -85,8 +85,8 @@ export function launchBrowser({ localNetworkAccess = true } = {}) {
  * A fresh context and page on the app, recording console errors, page errors
  * and every request/response so tests can assert what went over the wire.
  */
-export async function openApp(browser, server) {
-  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+export async function openApp(browser, server, { viewport = { width: 1360, height: 900 } } = {}) {
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const log = { console: [], pageErrors: [], requests: [], responses: [] };
   page.on('console', (m) => { if (m.type() === 'error') log.console.push(m.text()); });
@@ -106,12 +106,17 @@ export async function openApp(browser, server) {
   return { context, page, log, firstResponse: first };
 }
 
-/** Logs in through the form (clicking the demo-login button first) and waits for the dashboard data. */
+/**
+ * Logs in through the form (clicking the demo-login button first) and waits for the dashboard
+ * data, then for the direct-vs-proxy comparison the page runs on load (or skips, for a tenant
+ * with a small budget): tests that count requests must not see its calls.
+ */
 export async function login(page, user) {
   await page.locator(`[data-testid=demo-login-${user}]`).click();
   await page.locator('[data-testid=login-submit]').click();
   await page.locator('[data-testid=dashboard-view]').waitFor({ state: 'visible' });
   await waitServed(page);
+  await page.waitForSelector('[data-testid=compare-status][data-done]', { timeout: 60_000 });
 }
 
 /** Waits until the current dashboard load finished: every "served by" chip is done or failed (and, with `path`, served by it). */
@@ -140,13 +145,13 @@ export function unexpectedConsoleErrors(log, allow = []) {
 
 /**
  * Runs `fn` with a fresh server and page on `browser`; always stops both, and adds the
- * server's output to a failure.
+ * server's output to a failure. `opts`: `ttl` for the server, `viewport` for the page.
  */
 export async function withApp(browser, opts, fn) {
   const server = await startServer(opts);
   let ctx;
   try {
-    ctx = await openApp(browser, server);
+    ctx = await openApp(browser, server, opts);
     await fn({ server, ...ctx });
   } catch (err) {
     err.message += `\n--- server output ---\n${server.output().slice(-4000)}`;

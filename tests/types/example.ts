@@ -206,13 +206,16 @@ function modesAndEvents(): void {
 }
 
 function errors(err: unknown): string {
-  const details: ErrorDetails = { status: 429, path: 'direct', body: { error: 'slow down' }, retryAfter: 2, cause: err };
+  const details: ErrorDetails = { status: 429, path: 'direct', body: { error: 'slow down' }, retryAfter: 2, resetAt: 1_700_000_002, cause: err };
   const made = new RateLimitedError('rate limited', details);
   const where: ErrorPath = made.path;
   seen.push(String(where));
   if (err instanceof SignedOutError) return 'sign in again';
   if (err instanceof ForbiddenError) return `forbidden (${err.status})`;
-  if (err instanceof RateLimitedError) return `wait ${err.retryAfter ?? '?'} s`;
+  if (err instanceof RateLimitedError) {
+    const until: number | null = err.resetAt;
+    return until === null ? `wait ${err.retryAfter ?? '?'} s` : `until ${new Date(until * 1000).toISOString()}`;
+  }
   if (err instanceof NetworkError) return `unreachable via ${err.path}`;
   if (err instanceof QueryError) return `query failed: ${err.status} ${JSON.stringify(err.body)}`;
   if (err instanceof TinybirdBffError) return `${err.name}: ${err.message}`;
