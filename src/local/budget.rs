@@ -298,8 +298,8 @@ pub fn tick_n(units: usize) -> rusqlite::Result<()> {
         let before = state.ticks;
         let units = units as u64;
         state.ticks = before.saturating_add(units);
-        let crossed = before / TICKS_PER_CHECK != state.ticks / TICKS_PER_CHECK
-            || units >= TICKS_PER_CHECK;
+        let crossed =
+            before / TICKS_PER_CHECK != state.ticks / TICKS_PER_CHECK || units >= TICKS_PER_CHECK;
         crossed && state.limits.deadline.is_some_and(|d| Instant::now() > d)
     });
     if expired {
@@ -333,7 +333,10 @@ mod tests {
         });
         assert!(value("repeat", 10).is_ok());
         let err = value("repeat", 11).unwrap_err().to_string();
-        assert!(err.contains("repeat would build a value of 11 bytes"), "{err}");
+        assert!(
+            err.contains("repeat would build a value of 11 bytes"),
+            "{err}"
+        );
         assert!(matches!(take_trip(), Some(Trip::Value { bytes: 11, .. })));
         assert_eq!(take_trip(), None, "a trip is reported once");
         assert!(value_u128("repeat", u128::MAX).is_err());

@@ -76,7 +76,9 @@ pub async fn translate_pipe(
     let limits = limits(state, deadline);
     state
         .offload
-        .run(deadline, move || rendered.translate(&db.translator, &limits))
+        .run(deadline, move || {
+            rendered.translate(&db.translator, &limits)
+        })
         .await
         .map_err(|e| offload_error(state, e))
 }

@@ -61,22 +61,69 @@ impl Limits {
         let mut problems = Vec::new();
         let mut at_least = |flag: &str, value: usize, min: usize, why: &str| {
             if value < min {
-                problems.push(format!("--{flag} {value} is too small: use at least {min} ({why})"));
+                problems.push(format!(
+                    "--{flag} {value} is too small: use at least {min} ({why})"
+                ));
             }
         };
         let q = &self.query;
-        at_least("max-result-rows", q.max_rows, 1, "a query must be able to answer a row");
-        at_least("max-result-bytes", q.max_result_bytes, 1024, "one row of a few columns");
-        at_least("max-value-bytes", q.max_value_bytes, 1024, "a URL or a JSON event");
-        at_least("max-memory-bytes", q.max_memory_bytes, q.max_value_bytes, "functions hold at least one value at a time");
+        at_least(
+            "max-result-rows",
+            q.max_rows,
+            1,
+            "a query must be able to answer a row",
+        );
+        at_least(
+            "max-result-bytes",
+            q.max_result_bytes,
+            1024,
+            "one row of a few columns",
+        );
+        at_least(
+            "max-value-bytes",
+            q.max_value_bytes,
+            1024,
+            "a URL or a JSON event",
+        );
+        at_least(
+            "max-memory-bytes",
+            q.max_memory_bytes,
+            q.max_value_bytes,
+            "functions hold at least one value at a time",
+        );
         let t = &self.translate;
         at_least("max-query-size", t.max_query_size, 1024, "a pipe's SQL");
-        at_least("max-ast-depth", t.max_ast_depth, 16, "ordinary nesting of functions and operators");
-        at_least("max-expanded-ast-elements", t.max_expanded_ast_elements, 1000, "a pipe with its aliases expanded");
+        at_least(
+            "max-ast-depth",
+            t.max_ast_depth,
+            16,
+            "ordinary nesting of functions and operators",
+        );
+        at_least(
+            "max-expanded-ast-elements",
+            t.max_expanded_ast_elements,
+            1000,
+            "a pipe with its aliases expanded",
+        );
         let s = &self.stats;
-        at_least("stats-max-rows", s.max_rows, 1, "keep at least the last request");
-        at_least("stats-max-text-bytes", s.max_text_bytes, 64, "a pipe name and a short URL");
-        at_least("stats-max-bytes", s.max_bytes, s.max_text_bytes * 8 + 1024, "one row of full-size text");
+        at_least(
+            "stats-max-rows",
+            s.max_rows,
+            1,
+            "keep at least the last request",
+        );
+        at_least(
+            "stats-max-text-bytes",
+            s.max_text_bytes,
+            64,
+            "a pipe name and a short URL",
+        );
+        at_least(
+            "stats-max-bytes",
+            s.max_bytes,
+            s.max_text_bytes * 8 + 1024,
+            "one row of full-size text",
+        );
         if q.timeout.is_zero() {
             problems.push("--query-timeout 0s would refuse every query: use e.g. 10s".into());
         }
@@ -108,7 +155,11 @@ mod tests {
         assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
         assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("1_000"), Ok(1000));
-        assert!(parse_bytes("16 furlongs").unwrap_err().contains("not a size unit"));
+        assert!(
+            parse_bytes("16 furlongs")
+                .unwrap_err()
+                .contains("not a size unit")
+        );
         assert!(parse_bytes("MiB").unwrap_err().contains("not a size"));
         assert!(parse_bytes("99999999999999999999GiB").is_err());
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
@@ -123,8 +174,14 @@ mod tests {
         limits.translate.max_ast_depth = 3;
         limits.query.timeout = Duration::ZERO;
         let problems = limits.problems().join("\n");
-        assert!(problems.contains("--max-memory-bytes 10 is too small"), "{problems}");
-        assert!(problems.contains("--max-ast-depth 3 is too small"), "{problems}");
+        assert!(
+            problems.contains("--max-memory-bytes 10 is too small"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("--max-ast-depth 3 is too small"),
+            "{problems}"
+        );
         assert!(problems.contains("--query-timeout 0s"), "{problems}");
     }
 }

@@ -166,7 +166,11 @@ impl Row {
             + self.request_id.len()
             + self.token.len()
             + self.token_name.len()
-            + self.parameters.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len) + 6).sum::<usize>()
+            + self
+                .parameters
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len) + 6)
+                .sum::<usize>()
     }
 }
 
@@ -302,7 +306,8 @@ impl PipeStats {
         writer.rows += 1;
         writer.bytes += row.text_bytes().min(ROW_OVERHEAD + 8 * max_text);
         writer.inserts_since_prune += 1;
-        let over_cap = writer.rows > self.settings.max_rows || writer.bytes > self.settings.max_bytes;
+        let over_cap =
+            writer.rows > self.settings.max_rows || writer.bytes > self.settings.max_bytes;
         if over_cap || writer.inserts_since_prune >= PRUNE_EVERY {
             writer.inserts_since_prune = 0;
             match prune(&writer.conn, &self.settings) {

@@ -94,7 +94,10 @@ impl TranslateError {
     /// Whether the same text can give another answer later (a timeout, or a limit that a
     /// different configuration would pass): such answers are not cached.
     fn is_transient(&self) -> bool {
-        matches!(self, TranslateError::Timeout | TranslateError::TooComplex(_))
+        matches!(
+            self,
+            TranslateError::Timeout | TranslateError::TooComplex(_)
+        )
     }
 }
 
@@ -161,7 +164,9 @@ impl Translator {
         sql: &str,
         limits: &TranslateLimits,
     ) -> Result<Arc<Translated>, TranslateError> {
-        self.cached(sql, || translate::translate(&[], sql, &self.catalog, limits))
+        self.cached(sql, || {
+            translate::translate(&[], sql, &self.catalog, limits)
+        })
     }
 
     /// Translates a pipe within the default limits (see [`Translator::pipe_within`]).
@@ -182,7 +187,9 @@ impl Translator {
         limits: &TranslateLimits,
     ) -> Result<Arc<Translated>, TranslateError> {
         let key = pipe_key(nodes, endpoint);
-        self.cached(&key, || translate::translate(nodes, endpoint, &self.catalog, limits))
+        self.cached(&key, || {
+            translate::translate(nodes, endpoint, &self.catalog, limits)
+        })
     }
 
     /// A translation already made for `key`, if any (cheap enough for an async task).

@@ -130,7 +130,10 @@ fn error_of(body: &str) -> String {
 async fn a_terabyte_repeat_is_a_400_not_an_abort() {
     let mut local = LocalProcess::start(&[]).await;
     let (status, body) = local
-        .sql(&alice(), "SELECT repeat(repeat('x', 1048576), 1048576) AS s")
+        .sql(
+            &alice(),
+            "SELECT repeat(repeat('x', 1048576), 1048576) AS s",
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     let message = error_of(&body);
@@ -239,15 +242,27 @@ async fn limits_are_set_on_the_command_line_and_nonsense_is_refused() {
     assert!(error_of(&body).contains("65536 bytes per value"), "{body}");
     let deep = format!("SELECT {} AS n", vec!["1"; 60].join("+"));
     let (status, body) = local.sql(&alice(), &deep).await;
-    assert!(status == 400 && error_of(&body).contains("50 levels"), "{body}");
+    assert!(
+        status == 400 && error_of(&body).contains("50 levels"),
+        "{body}"
+    );
     let (status, body) = local
         .sql(&alice(), "SELECT order_id FROM orders LIMIT 4")
         .await;
-    assert!(status == 400 && error_of(&body).contains("more than 3 rows"), "{body}");
+    assert!(
+        status == 400 && error_of(&body).contains("more than 3 rows"),
+        "{body}"
+    );
     local.assert_alive("small limits").await;
 
     let refused = std::process::Command::new(BIN)
-        .args(["local", "--max-ast-depth", "3", "--max-result-bytes", "lots"])
+        .args([
+            "local",
+            "--max-ast-depth",
+            "3",
+            "--max-result-bytes",
+            "lots",
+        ])
         .env("TINYBIRD_SIGNING_KEY", admin_key_text())
         .output()
         .unwrap();

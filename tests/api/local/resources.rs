@@ -68,7 +68,10 @@ impl Url for LocalServer {
 
 /// `POST /v0/sql` with a client that gives up after `patience`.
 async fn sql(server: &impl Url, token: &str, query: &str, patience: Duration) -> Reply {
-    let client = reqwest::Client::builder().timeout(patience).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(patience)
+        .build()
+        .unwrap();
     send(
         client
             .post(format!("{}/v0/sql", server.url()))
@@ -192,7 +195,13 @@ async fn translation_limits_are_settings() {
     };
     let server = spawn_local_with(config).await;
     let patience = Duration::from_secs(10);
-    let r = sql(&server, &alice(), &format!("SELECT '{}'", "x".repeat(3000)), patience).await;
+    let r = sql(
+        &server,
+        &alice(),
+        &format!("SELECT '{}'", "x".repeat(3000)),
+        patience,
+    )
+    .await;
     r.assert_error(400, &["3009 bytes", "2048", "max_query_size"]);
     let deep = format!("SELECT {} AS n", vec!["1"; 30].join("+"));
     sql(&server, &alice(), &deep, patience)
@@ -202,7 +211,7 @@ async fn translation_limits_are_settings() {
     sql(&server, &alice(), &wide, patience)
         .await
         .assert_error(400, &["100 expression nodes", "max_expanded_ast_elements"]);
-    let fine = format!("SELECT {} AS n", vec!["1"; 10].join("+"));
+    let fine = format!("SELECT {} AS n", ["1"; 10].join("+"));
     assert_eq!(sql(&server, &alice(), &fine, patience).await.status, 200);
 }
 
@@ -310,7 +319,12 @@ async fn unauthenticated_requests_leave_no_row_and_rows_keep_bounded_text() {
     .await;
     let names: Vec<(&str, &str)> = rows
         .iter()
-        .map(|r| (r["token_name"].as_str().unwrap(), r["status_code"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["token_name"].as_str().unwrap(),
+                r["status_code"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         names,
@@ -320,8 +334,14 @@ async fn unauthenticated_requests_leave_no_row_and_rows_keep_bounded_text() {
     for row in &rows {
         let (u, p) = (row["u"].as_str().unwrap(), row["p"].as_str().unwrap());
         let (u, p): (usize, usize) = (u.parse().unwrap(), p.parse().unwrap());
-        assert!(u <= 2048 && p <= 2048, "a row keeps {u} bytes of url, {p} of parameters");
-        assert!(u > 100 && p > 100, "the parameters are still recorded, cut: {u}, {p}");
+        assert!(
+            u <= 2048 && p <= 2048,
+            "a row keeps {u} bytes of url, {p} of parameters"
+        );
+        assert!(
+            u > 100 && p > 100,
+            "the parameters are still recorded, cut: {u}, {p}"
+        );
     }
     // The admin token reads the same record.
     let admin = send(
@@ -347,7 +367,10 @@ async fn the_usage_record_is_bounded_in_bytes() {
     for _ in 0..200 {
         let r = send(
             crate::helpers::client()
-                .get(format!("{}/v0/pipes/top_products.json?limit=1&note={long}", server.url))
+                .get(format!(
+                    "{}/v0/pipes/top_products.json?limit=1&note={long}",
+                    server.url
+                ))
                 .bearer_auth(&token),
         )
         .await;

@@ -52,9 +52,23 @@ async fn the_last_days_count_back_from_the_tenants_own_latest_order() {
         let mut config = LocalConfig::new(admin_key());
         config.project = Some(dir.clone());
         let server = spawn_local_with(config).await;
-        let token = jwt_for("alice@acme", &["sales_by_day", "top_products"], Some("acme"));
-        let days = get(&server.url, "/v0/pipes/sales_by_day.json?days=30", Some(&token)).await;
-        let top = get(&server.url, "/v0/pipes/top_products.json?days=30", Some(&token)).await;
+        let token = jwt_for(
+            "alice@acme",
+            &["sales_by_day", "top_products"],
+            Some("acme"),
+        );
+        let days = get(
+            &server.url,
+            "/v0/pipes/sales_by_day.json?days=30",
+            Some(&token),
+        )
+        .await;
+        let top = get(
+            &server.url,
+            "/v0/pipes/top_products.json?days=30",
+            Some(&token),
+        )
+        .await;
         let days: Vec<String> = days
             .rows()
             .iter()

@@ -191,8 +191,15 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
     if values.is_empty() && !matches!(kind, Kind::Var) {
         return Ok(Value::Null);
     }
-    if !matches!(kind, Kind::Any | Kind::AnyLast | Kind::ArgMax | Kind::ArgMin) {
-        budget::tick_n(values.len().saturating_mul(values.len().max(2).ilog2() as usize))?;
+    if !matches!(
+        kind,
+        Kind::Any | Kind::AnyLast | Kind::ArgMax | Kind::ArgMin
+    ) {
+        budget::tick_n(
+            values
+                .len()
+                .saturating_mul(values.len().max(2).ilog2() as usize),
+        )?;
     }
     Ok(match kind {
         Kind::Any | Kind::AnyLast | Kind::ArgMax | Kind::ArgMin => values[0].clone(),
@@ -224,10 +231,7 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             let mut counts: HashMap<Key, (usize, usize, Json)> = HashMap::new();
             for (i, v) in values.iter().enumerate() {
                 let j = json(v);
-                counts
-                    .entry(Key::of(&j))
-                    .or_insert((0, i, j))
-                    .0 += 1;
+                counts.entry(Key::of(&j)).or_insert((0, i, j)).0 += 1;
             }
             let mut ranked: Vec<(usize, usize, Json)> = counts.into_values().collect();
             ranked.sort_by_key(|(n, first, _)| (std::cmp::Reverse(*n), *first));
@@ -316,7 +320,11 @@ impl Aggregate<QuantilesAcc, Value> for Quantiles {
                 Json::Array(levels.iter().map(|_| Json::Null).collect()).to_string(),
             ));
         }
-        budget::tick_n(values.len().saturating_mul(values.len().max(2).ilog2() as usize))?;
+        budget::tick_n(
+            values
+                .len()
+                .saturating_mul(values.len().max(2).ilog2() as usize),
+        )?;
         let out: Vec<Json> = if is_exact {
             let sorted = sorted_values(&values);
             levels.iter().map(|p| json(&exact(&sorted, *p))).collect()

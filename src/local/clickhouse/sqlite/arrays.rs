@@ -95,7 +95,10 @@ impl ArrayText {
 }
 
 /// An array's text from `items`, checked as it is built.
-pub fn array_text<'a>(what: &'static str, items: impl IntoIterator<Item = &'a Json>) -> Result<String> {
+pub fn array_text<'a>(
+    what: &'static str,
+    items: impl IntoIterator<Item = &'a Json>,
+) -> Result<String> {
     let mut out = ArrayText::new(what);
     for item in items {
         out.push(item)?;
@@ -236,7 +239,11 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         let Some((mut items, _held)) = array(ctx, 0, "arraySort")? else {
             return Ok(None);
         };
-        budget::tick_n(items.len().saturating_mul(items.len().max(2).ilog2() as usize))?;
+        budget::tick_n(
+            items
+                .len()
+                .saturating_mul(items.len().max(2).ilog2() as usize),
+        )?;
         items.sort_by(compare);
         if int_arg(ctx, 1) == Some(1) {
             items.reverse();

@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn agrees_with_the_textbook_matcher_on_every_small_case() {
         let alphabet = ['a', 'b', '%', '_', '\\'];
-        let texts = ["", "a", "b", "ab", "ba", "aab", "abab", "a%b", "a_", "bbab", "\\a"];
+        let texts = [
+            "", "a", "b", "ab", "ba", "aab", "abab", "a%b", "a_", "bbab", "\\a",
+        ];
         // Every pattern of up to 4 symbols over the alphabet.
         let mut patterns = vec![String::new()];
         for _ in 0..4 {

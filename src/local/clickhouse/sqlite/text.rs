@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use rusqlite::functions::Context;
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Result};
 use super::arrays::ArrayText;
 use super::{flags, int_arg, text_arg};
 use crate::local::budget;
+use rusqlite::functions::Context;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Result};
 
 pub use super::like::like;
 
@@ -147,7 +147,10 @@ fn replace_regexp(s: &str, re: &regex::Regex, to: &str, all: bool) -> Result<Str
             })
             .sum();
         let before = &s[last..whole.start()];
-        budget::value(what, out.len() + before.len() + size + (s.len() - whole.end()))?;
+        budget::value(
+            what,
+            out.len() + before.len() + size + (s.len() - whole.end()),
+        )?;
         out.push_str(before);
         for piece in &pieces {
             match piece {
@@ -260,7 +263,11 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             return Ok(None);
         };
         let all = int_arg(ctx, 3) == Some(1);
-        let what = if all { "replaceRegexpAll" } else { "replaceRegexpOne" };
+        let what = if all {
+            "replaceRegexpAll"
+        } else {
+            "replaceRegexpOne"
+        };
         let Some(re) = regex_arg(ctx, 1, what, s.len())? else {
             return Ok(None);
         };
