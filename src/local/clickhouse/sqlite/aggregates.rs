@@ -19,6 +19,16 @@ use super::arrays::{ArrayText, Key, compare, to_json};
 use super::{fail, flags};
 use crate::local::budget::{self, Held};
 
+/// Bytes of a call's arguments (the work a step does is proportional to them).
+fn argument_bytes(ctx: &Context<'_>) -> usize {
+    (0..ctx.len())
+        .map(|i| match ctx.get_raw(i) {
+            ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+            _ => 8,
+        })
+        .sum()
+}
+
 /// What keeping one value costs: its bytes plus its slot.
 fn kept_size(v: &Value) -> usize {
     let payload = match v {
@@ -96,6 +106,9 @@ impl Aggregate<Acc, Value> for Collect {
     }
 
     fn step(&self, ctx: &mut Context<'_>, acc: &mut Acc) -> Result<()> {
+        // A step's work grows with its arguments (a key compared as text): counted, so a few
+        // rows of megabytes cannot slip between the progress handler's checks.
+        budget::tick_n(argument_bytes(ctx))?;
         let value: Value = ctx.get_raw(0).into();
         if ctx.len() > 1 {
             acc.param = Some(ctx.get_raw(ctx.len() - 1).into());
@@ -137,8 +150,11 @@ impl Aggregate<Acc, Value> for Collect {
     }
 }
 
-fn json(v: &Value) -> Json {
-    to_json(ValueRef::from(v))
+/// A kept value as a JSON element, its conversion counted against the deadline (a nested
+/// array is parsed: work proportional to its text).
+fn json(v: &Value) -> Result<Json> {
+    budget::tick_n(kept_size(v))?;
+    Ok(to_json(ValueRef::from(v)))
 }
 
 fn number(v: &Value) -> f64 {
@@ -166,10 +182,14 @@ fn interpolated(sorted: &[f64], p: f64) -> f64 {
     sorted[left] + (sorted[right] - sorted[left]) * (index - left as f64)
 }
 
-fn sorted_values(values: &[Value]) -> Vec<Value> {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| compare(&json(a), &json(b)));
-    v
+/// The values in ClickHouse's order, each converted once (not once per comparison).
+fn sorted_values(values: &[Value]) -> Result<Vec<Value>> {
+    let mut keyed = values
+        .iter()
+        .map(|v| Ok((json(v)?, v)))
+        .collect::<Result<Vec<_>>>()?;
+    keyed.sort_by(|(a, _), (b, _)| compare(a, b));
+    Ok(keyed.into_iter().map(|(_, v)| v.clone()).collect())
 }
 
 fn exact(sorted: &[Value], p: f64) -> Value {
@@ -208,7 +228,7 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             let mut seen = std::collections::HashSet::new();
             let mut out: Vec<Json> = Vec::new();
             for v in &values {
-                let j = json(v);
+                let j = json(v)?;
                 if matches!(kind, Kind::GroupUniqArray) && !seen.insert(Key::of(&j)) {
                     continue;
                 }
@@ -224,13 +244,13 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
             nums.sort_by(f64::total_cmp);
             Value::Real(interpolated(&nums, level(&acc.param)?))
         }
-        Kind::QuantileExact => exact(&sorted_values(&values), level(&acc.param)?),
+        Kind::QuantileExact => exact(&sorted_values(&values)?, level(&acc.param)?),
         Kind::TopK => {
             let k = acc.param.as_ref().map_or(10, |p| number(p) as usize);
             // Count per key, then by count, ties in order of first appearance.
             let mut counts: HashMap<Key, (usize, usize, Json)> = HashMap::new();
             for (i, v) in values.iter().enumerate() {
-                let j = json(v);
+                let j = json(v)?;
                 counts.entry(Key::of(&j)).or_insert((0, i, j)).0 += 1;
             }
             let mut ranked: Vec<(usize, usize, Json)> = counts.into_values().collect();
@@ -298,6 +318,7 @@ impl Aggregate<QuantilesAcc, Value> for Quantiles {
     }
 
     fn step(&self, ctx: &mut Context<'_>, acc: &mut QuantilesAcc) -> Result<()> {
+        budget::tick_n(argument_bytes(ctx))?;
         let v: Value = ctx.get_raw(0).into();
         acc.1 = ctx.get::<Option<String>>(1)?;
         acc.2 = ctx.get::<Option<i64>>(2)? == Some(1);
@@ -326,8 +347,11 @@ impl Aggregate<QuantilesAcc, Value> for Quantiles {
                 .saturating_mul(values.len().max(2).ilog2() as usize),
         )?;
         let out: Vec<Json> = if is_exact {
-            let sorted = sorted_values(&values);
-            levels.iter().map(|p| json(&exact(&sorted, *p))).collect()
+            let sorted = sorted_values(&values)?;
+            levels
+                .iter()
+                .map(|p| json(&exact(&sorted, *p)))
+                .collect::<Result<Vec<_>>>()?
         } else {
             let mut nums: Vec<f64> = values.iter().map(number).collect();
             nums.sort_by(f64::total_cmp);

@@ -67,7 +67,7 @@ impl ArrayText {
     }
 
     fn push_text(&mut self, element: &str) -> Result<()> {
-        budget::tick()?;
+        budget::tick_n(element.len())?;
         budget::value(self.what, self.text.len() + element.len() + 2)?;
         if self.text.len() > 1 {
             self.text.push(',');

@@ -45,6 +45,9 @@ pub fn substring(s: &str, offset: i64, len: Option<i64>) -> String {
 /// smaller program keeps one call short.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
 
+/// Memory compiling a regular expression may take per byte of its pattern.
+const COMPILE_BYTES_PER_BYTE: usize = 1024;
+
 /// A compiled pattern and its NFA's state count: in the worst case (when the lazy DFA gives
 /// up) matching visits every state for every byte of the text, so `states × text bytes` is
 /// the work one call may do, checked against the budget before matching
@@ -82,6 +85,10 @@ fn regex_arg(
     let compiled = ctx.get_or_create_aux(i as i32, |v| {
         let pattern = String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned();
         budget::tick_n(pattern.len()).map_err(|e| e.to_string())?;
+        // Parsing and compiling take a few hundred bytes per byte of pattern before the size
+        // limit can say no (376 measured for a 196 KB class): held while compiling.
+        let _compiling = budget::hold(what, pattern.len().saturating_mul(COMPILE_BYTES_PER_BYTE))
+            .map_err(|e| e.to_string())?;
         compile(&pattern)
     })?;
     budget::work(what, compiled.states as u128 * text_len as u128)?;
