@@ -181,36 +181,57 @@ pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
         chrono::Utc::now().timestamp(),
     )?;
     if !explain {
-        println!("{}", minted.token);
-        return Ok(());
+        return print_out(&format!("{}\n", minted.token));
     }
     let host = match &workspace.host {
         crate::config::TinybirdHost::Remote(url) => url.to_string(),
         crate::config::TinybirdHost::Local(addr) => format!("local ({addr})"),
     };
-    println!(
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    writeln!(
+        out,
         "workspace: {} ({}, {host}) <- {why}",
         workspace.name, workspace.workspace_id
-    );
-    println!("claims:\n{}", serde_json::to_string_pretty(&minted.claims)?);
-    println!("scopes and the grants behind them:");
+    )?;
+    writeln!(
+        out,
+        "claims:\n{}",
+        serde_json::to_string_pretty(&minted.claims)?
+    )?;
+    writeln!(out, "scopes and the grants behind them:")?;
     for pipe in &access.pipes {
-        println!(
+        writeln!(
+            out,
             "  PIPES:READ {} <- {} (fixed params {})",
             pipe.pipe,
             pipe.grants.join(", "),
             serde_json::Value::Object(pipe.fixed_params.clone())
-        );
+        )?;
     }
     for ds in &access.datasources {
-        println!(
+        writeln!(
+            out,
             "  DATASOURCES:READ {} <- {} (filter {})",
             ds.datasource,
             ds.grants.join(", "),
             ds.filter
-        );
+        )?;
     }
-    Ok(())
+    print_out(&out)
+}
+
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `hash-password`: reads one line from stdin (no echo control; pipe it in or type it).
@@ -257,13 +278,26 @@ pub struct LocalArgs {
     /// `--static-token-env TB_USAGE_TOKEN=DATASOURCES:READ:tinybird.pipe_stats_rt`. Repeatable.
     #[arg(long = "static-token-env", value_name = "VAR=SCOPES")]
     pub static_tokens: Vec<String>,
-    /// The limits every query runs within (docs/local-limits.md).
+    /// A request head must arrive within this of its first byte.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// A request body must arrive within this of its head; a response the client stops
+    /// reading for this long ends the connection.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// An idle kept-alive connection is closed after this.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keep_alive_timeout: std::time::Duration,
+    /// Open connections at most (beyond: the longest-waiting idle or slow one is closed).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_connections: u32,
+    /// The limits every query runs within (docs/local.md).
     #[command(flatten)]
     pub limits: LocalLimitArgs,
 }
 
 /// The local endpoint's limits: each keeps one request from taking the process down
-/// (docs/local-limits.md says what each protects against).
+/// (docs/local.md says what each protects against).
 #[derive(Debug, clap::Args)]
 pub struct LocalLimitArgs {
     /// Time a query may take, translation included (a 408 past it).
@@ -376,6 +410,13 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
     config.pipes_dir = args.pipes;
     config.data = args.data;
     config.workspace_id = args.workspace_id;
+    config.conn_limits = crate::serve::ConnLimits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        keep_alive_timeout: args.keep_alive_timeout,
+        max_connections: args.max_connections as usize,
+    }
+    .within(crate::serve::raise_fd_limit(), 1);
     for spec in &args.static_tokens {
         let token = static_token(spec)?;
         crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(&token.token)]);

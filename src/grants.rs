@@ -103,9 +103,32 @@ pub struct Access {
     /// One entry per data source, sorted by name. `pipes` and `datasources` are never both
     /// empty.
     pub datasources: Vec<DatasourceAccess>,
+    /// A digest of the pipes (with their fixed params) and data sources (with their filters):
+    /// two accesses with the same fingerprint read the same rows, so a cached token keyed by
+    /// it is never reused after a reload changes what its user may read.
+    #[serde(skip)]
+    fingerprint: String,
 }
 
 impl Access {
+    /// The access to `pipes` and `datasources`, with its fingerprint.
+    pub fn new(pipes: Vec<PipeAccess>, datasources: Vec<DatasourceAccess>) -> Self {
+        use sha2::Digest;
+        let scopes = (&pipes, &datasources);
+        let text = serde_json::to_vec(&scopes).expect("strings and JSON values");
+        let fingerprint = hex::encode(&sha2::Sha256::digest(&text)[..16]);
+        Self {
+            pipes,
+            datasources,
+            fingerprint,
+        }
+    }
+
+    /// See the field: equal fingerprints, equal rows readable.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// The access to `name`, if the user has any.
     pub fn pipe(&self, name: &str) -> Option<&PipeAccess> {
         self.pipes.iter().find(|p| p.pipe == name)
@@ -337,10 +360,10 @@ impl Grants {
                 user: user.id.clone(),
             });
         }
-        Ok(Access {
-            pipes: pipes.into_values().collect(),
-            datasources: datasources.into_values().collect(),
-        })
+        Ok(Access::new(
+            pipes.into_values().collect(),
+            datasources.into_values().collect(),
+        ))
     }
 
     fn render(

@@ -17,7 +17,8 @@
 //!   (the Tinybird contract: claims, minting, names, parameters, the GCRA rule, the upstream
 //!   client) and [`local`] (the Tinybird-compatible local endpoint, on [`tinybird`] alone).
 //! - Leaves: [`user`], [`error`] (the JSON error envelope), [`client_ip`], [`redact`]
-//!   (credentials out of whatever is relayed or logged).
+//!   (credentials out of whatever is relayed or logged), [`serve`] (the accept loop with
+//!   timeouts and a connection cap, for every listener).
 //!
 //! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`] and
 //! [`init`] (the files to start a deployment from).
@@ -40,6 +41,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod redis;
 pub mod run;
+pub mod serve;
 pub mod tinybird;
 pub mod usage;
 pub mod user;

@@ -71,6 +71,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The settings in force now (what a reload would start from).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.state.settings()
+    }
+
     /// Reloads now with `next` (as `SIGHUP` does with the files): the problems when it
     /// cannot be put in force, and then nothing changed.
     pub fn reload(
@@ -123,6 +128,18 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    // Every listener gets the same limits, within what the open-file limit allows.
+    let listeners = 1
+        + usize::from(admin_listener.is_some())
+        + settings
+            .tinybird
+            .workspaces
+            .iter()
+            .filter(|w| matches!(w.host, TinybirdHost::Local(_)))
+            .count();
+    let limits = settings
+        .conn_limits
+        .within(crate::serve::raise_fd_limit(), listeners);
     let mut tasks = Vec::new();
     let mut local_addr = None;
     let mut list = Vec::new();
@@ -135,6 +152,7 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
                 let addr = listener.local_addr()?;
                 let mut config = LocalConfig::new(ws.signing_key.clone());
                 config.workspace_id = Some(ws.workspace_id.clone());
+                config.conn_limits = limits;
                 // The usage token reads `pipe_stats_rt` here as it would on Tinybird.
                 if let Some(usage) = settings.usage.as_ref().filter(|u| !u.token_is_admin) {
                     config.static_tokens.push(crate::local::auth::StaticToken {
@@ -176,12 +194,14 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
         tasks.push(tokio::spawn(http::ops::serve_admin(
             state.clone(),
             listener,
+            limits,
             stopped(stop_rx.clone()),
         )));
     }
     tasks.push(tokio::spawn(http::serve(
         Arc::clone(&state),
         app_listener,
+        limits,
         stopped(stop_rx),
     )));
     Ok(Running {

@@ -6,6 +6,12 @@
 //! the lockout has a fixed length (no growth) to stay predictable for users and operators.
 //! Time is passed in (`now`) so tests never sleep.
 //!
+//! An attempt is checked and counted as a failure in one step ([`LoginThrottle::attempt`]), so
+//! parallel guesses cannot all pass the check before any is counted. A correct password then
+//! clears the account's failures ([`LoginThrottle::record_success`]) but only takes its own
+//! attempt back from the client's ([`LoginThrottle::forgive`]): otherwise one known password
+//! would let a client guess at every other account forever.
+//!
 //! Memory is bounded: the map holds at most `max_keys` entries. When full, entries that no
 //! longer matter (window over, lockout over) go first, then entries that are counting but not
 //! locked, and only then the locks that end soonest. A flood of new keys can therefore reset
@@ -108,9 +114,12 @@ impl LoginThrottle {
         }
     }
 
-    /// Counts one failed login for `key`, locking it once the limit is reached. Failures while
-    /// locked are ignored, so hammering a locked key does not extend its lockout.
-    pub fn record_failure(&self, key: &str, now: Instant) {
+    /// One login attempt for `key`, checked and counted in one step: `Err(retry_after)` while
+    /// the key is locked out, or while `max_failures` attempts are already counted in the
+    /// window (parallel guesses still being checked: retry in a second); else the attempt
+    /// counts as a failure until [`Self::forgive`] takes it back or [`Self::record_success`]
+    /// clears the key. [`Self::failed`] then locks the key once the count reaches the limit.
+    pub fn attempt(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut entries = self.lock();
         if !entries.contains_key(key) && entries.len() >= self.max_keys {
             self.make_room(&mut entries, now);
@@ -121,22 +130,57 @@ impl LoginThrottle {
             locked_until: None,
         };
         let entry = entries.entry(key.to_owned()).or_insert(fresh);
-        if entry.locked_at(now) {
-            return;
+        if let Some(until) = entry.locked_until.filter(|&until| now < until) {
+            return Err(until - now);
         }
         if entry.forgotten_at(now, self.cfg.window) {
             *entry = fresh;
         }
+        if entry.failures >= self.cfg.max_failures.max(1) {
+            return Err(Duration::from_secs(1));
+        }
         entry.failures += 1;
-        if entry.failures >= self.cfg.max_failures {
+        Ok(())
+    }
+
+    /// The attempt's password was wrong: locks `key` when its count has reached the limit.
+    /// Failures while locked are ignored, so hammering a locked key does not extend its
+    /// lockout.
+    pub fn failed(&self, key: &str, now: Instant) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key)
+            && !entry.locked_at(now)
+            && entry.failures >= self.cfg.max_failures.max(1)
+        {
             entry.locked_until = Some(add(now, self.cfg.lockout));
             entry.failures = 0;
+        }
+    }
+
+    /// A failed login for `key` in one call ([`Self::attempt`], then [`Self::failed`]).
+    pub fn record_failure(&self, key: &str, now: Instant) {
+        if self.attempt(key, now).is_ok() {
+            self.failed(key, now);
         }
     }
 
     /// Forgets the key: a successful login clears its failures and any lockout.
     pub fn record_success(&self, key: &str) {
         self.lock().remove(key);
+    }
+
+    /// Takes back the failure [`Self::attempt`] counted for an attempt whose password was
+    /// right, keeping every other failure and any lockout.
+    pub fn forgive(&self, key: &str) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key)
+            && entry.locked_until.is_none()
+        {
+            entry.failures = entry.failures.saturating_sub(1);
+            if entry.failures == 0 {
+                entries.remove(key);
+            }
+        }
     }
 
     /// How many keys are remembered (for metrics and tests).
@@ -241,6 +285,35 @@ mod tests {
         t.record_success("account:alice");
         assert_eq!(t.check("account:alice", t0), Ok(()));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_attempt_is_checked_and_counted_at_once_and_a_success_takes_back_only_itself() {
+        let t = LoginThrottle::new(ThrottleConfig {
+            max_failures: 3,
+            ..ThrottleConfig::default()
+        });
+        let t0 = Instant::now();
+        // Two failed attempts, then a right password: the client keeps its two failures.
+        t.record_failure("client:1", t0);
+        t.record_failure("client:1", t0);
+        assert_eq!(t.attempt("client:1", t0), Ok(()));
+        t.forgive("client:1");
+        // The third failure locks: the right password did not reset the count.
+        t.record_failure("client:1", t0);
+        assert_eq!(t.attempt("client:1", t0), Err(15 * MIN));
+        // A forgiven lock stays a lock.
+        t.forgive("client:1");
+        assert!(t.attempt("client:1", t0).is_err());
+        // Ten attempts at once on a fresh key: exactly max_failures pass the check; the rest
+        // wait a second; once they fail, the key is locked.
+        let passed = (0..10)
+            .filter(|_| t.attempt("client:2", t0).is_ok())
+            .count();
+        assert_eq!(passed, 3);
+        assert_eq!(t.attempt("client:2", t0), Err(Duration::from_secs(1)));
+        t.failed("client:2", t0);
+        assert_eq!(t.attempt("client:2", t0), Err(15 * MIN));
     }
 
     #[test]

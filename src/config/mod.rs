@@ -51,6 +51,9 @@ pub struct FileConfig {
     /// Load balancers / reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Client timeouts and the connection cap of every listener.
+    #[serde(default)]
+    pub server: server::ServerConfig,
     /// Where Tinybird is and how to sign for it.
     pub tinybird: TinybirdConfig,
     /// Minted token settings.
@@ -110,6 +113,8 @@ pub struct Settings {
     pub public_url: Url,
     /// Proxies whose `X-Forwarded-For` names the client (see `crate::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client timeouts and the connection cap of every listener (`[server]`).
+    pub conn_limits: crate::serve::ConnLimits,
     /// The workspaces tokens are minted for, and which one is each user's.
     pub tinybird: TinybirdSettings,
     /// JWT lifetime.
@@ -122,12 +127,16 @@ pub struct Settings {
     pub session_store: SessionStoreKind,
     /// Session inactivity timeout.
     pub session_ttl: Duration,
+    /// How long a session lasts after its login, however active (`session.absolute_ttl`).
+    pub session_absolute_ttl: Duration,
     /// Session cookie name.
     pub cookie_name: String,
     /// Failed-login throttling per account.
     pub throttle: ThrottleConfig,
     /// Failed-login throttling per client address.
     pub client_throttle: ThrottleConfig,
+    /// How long a login's username and password may be.
+    pub login_caps: session::LoginCaps,
     /// Local users.
     pub users: UserDirectory,
     /// Identity providers (OIDC login, bearer tokens), in name order.
@@ -223,6 +232,7 @@ impl Settings {
             server::validate(&raw.listen, &raw.public_url, &raw.trusted_proxies),
             p,
         );
+        let conn_limits = keep(server::validate_limits(&raw.server), p);
         let tinybird = keep(tinybird::validate(&raw.tinybird, base, env), p);
         let token = keep(token::validate(&raw.token), p);
         let session = keep(
@@ -252,6 +262,7 @@ impl Settings {
         };
         let (
             Some(server),
+            Some(conn_limits),
             Some(tinybird),
             Some(token),
             Some(session),
@@ -259,7 +270,17 @@ impl Settings {
             Some(proxy),
             Some(ops),
             Some(usage),
-        ) = (server, tinybird, token, session, access, proxy, ops, usage)
+        ) = (
+            server,
+            conn_limits,
+            tinybird,
+            token,
+            session,
+            access,
+            proxy,
+            ops,
+            usage,
+        )
         else {
             return Err(problems);
         };
@@ -289,15 +310,18 @@ impl Settings {
             listen: server.listen,
             public_url: server.public_url,
             trusted_proxies: server.trusted_proxies,
+            conn_limits,
             tinybird,
             token_ttl: token.ttl,
             token_name: token.name,
             token_rps: token.rps,
             session_store: session.store,
             session_ttl: session.ttl,
+            session_absolute_ttl: session.absolute_ttl,
             cookie_name: session.cookie_name,
             throttle: session.throttle,
             client_throttle: session.client_throttle,
+            login_caps: session.login_caps,
             users: access.users,
             oidc: access.oidc,
             grants: access.grants,

@@ -1,10 +1,79 @@
-//! The top-level keys: `listen`, `public_url`, `trusted_proxies`.
+//! The top-level keys (`listen`, `public_url`, `trusted_proxies`) and `[server]`: how long
+//! clients may take and how many may be connected (see `crate::serve`).
 
 use std::net::SocketAddr;
 
 use reqwest::Url;
+use serde::Deserialize;
 
-use super::problem::{Problem, parse_addr, problem};
+use super::problem::{Problem, parse_addr, parse_duration, problem};
+use crate::serve::ConnLimits;
+
+/// `[server]` as written: every key optional, defaults from [`ConnLimits::default`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A request head must arrive within this of its first byte, e.g. `"10s"`.
+    pub header_timeout: Option<String>,
+    /// A request body must arrive within this of its head; a response the client stops
+    /// reading for this long ends the connection, e.g. `"30s"`.
+    pub body_timeout: Option<String>,
+    /// An idle kept-alive connection is closed after this, e.g. `"60s"`.
+    pub keep_alive_timeout: Option<String>,
+    /// Open connections at most per listener, e.g. `4096`.
+    pub max_connections: Option<usize>,
+}
+
+/// Validates `[server]`.
+pub fn validate_limits(raw: &ServerConfig) -> Result<ConnLimits, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let default = ConnLimits::default();
+    let mut duration = |value: &Option<String>, key: &str, fallback| match value {
+        None => Some(fallback),
+        Some(text) => match parse_duration(text, key, &mut problems) {
+            Some(d) if d.is_zero() => {
+                problems.push(problem(key, "must be more than 0s"));
+                None
+            }
+            other => other,
+        },
+    };
+    let header = duration(
+        &raw.header_timeout,
+        "server.header_timeout",
+        default.header_timeout,
+    );
+    let body = duration(
+        &raw.body_timeout,
+        "server.body_timeout",
+        default.body_timeout,
+    );
+    let idle = duration(
+        &raw.keep_alive_timeout,
+        "server.keep_alive_timeout",
+        default.keep_alive_timeout,
+    );
+    let max_connections = raw.max_connections.unwrap_or(default.max_connections);
+    if max_connections < 16 {
+        problems.push(problem(
+            "server.max_connections",
+            "must be at least 16 (a browser alone opens 6)",
+        ));
+    }
+    match (header, body, idle) {
+        (Some(header_timeout), Some(body_timeout), Some(keep_alive_timeout))
+            if problems.is_empty() =>
+        {
+            Ok(ConnLimits {
+                header_timeout,
+                body_timeout,
+                keep_alive_timeout,
+                max_connections,
+            })
+        }
+        _ => Err(problems),
+    }
+}
 
 /// Where the BFF listens and how users reach it, validated.
 #[derive(Debug, Clone)]

@@ -22,7 +22,12 @@ pub async fn current_user_any(
     if let Some(user) = bearer::user_from_request(&app.oidc, headers).await? {
         return Ok(user);
     }
-    Ok(session::current_user(session).await?.user)
+    let settings = app.settings();
+    Ok(
+        session::current_user(session, &settings.users, app.session_lifetime(&settings))
+            .await?
+            .user,
+    )
 }
 
 /// The request's user, as a handler argument: resolved by [`current_user_any`] at most once

@@ -15,7 +15,7 @@ use tower_sessions::Session;
 
 use super::state::AppState;
 use crate::auth::oidc::flow;
-use crate::auth::session::{SessionUser, current_user, signed_in, start_session};
+use crate::auth::session::{Login, SessionUser, current_user, signed_in, start_session};
 use crate::error::AppError;
 
 /// `POST /api/login` body.
@@ -35,14 +35,19 @@ pub async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let now = Instant::now();
+    let settings = state.settings();
+    check_lengths(&body, settings.login_caps)?;
     let account = body.username.as_str();
-    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.settings().trusted_proxies);
+    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &settings.trusted_proxies);
     let client = ip.to_string();
+    // Each attempt is checked and counted as a failure in one step, before its argon2 check,
+    // so concurrent guesses cannot all slip in under `max_failures`. The client first: an
+    // attempt it refuses counts nothing against the account.
     for (throttle, key) in [
-        (&state.account_throttle, account),
         (&state.client_throttle, client.as_str()),
+        (&state.account_throttle, account),
     ] {
-        if let Err(e) = throttle.check(key, now).await {
+        if let Err(e) = throttle.attempt(key, now).await {
             if matches!(e, AppError::TooManyRequests { .. }) {
                 state.metrics.login("throttled");
                 state.audit.login_failed(account, ip, "throttled");
@@ -50,34 +55,60 @@ pub async fn login(
             return Err(e);
         }
     }
-    // Count the attempt as a failure before checking it, so concurrent guesses cannot all
-    // slip in under `max_failures` while their argon2 checks run; a success clears it.
-    state.account_throttle.record_failure(account, now).await;
-    state.client_throttle.record_failure(&client, now).await;
-    let Some(user) = state
-        .settings()
-        .users
-        .verify(&body.username, &body.password)
-        .await
-    else {
+    let Some(user) = settings.users.verify(&body.username, &body.password).await else {
+        state.client_throttle.failed(&client, now).await;
+        state.account_throttle.failed(account, now).await;
         state.metrics.login("failed");
         state.audit.login_failed(account, ip, "password");
         tracing::warn!(client = %ip, "login failed");
         return Err(AppError::Unauthorized("wrong username or password".into()));
     };
+    // The account's failures are cleared; the client only gets this attempt back, so one
+    // known password does not reset its guessing at other accounts.
     state.account_throttle.record_success(account).await;
-    state.client_throttle.record_success(&client).await;
-    let display_name = state
-        .settings()
+    state.client_throttle.forgive(&client).await;
+    let display_name = settings
         .users
         .get(&user.id)
         .and_then(|r| r.display_name.clone());
     let record = SessionUser { user, display_name };
-    start_session(&session, &record).await?;
+    let login = Login::Local {
+        id: record.user.id.clone(),
+    };
+    start_session(&session, login).await?;
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
     state.metrics.login("ok");
     state.audit.login(&record.user, ip);
     Ok(Json(serde_json::json!({ "user": record })))
+}
+
+/// 400 for a username or password longer than the caps (`[login]`), before anything keys on
+/// them.
+fn check_lengths(
+    body: &LoginRequest,
+    caps: crate::config::session::LoginCaps,
+) -> Result<(), AppError> {
+    for (field, value, cap, key) in [
+        (
+            "username",
+            &body.username,
+            caps.username,
+            "max_username_bytes",
+        ),
+        (
+            "password",
+            &body.password,
+            caps.password,
+            "max_password_bytes",
+        ),
+    ] {
+        if value.len() > cap {
+            return Err(AppError::BadRequest(format!(
+                "the {field} is longer than {cap} bytes (login.{key})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/logout`: ends the session server-side. After an OIDC login at a provider with
@@ -87,10 +118,10 @@ pub async fn logout(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<axum::response::Response, AppError> {
-    if let Some(user) = signed_in(&session).await? {
-        tracing::info!(user = %user.user.id, "logout");
+    if let Some(user) = signed_in(&session, &state.settings().users).await? {
+        tracing::info!(user = %user.id, "logout");
         state.metrics.logout();
-        state.audit.logout(&user.user);
+        state.audit.logout(&user);
     }
     let public_url = &state.settings().public_url;
     let redirect = flow::end_session_url(&state.oidc, public_url, &session).await?;
@@ -109,8 +140,10 @@ pub async fn me(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let current = current_user(&session).await?;
-    let (pipes, datasources, grant_error) = match state.settings().grants.evaluate(&current.user) {
+    let settings = state.settings();
+    let current =
+        current_user(&session, &settings.users, state.session_lifetime(&settings)).await?;
+    let (pipes, datasources, grant_error) = match settings.grants.evaluate(&current.user) {
         Ok(access) => (access.pipes, access.datasources, None),
         Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };

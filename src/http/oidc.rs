@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::response::Redirect;
+use axum::http::HeaderMap;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 use tower_sessions::Session;
+use tower_sessions::cookie::{Cookie, SameSite};
 
 use super::state::AppState;
 use crate::auth::oidc::flow::{self, CallbackError, CallbackQuery, LoginQuery};
+use crate::config::Settings;
 use crate::error::AppError;
 
 /// `GET /api/providers`: the providers with browser login, and whether local login is on.
@@ -32,48 +36,102 @@ pub async fn providers(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "local": local, "providers": providers }))
 }
 
-/// `GET /auth/{provider}/login`: start the flow.
+/// `GET /auth/{provider}/login`: start the flow; the login in progress goes to the browser
+/// in a sealed cookie, nothing to the session store.
 pub async fn login(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<LoginQuery>,
-    session: Session,
-) -> Result<Redirect, AppError> {
+) -> Result<impl IntoResponse, AppError> {
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let public_url = &state.settings().public_url;
-    let to = flow::begin(
+    let settings = state.settings();
+    let (to, sealed) = flow::begin(
+        &state.oidc,
         provider,
         &name,
         query.return_to.as_deref(),
-        public_url,
-        &session,
+        &settings.public_url,
     )
     .await?;
-    Ok(Redirect::to(to.as_str()))
+    let cookie = pending_cookie(&settings, sealed, flow::PENDING_TTL_SECS);
+    Ok((
+        AppendHeaders([(SET_COOKIE, cookie)]),
+        Redirect::to(to.as_str()),
+    ))
+}
+
+/// The pending-login cookie: only sent back to `/auth/...`, never readable by scripts,
+/// `Lax` so the provider's top-level redirect back carries it; `max_age` 0 deletes it.
+fn pending_cookie(settings: &Settings, value: String, max_age: i64) -> String {
+    Cookie::build((pending_cookie_name(settings), value))
+        .path("/auth/")
+        .http_only(true)
+        .secure(settings.public_url.scheme() == "https")
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::seconds(max_age))
+        .build()
+        .to_string()
+}
+
+fn pending_cookie_name(settings: &Settings) -> String {
+    format!("{}_login", settings.cookie_name)
+}
+
+/// The pending-login cookie the browser sent, if any.
+fn pending_from(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
 }
 
 /// `GET /auth/{provider}/callback`: finish the flow; a failed exchange is a failed login
-/// (metrics, audit), a malformed callback is just refused.
+/// (metrics, audit), a malformed callback is just refused. The pending-login cookie is
+/// deleted either way: it is good for one callback.
 pub async fn callback(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
     session: Session,
+) -> Response {
+    let settings = state.settings();
+    let forget = pending_cookie(&settings, String::new(), 0);
+    let done = finish(&state, peer, &name, query, &headers, &session).await;
+    (AppendHeaders([(SET_COOKIE, forget)]), done).into_response()
+}
+
+async fn finish(
+    state: &AppState,
+    peer: SocketAddr,
+    name: &str,
+    query: CallbackQuery,
+    headers: &HeaderMap,
+    session: &Session,
 ) -> Result<Redirect, AppError> {
+    let name = name.to_owned();
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let public_url = &state.settings().public_url;
-    let done = match flow::complete(provider, &name, query, public_url, &session).await {
-        Ok(done) => done,
-        Err(CallbackError::Invalid(e)) => return Err(e),
-        Err(CallbackError::Failed(e)) => {
-            state.metrics.login("failed");
-            state
-                .audit
-                .login_failed(&format!("(oidc:{name})"), peer.ip(), "oidc");
-            return Err(e);
-        }
-    };
+    let settings = state.settings();
+    let cookie = pending_from(headers, &pending_cookie_name(&settings));
+    let callback = (query, cookie.as_deref());
+    let public_url = &settings.public_url;
+    let done =
+        match flow::complete(&state.oidc, provider, &name, callback, public_url, session).await {
+            Ok(done) => done,
+            Err(CallbackError::Invalid(e)) => return Err(e),
+            Err(CallbackError::Failed(e)) => {
+                state.metrics.login("failed");
+                state
+                    .audit
+                    .login_failed(&format!("(oidc:{name})"), peer.ip(), "oidc");
+                return Err(e);
+            }
+        };
     let user = &done.record.user;
     state.metrics.login("ok");
     state.audit.login(user, peer.ip());

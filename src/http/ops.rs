@@ -91,13 +91,12 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`admin_router`] until `shutdown` resolves.
+/// Serves [`admin_router`] until `shutdown` resolves, within `limits` (see `crate::serve`).
 pub async fn serve_admin(
     state: AppState,
     listener: TcpListener,
+    limits: crate::serve::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::serve::serve(listener, admin_router(state), limits, shutdown).await
 }

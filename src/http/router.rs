@@ -11,10 +11,10 @@
 //!   [`super::ops`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
@@ -25,6 +25,7 @@ use super::state::AppState;
 use super::{admin, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
+use crate::serve::ConnLimits;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -32,8 +33,10 @@ pub fn router(state: AppState) -> Router {
     // Rate limits and usage budgets, in one layer (each layer costs per request).
     let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
     // The app's JavaScript, on the session cookie.
+    // A login body is bounded by the field caps, before it is read whole.
+    let login_body = DefaultBodyLimit::max(state.settings().login_caps.body_bytes());
     let session_routes = Router::new()
-        .route("/api/login", post(login::login))
+        .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
         .route_layer(from_fn_with_state(public_url.clone(), csrf::require))
         .route("/api/me", get(login::me));
@@ -119,14 +122,13 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_owned())
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests; slow and idle clients
+/// are cut and connections capped as `limits` says (see `crate::serve`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::serve::serve(listener, router(state), limits, shutdown).await
 }

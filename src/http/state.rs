@@ -91,7 +91,12 @@ impl App {
             first.signing_key.secret(),
         )?);
         let fail = settings.limits.on_redis_error;
-        let oidc = crate::auth::oidc::OidcProviders::new(&settings.oidc)?;
+        // Pending OIDC logins are sealed with a key derived from the first workspace's admin
+        // token: a secret every instance of a deployment already shares.
+        let oidc = crate::auth::oidc::OidcProviders::new(
+            &settings.oidc,
+            secrecy::ExposeSecret::expose_secret(first.signing_key.secret()).as_bytes(),
+        )?;
         let audit = Arc::new(crate::audit::Audit::open(&settings.audit, metrics.clone())?);
         let usage = match &settings.usage {
             Some(u) => {
@@ -165,6 +170,13 @@ impl App {
     /// The workspaces in force now.
     pub fn workspaces(&self) -> Arc<Workspaces> {
         self.workspaces.load_full()
+    }
+
+    /// How long sessions last, as the settings in force say.
+    pub fn session_lifetime(&self, settings: &Settings) -> crate::auth::session::Lifetime {
+        crate::auth::session::Lifetime {
+            absolute: settings.session_absolute_ttl,
+        }
     }
 
     /// The workspace `user`'s tokens are for (a 403 naming the rule when none).

@@ -34,6 +34,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::serve::ConnLimits;
+
 use crate::tinybird::AdminToken;
 use auth::{Keys, StaticToken};
 use clickhouse::TranslateLimits;
@@ -83,6 +85,8 @@ pub struct LocalConfig {
     pub static_tokens: Vec<StaticToken>,
     /// How much of `tinybird.pipe_stats_rt` is kept.
     pub stats: StatsSettings,
+    /// Timeouts and the connection cap of the listener (slow clients are cut, not held).
+    pub conn_limits: ConnLimits,
 }
 
 impl LocalConfig {
@@ -100,6 +104,7 @@ impl LocalConfig {
             max_body: 1024 * 1024,
             static_tokens: Vec::new(),
             stats: StatsSettings::default(),
+            conn_limits: ConnLimits::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ impl LocalState {
 #[derive(Clone)]
 pub struct LocalEndpoint {
     state: Arc<LocalState>,
+    conn_limits: ConnLimits,
 }
 
 /// Why the endpoint cannot start at all (a broken pipe file is not one of these).
@@ -225,6 +231,7 @@ impl LocalEndpoint {
         Ok((
             Self {
                 state: Arc::new(state),
+                conn_limits: config.conn_limits,
             },
             problems,
         ))
@@ -269,14 +276,13 @@ impl LocalEndpoint {
             .with_state(Arc::clone(&self.state))
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests; slow and idle
+    /// clients are cut and connections capped as `conn_limits` says (see `crate::serve`).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::serve::serve(listener, self.router(), self.conn_limits, shutdown).await
     }
 }

@@ -140,10 +140,17 @@ impl Proxy {
         let Some(bearer) = &self.static_bearer else {
             let now = chrono::Utc::now().timestamp();
             // The whole user is the key (grants, and so the token, depend on all of it), with
-            // the workspace and its key: a token is never reused for another, or after a key
-            // change.
+            // what they may read, the workspace and its key, and the token's limits: a token
+            // is never reused for another user, after a reload changes their access or
+            // limits, or after a key change.
             let user_key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
-            let key = format!("{}|{}|{user_key}", workspace.name, workspace.fingerprint());
+            let key = format!(
+                "{}|{}|{}|{:?}|{user_key}",
+                workspace.name,
+                workspace.fingerprint(),
+                access.fingerprint(),
+                mint.rps,
+            );
             let signing_key = workspace.signing_key.secret();
             return self.tokens.get_or_mint(&key, now, || {
                 let minted =

@@ -74,7 +74,9 @@ impl ProxyError {
         match self {
             ProxyError::App(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Rewrite(RewriteError::NotAPipe(_)) => StatusCode::NOT_FOUND,
-            ProxyError::Rewrite(RewriteError::Format(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Rewrite(RewriteError::Format(_) | RewriteError::Reserved(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::Rewrite(RewriteError::SqlRefused(_)) => StatusCode::FORBIDDEN,
             ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -332,6 +334,7 @@ mod tests {
         assert_eq!(status(ProxyError::GatewayTimeout("x".into())), 504);
         assert_eq!(status(RewriteError::NotAPipe("x".into()).into()), 404);
         assert_eq!(status(RewriteError::Format("x".into()).into()), 400);
+        assert_eq!(status(RewriteError::Reserved("x".into()).into()), 400);
         assert_eq!(status(RewriteError::SqlRefused("x".into()).into()), 403);
         assert_eq!(status(AppError::Unauthorized("x".into()).into()), 401);
         assert_eq!(status(ProxyError::UriTooLong(1)), 414);

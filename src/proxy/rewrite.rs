@@ -1,14 +1,18 @@
 //! What the proxy sends upstream, decided from what the client sent (pure, no I/O).
 //!
-//! The client's parameters pass through as Tinybird would take them, except where they could
+//! The client's parameters pass through as the pipe's parameters, except where they could
 //! widen what the user reads: the user's fixed params (row filters) replace every same-named
-//! parameter, `token` is dropped (the proxy authenticates, never the browser), and `q` (SQL over
-//! the pipe's result) is refused unless the pipe's grant allows it. The path is checked just as
-//! strictly, because it becomes part of the upstream URL.
+//! parameter, `token` is dropped (the proxy authenticates, never the browser), `q` (SQL over
+//! the pipe's result) is refused unless the pipe's grant allows it, and every other name
+//! Tinybird reads itself (`debug`, `pipeline`, `template_parameters`, `__tb__*`, ...: see
+//! `crate::tinybird::params::is_reserved`) is refused with a 400 naming it: with a static
+//! token the BFF's overwrite of the URL parameters is the only row filter, so nothing else
+//! Tinybird reads may reach it. The path is checked just as strictly, because it becomes part
+//! of the upstream URL.
 
 use crate::grants::PipeAccess;
 use crate::tinybird::names::is_valid_pipe_name;
-use crate::tinybird::params::Params;
+use crate::tinybird::params::{Params, is_reserved};
 
 /// Extensions Tinybird serves. Anything else is a 400 before any upstream call.
 pub const FORMATS: &[&str] = &[
@@ -48,6 +52,11 @@ pub enum RewriteError {
         "the `q` parameter (SQL over the pipe) is not allowed on pipe {0} through the proxy: ask an admin to set allow_sql_over_pipe on its grant"
     )]
     SqlRefused(String),
+    /// A name Tinybird reads itself, not a pipe parameter.
+    #[error(
+        "parameter {0:?} is reserved by Tinybird (it is not a pipe parameter) and is not forwarded through the proxy: remove it"
+    )]
+    Reserved(String),
 }
 
 /// Splits `top_products.json` into pipe and format; no extension means JSON, as in Tinybird.
@@ -65,11 +74,15 @@ pub fn parse_file(file: &str) -> Result<Target, RewriteError> {
     })
 }
 
-/// The parameters to send upstream: fixed params win, `token` is gone, `q` only if allowed.
+/// The parameters to send upstream: fixed params win, `token` is gone, `q` only if allowed,
+/// any other reserved name refused.
 pub fn effective_params(mut params: Params, access: &PipeAccess) -> Result<Params, RewriteError> {
     params.remove("token");
     if params.contains("q") && !access.allow_sql_over_pipe {
         return Err(RewriteError::SqlRefused(access.pipe.clone()));
+    }
+    if let Some(name) = params.names().find(|&n| n != "q" && is_reserved(n)) {
+        return Err(RewriteError::Reserved(truncate(name)));
     }
     params.apply_fixed(&access.fixed_params);
     Ok(params)
@@ -137,6 +150,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(allowed.first("q"), Some("select 1"));
+    }
+
+    #[test]
+    fn names_tinybird_reads_itself_are_refused_by_name() {
+        for name in [
+            "template_parameters",
+            "debug",
+            "explain",
+            "pipeline",
+            "query_id",
+            "tag",
+            "format",
+            "__tb__semver",
+            "output_format_json_quote_64bit_integers",
+        ] {
+            assert_eq!(
+                rewrite(&format!("days=7&{name}=1"), json!({"org_id": "acme"})),
+                Err(RewriteError::Reserved(name.into())),
+                "{name}"
+            );
+        }
+        // Names that merely look alike are pipe parameters.
+        assert_eq!(
+            rewrite("debugging=1&tags=a&from=ts-sdk", json!({})).unwrap(),
+            "debugging=1&tags=a&from=ts-sdk"
+        );
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //! (501), a data source in the user's grants (403, before any upstream call), the query
 //! (`q` in the query string or form, or the raw `POST` body; 400 when missing), then
 //! `{tinybird}/v0/sql` with the pipes' retries, deadline, status pass-through, header
-//! allowlist and streamed, capped body (see `respond`). `token` parameters are dropped.
-//! Other parameters pass through. A trailing `FORMAT CSV` (or `JSON`, `CSVWithNames`,
-//! `JSONEachRow`) is part of the query, so the format and its content type pass through too.
+//! allowlist and streamed, capped body (see `respond`). `token` parameters are dropped; `q`
+//! is the only parameter sent, and any other is a 400 naming it (Tinybird reads settings
+//! such as `output_format_*` or `template_parameters` from the URL, and none of them is the
+//! client's to set). A trailing `FORMAT CSV` (or `JSON`, `CSVWithNames`, `JSONEachRow`) is
+//! part of the query, so the format and its content type pass through too.
 
 use super::MAX_QUERY_BYTES;
 use super::respond::ProxyError;
@@ -33,8 +35,8 @@ pub enum SqlBody<'a> {
     Raw(&'a [u8]),
 }
 
-/// The parameters to send upstream: the query string plus the body's part, with exactly one
-/// non-blank `q` and no `token` (pure, no I/O).
+/// The parameters to send upstream: exactly one non-blank `q`, from the query string or the
+/// body; `token` dropped, any other parameter refused by name (pure, no I/O).
 ///
 /// A `q` parameter wins over a raw body, as on Tinybird's own endpoint; several `q`s become
 /// the first one, so what runs is never ambiguous.
@@ -58,6 +60,13 @@ pub fn sql_params(query: &str, body: SqlBody<'_>) -> Result<Params, ProxyError> 
         }
     }
     params.remove("token");
+    if let Some(name) = params.names().find(|&n| n != "q") {
+        let name: String = name.chars().take(64).collect();
+        return Err(AppError::BadRequest(format!(
+            "parameter {name:?} is not accepted by /api/sql: send the query as `q` (or the POST body) and nothing else"
+        ))
+        .into());
+    }
     let q = params
         .first("q")
         .map(str::to_owned)
@@ -87,14 +96,29 @@ mod tests {
         assert_eq!(sent("q=SELECT+1", SqlBody::None), "q=SELECT%201");
         assert_eq!(sent("", SqlBody::Form(b"q=SELECT+1")), "q=SELECT%201");
         assert_eq!(sent("", SqlBody::Raw(b"SELECT 1")), "q=SELECT%201");
-        // Other parameters pass; `q` from the URL beats a raw body, as on Tinybird.
+        // `q` from the URL beats a raw body, as on Tinybird.
         assert_eq!(
-            sent(
-                "output_format_json_quote_64bit_integers=0&q=SELECT+1",
-                SqlBody::Raw(b"SELECT 2")
-            ),
-            "output_format_json_quote_64bit_integers=0&q=SELECT%201"
+            sent("q=SELECT+1", SqlBody::Raw(b"SELECT 2")),
+            "q=SELECT%201"
         );
+    }
+
+    #[test]
+    fn any_parameter_but_q_is_refused_by_name() {
+        for query in [
+            "q=SELECT+1&output_format_json_quote_64bit_integers=0",
+            "q=SELECT+1&template_parameters=x",
+            "q=SELECT+1&pipeline=p",
+            "q=SELECT+1&days=7",
+        ] {
+            let name = query.split('&').nth(1).unwrap().split('=').next().unwrap();
+            let err = sql_params(query, SqlBody::None).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(name), "{query}: {text}");
+            assert_eq!(err.into_response().status(), 400);
+        }
+        let err = sql_params("", SqlBody::Form(b"q=SELECT+1&debug=query")).unwrap_err();
+        assert!(err.to_string().contains("debug"));
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //!
 //! The Redis version keeps exactly the in-memory semantics (see `auth::throttle`): failures
 //! are counted in a fixed window that starts at the first one; reaching `max_failures` sets a
-//! lock for `lockout` and resets the count; failures while locked do not extend the lock; a
-//! success clears both. The count and the lock are two keys with Redis expiries, updated by
-//! one script, so the check and the update stay one round trip each.
+//! lock for `lockout` and resets the count; failures while locked do not extend the lock; an
+//! attempt is checked and counted in one step (one script: parallel guesses on several
+//! instances cannot all pass the check first; past `max_failures` counted they wait a second),
+//! and a wrong password then sets the lock once the count is reached; a success clears the
+//! account's count and lock but only takes its own attempt back from the client's. The count
+//! and the lock are two keys with Redis expiries.
 //!
 //! While Redis is down, `limits.on_redis_error` decides: `open` lets logins through
 //! unthrottled, `closed` answers 503.
@@ -18,20 +21,44 @@ use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::error::AppError;
 use crate::redis::Redis;
 
-/// KEYS: count, lock. ARGV: max_failures, window_ms, lockout_ms. Returns 1 when it locked.
-const RECORD_FAILURE: &str = r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+/// KEYS: count, lock. ARGV: max_failures, window_ms. Returns the milliseconds to wait when
+/// the key is locked or already has `max_failures` attempts counted (nothing counted then),
+/// else 0 after counting the attempt as a failure.
+const ATTEMPT_SCRIPT: &str = r#"
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return left end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 1000
+end
+return 0
+"#;
+
+/// KEYS: count, lock. ARGV: max_failures, lockout_ms. A wrong password: locks the key once
+/// its count has reached `max_failures`.
+const FAILED_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
   redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
 "#;
 
-static RECORD: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(RECORD_FAILURE));
+/// KEYS: count, lock. Takes one counted failure back, unless the key is locked.
+const FORGIVE_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+static ATTEMPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(ATTEMPT_SCRIPT));
+static FAILED: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(FAILED_SCRIPT));
+static FORGIVE: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(FORGIVE_SCRIPT));
 
 enum Backend {
     Memory(LoginThrottle),
@@ -83,16 +110,24 @@ impl SharedThrottle {
         )
     }
 
-    /// 429 while `key` is locked out.
-    pub async fn check(&self, key: &str, now: Instant) -> Result<(), AppError> {
+    /// One login attempt for `key`: 429 while it is locked out (or `max_failures` attempts
+    /// are already counted), else counted as a failure in the same step (see the module doc);
+    /// a wrong password then calls [`Self::failed`], a right one [`Self::record_success`]
+    /// (accounts) or [`Self::forgive`] (clients).
+    pub async fn attempt(&self, key: &str, now: Instant) -> Result<(), AppError> {
         let wait = match &self.backend {
-            Backend::Memory(t) => t.check(key, now).err(),
+            Backend::Memory(t) => t.attempt(key, now).err(),
             Backend::Redis(r) => {
-                let (_, lock) = self.keys(r, key);
+                let (count, lock) = self.keys(r, key);
                 let mut conn = r.conn();
-                let ttl: ::redis::RedisResult<i64> =
-                    ::redis::cmd("PTTL").arg(&lock).query_async(&mut conn).await;
-                match r.observe("login_throttle", ttl) {
+                let result: ::redis::RedisResult<i64> = ATTEMPT
+                    .key(count)
+                    .key(lock)
+                    .arg(self.cfg.max_failures.max(1))
+                    .arg(self.cfg.window.as_millis().max(1) as u64)
+                    .invoke_async(&mut conn)
+                    .await;
+                match r.observe("login_throttle", result) {
                     Ok(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
                     Ok(_) => None,
                     Err(_) if self.fail == FailMode::Open => None,
@@ -113,21 +148,37 @@ impl SharedThrottle {
         }
     }
 
-    /// Counts a failure (errors are logged and counted, never shown to the user).
-    pub async fn record_failure(&self, key: &str, now: Instant) {
+    /// The attempt's password was wrong: locks `key` once its count has reached the limit
+    /// (errors are logged and counted, never shown to the user).
+    pub async fn failed(&self, key: &str, now: Instant) {
         match &self.backend {
-            Backend::Memory(t) => t.record_failure(key, now),
+            Backend::Memory(t) => t.failed(key, now),
             Backend::Redis(r) => {
                 let (count, lock) = self.keys(r, key);
                 let mut conn = r.conn();
-                let result: ::redis::RedisResult<i64> = RECORD
+                let result: ::redis::RedisResult<i64> = FAILED
                     .key(count)
                     .key(lock)
                     .arg(self.cfg.max_failures.max(1))
-                    .arg(self.cfg.window.as_millis().max(1) as u64)
                     .arg(self.cfg.lockout.as_millis().max(1) as u64)
                     .invoke_async(&mut conn)
                     .await;
+                let _ = r.observe("login_throttle", result);
+            }
+        }
+    }
+
+    /// Takes back the failure [`Self::attempt`] counted for an attempt whose password was
+    /// right, keeping the key's other failures and any lockout (errors are logged and
+    /// counted, never shown to the user).
+    pub async fn forgive(&self, key: &str) {
+        match &self.backend {
+            Backend::Memory(t) => t.forgive(key),
+            Backend::Redis(r) => {
+                let (count, lock) = self.keys(r, key);
+                let mut conn = r.conn();
+                let result: ::redis::RedisResult<i64> =
+                    FORGIVE.key(count).key(lock).invoke_async(&mut conn).await;
                 let _ = r.observe("login_throttle", result);
             }
         }
@@ -163,10 +214,11 @@ mod tests {
         };
         let t = SharedThrottle::new("account", cfg, None, FailMode::Open);
         let now = Instant::now();
-        t.record_failure("alice", now).await;
-        assert!(t.check("alice", now).await.is_ok());
-        t.record_failure("alice", now).await;
-        let err = t.check("alice", now).await.unwrap_err();
+        for _ in 0..2 {
+            assert!(t.attempt("alice", now).await.is_ok());
+            t.failed("alice", now).await;
+        }
+        let err = t.attempt("alice", now).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -178,6 +230,6 @@ mod tests {
             "{err:?}"
         );
         t.record_success("alice").await;
-        assert!(t.check("alice", now).await.is_ok());
+        assert!(t.attempt("alice", now).await.is_ok());
     }
 }

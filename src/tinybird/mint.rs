@@ -199,14 +199,14 @@ mod tests {
 
     #[test]
     fn data_sources_become_datasources_read_scopes_with_their_filter() {
-        let access = Access {
-            pipes: vec![],
-            datasources: vec![crate::grants::DatasourceAccess {
+        let access = Access::new(
+            vec![],
+            vec![crate::grants::DatasourceAccess {
                 datasource: "orders".into(),
                 filter: "org_id = 'acme'".into(),
                 grants: vec!["tenant-sql".into()],
             }],
-        };
+        );
         let key = SecretString::from("p.k");
         let name = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
         let params = MintParams {

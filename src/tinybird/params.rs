@@ -7,6 +7,26 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+/// Whether Tinybird reads parameter `name` itself rather than passing it to the pipe's
+/// template: `q` (SQL over the result), `token`, `format`, `debug`, `explain`, `pipeline`,
+/// `query_id`, `tag`, `template_parameters`, and every name starting `__tb__` or
+/// `output_format_` (docs/tinybird.md, "Calling a pipe"). A proxy that forwarded them would
+/// let a client change what Tinybird runs beyond the pipe's own parameters.
+pub fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        "q" | "token"
+            | "format"
+            | "debug"
+            | "explain"
+            | "pipeline"
+            | "query_id"
+            | "tag"
+            | "template_parameters"
+    ) || name.starts_with("__tb__")
+        || name.starts_with("output_format_")
+}
+
 /// Why a query string or form body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamsError {
@@ -63,6 +83,11 @@ impl Params {
             .iter()
             .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every pair's name, in order (a repeated name appears each time).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
     }
 
     /// Whether `name` appears at all.

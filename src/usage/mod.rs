@@ -2,7 +2,7 @@
 //!
 //! The browser calls Tinybird directly with its JWT, so the BFF never sees most requests.
 //! Tinybird does: `tinybird.pipe_stats_rt` has one row per request with `token_name` = the
-//! JWT's `name` (contract section 6). This service reads it server-side through the SQL API
+//! JWT's `name` (docs/tinybird.md, "Usage attribution"). This service reads it server-side through the SQL API
 //! with a narrow static token, maps each name back to the user and tenant the BFF minted it
 //! for, and keeps the result as one-minute cells ([`store`]) that `GET /api/admin/usage`
 //! reports and the budgets ([`budget`], pure) are counted from.

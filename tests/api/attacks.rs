@@ -8,6 +8,9 @@
 //!   SQL through `/api/sql`.
 //! - `web`: CSRF over every state-changing or token-returning route, scheme downgrades.
 //! - `session`: session fixation, cookie flags, logout then replay.
+//! - `logins`: password guessing against the throttles (counts, races, oversized fields).
+//! - `slow_clients`: half-sent heads, trickled bodies, idle sockets and a flood of held
+//!   sockets against both servers.
 //! - `content`: reflected input in error bodies, error content types, security headers on
 //!   every page and asset and on API answers.
 //! - `redirects`: `return_to` as an open redirect, with and without a provider.
@@ -26,10 +29,12 @@ pub(crate) mod binary;
 mod content;
 mod faults;
 mod isolation;
+mod logins;
 mod overload;
 mod redirects;
 mod secrets;
 mod session;
+mod slow_clients;
 mod tricks;
 mod web;
 

@@ -569,3 +569,35 @@ async fn check_flags_a_usage_token_that_reads_more_than_pipe_stats() {
     let (ok, stderr) = check("p.NARROW").await.unwrap();
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn mint_into_a_reader_that_stops_early_exits_quietly() {
+    let dir = config_dir(&crate::helpers::single_workspace_config());
+    for args in [
+        &[
+            "mint",
+            "--config",
+            "tinybird-bff.toml",
+            "--user",
+            "admin",
+            "--explain",
+        ][..],
+        &["mint", "--config", "tinybird-bff.toml", "--user", "admin"][..],
+    ] {
+        // As `mint --explain | head -0`: the reader is gone before the first write.
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("TINYBIRD_SIGNING_KEY", admin_key_text())
+            .env_remove("TINYBIRD_SIGNING_KEY_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -170,6 +170,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET on the BFF with another client `c` (e.g. one from [`Self::session_for`]).
+    pub async fn get_with(&self, c: &reqwest::Client, path: &str) -> reqwest::Response {
+        c.get(format!("{}{path}", self.url)).send().await.unwrap()
+    }
+
     pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
         self.post("api/login", json!({"username": user, "password": password}))
             .await

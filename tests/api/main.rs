@@ -7,6 +7,7 @@
 //! - `cli`: the binary's subcommands (`check`, `mint`, `hash-password`, `local`); `init`: the
 //!   files `tinybird-bff init` writes, checked and served.
 
+mod access_now;
 mod architecture;
 mod attacks;
 mod bff;

@@ -9,7 +9,7 @@ mod harness;
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use harness::{OidcApp, location, query_param, spawn_oidc_app};
+use harness::{OidcApp, location, query_param, spawn_oidc_app, spawn_oidc_app_with};
 
 /// Decodes a JWT payload without verifying (the minted token's claims).
 fn payload(token: &str) -> Value {
@@ -272,4 +272,86 @@ async fn id_tokens_without_our_nonce_or_for_someone_else_are_refused() {
             .unwrap();
         assert_eq!(me.status(), 401, "no session after a refused ID token");
     }
+}
+
+#[tokio::test]
+async fn starting_logins_stores_nothing_server_side() {
+    let dir = std::env::temp_dir().join(format!("tbff-prelogin-{}", uuid::Uuid::new_v4()));
+    let store = format!("store = \"file\"\ndir = \"{}\"", dir.display());
+    let app = spawn_oidc_app_with(|c| c.replace("store = \"memory\"", &store), None).await;
+    // Anyone may start logins without a cookie, as often as they like.
+    for _ in 0..200 {
+        let r = crate::helpers::client()
+            .get(format!("{}/auth/test/login", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let cookies: Vec<&str> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        let cookie = cookies[0];
+        assert!(cookie.starts_with("tbff_session_login="), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/auth/", "Max-Age=600"] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+    }
+    let stored = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    assert_eq!(stored, 0, "no session is stored before a login completes");
+    // The sealed cookie still completes a login, and the callback deletes it.
+    let callback = app.provider_redirect("alice", "/").await;
+    let r = app.callback(&callback).await;
+    assert_eq!(r.status(), 303);
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("tbff_session_login="))
+        .expect("the pending-login cookie is deleted");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "one session, after login"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_login_keeps_nothing_of_the_session_before_it() {
+    let users =
+        tinybird_bff::auth::users::UserDirectory::from_toml(tinybird_bff::demo::USERS, "users")
+            .unwrap();
+    let app = spawn_oidc_app_with(|c| c, Some(users)).await;
+    let callback = app.provider_redirect("root", "/").await;
+    assert_eq!(app.callback(&callback).await.status(), 303);
+    // The same browser now logs in as a local user, without logging out first.
+    let r = app
+        .browser
+        .post(format!("{}/api/login", app.url))
+        .header("x-bff-csrf", "1")
+        .json(&json!({"username": "alice", "password": "alice-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Logging alice out must not hand root's ID token to the provider.
+    let r = app
+        .browser
+        .post(format!("{}/api/logout", app.url))
+        .header("x-bff-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        204,
+        "a local user's logout has no provider hand-off: {}",
+        r.text().await.unwrap()
+    );
 }

@@ -368,6 +368,59 @@ async fn upstream_gets_the_users_jwt_and_none_of_the_clients_credentials() {
 }
 
 #[tokio::test]
+async fn names_tinybird_reads_itself_never_reach_it_in_either_credentials_mode() {
+    let up = fault(|_| async { ok_json() }).await;
+    for mode in ["jwt", "static"] {
+        let app = app_on(&up.url, |s| {
+            if mode == "static" {
+                s.proxy.credentials = Credentials::Static("p.static-read-token".to_owned().into());
+            }
+        })
+        .await;
+        let calls = up.hits();
+        for name in [
+            "template_parameters",
+            "debug",
+            "explain",
+            "pipeline",
+            "query_id",
+            "tag",
+            "__tb__anything",
+            "output_format_json_quote_64bit_integers",
+        ] {
+            let (status, body) = json(
+                app.get(&format!("api/pipes/top_products.json?days=7&{name}=1"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 400, "{mode} {name}: {body}");
+            assert!(body["error"].as_str().unwrap().contains(name), "{body}");
+            // The same name in a form POST.
+            let r = app
+                .client
+                .post(format!("{}api/pipes/top_products.json", app.url))
+                .header("x-bff-csrf", "1")
+                .form(&[("days", "7"), (name, "1")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{mode} form {name}");
+        }
+        assert_eq!(up.hits(), calls, "{mode}: nothing reached Tinybird");
+        // The pipe's own parameters, and names clients add (`from`), still pass.
+        let r = app
+            .get("api/pipes/top_products.json?days=7&from=ts-sdk")
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            up.last().uri,
+            "/v0/pipes/top_products.json?days=7&from=ts-sdk&org_id=acme"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn static_credentials_send_the_static_token() {
     let up = fault(|_| async { ok_json() }).await;
     let app = app_on(&up.url, |s| {

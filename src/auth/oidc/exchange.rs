@@ -8,7 +8,6 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -17,27 +16,17 @@ use crate::auth::jwks::read_json;
 use crate::auth::session::SessionUser;
 use crate::error::AppError;
 
-/// A login in progress, kept server-side in the session.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Pending {
-    pub(super) provider: String,
-    pub(super) state: String,
-    pub(super) nonce: String,
-    pub(super) verifier: String,
-    pub(super) return_to: String,
-    pub(super) started: i64,
-}
-
 /// Exchanges `code`, verifies and maps: the user to log in, and the raw ID token (kept for
 /// RP-initiated logout's `id_token_hint`).
 pub(super) async fn finish(
     provider: &Provider,
     redirect_uri: &reqwest::Url,
     code: &str,
-    pending: &Pending,
+    verifier: &str,
+    nonce: &str,
 ) -> Result<(SessionUser, String), AppError> {
-    let tokens = exchange_code(provider, redirect_uri, code, &pending.verifier).await?;
-    let mut claims = verify_id_token(provider, &tokens.id_token, &pending.nonce).await?;
+    let tokens = exchange_code(provider, redirect_uri, code, verifier).await?;
+    let mut claims = verify_id_token(provider, &tokens.id_token, nonce).await?;
     if provider
         .settings
         .client

@@ -1,13 +1,14 @@
 //! Browser login through an OIDC provider: authorization code flow with PKCE (the routes are
 //! in `crate::http::oidc`).
 //!
-//! [`begin`] (`GET /auth/{provider}/login?return_to=/path`) keeps a fresh `state`, `nonce` and
-//! PKCE verifier in the session and returns the provider URL. [`complete`]
-//! (`GET /auth/{provider}/callback`) takes them back out (once: a replayed callback finds nothing), exchanges the code, verifies
-//! the ID token (signature, `iss`, `aud`, `azp`, `exp`, and the `nonce` we sent), optionally
-//! merges userinfo, maps the claims to a user, renews the session id and redirects back to
-//! the sanitized `return_to`. Logout hands the browser to the provider's end-session endpoint
-//! when it has one ([`end_session_url`]).
+//! [`begin`] (`GET /auth/{provider}/login?return_to=/path`) makes a fresh `state` and
+//! `nonce`, seals them in a short-lived cookie (nothing is stored server-side before login:
+//! see [`super::pending`]) and returns the provider URL. [`complete`]
+//! (`GET /auth/{provider}/callback`) opens that cookie (the route then deletes it), exchanges
+//! the code, verifies the ID token (signature, `iss`, `aud`, `azp`, `exp`, and the `nonce` we
+//! sent), optionally merges userinfo, maps the claims to a user, starts a fresh session and
+//! redirects back to the sanitized `return_to`. Logout hands the browser to the provider's
+//! end-session endpoint when it has one ([`end_session_url`]).
 
 use base64::Engine;
 use rand::RngCore;
@@ -17,17 +18,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
-use super::exchange::{self, Pending, unavailable};
+use super::exchange::{self, unavailable};
+pub use super::pending::PENDING_TTL_SECS;
+use super::pending::{Pending, Refused};
 use super::{OidcProviders, Provider, return_to};
-use crate::auth::session::{SessionUser, start_session};
+use crate::auth::session::{Login, SessionUser, start_session};
 use crate::error::AppError;
 
-/// Session key of a login in progress.
-const PENDING_KEY: &str = "oidc_pending";
 /// Session key of how the user logged in (for logout).
 const LOGIN_KEY: &str = "oidc_login";
-/// A login must come back within this many seconds.
-const PENDING_TTL_SECS: i64 = 600;
 
 /// How an OIDC user logged in: what RP-initiated logout needs.
 #[derive(Serialize, Deserialize)]
@@ -70,15 +69,15 @@ pub fn login_provider<'a>(
         })
 }
 
-/// Starts a login at `provider` (named `name`): keeps a fresh `state`, `nonce` and PKCE
-/// verifier in the session and returns the provider URL to send the browser to.
+/// Starts a login at `provider` (named `name`): the provider URL to send the browser to, and
+/// the sealed pending login for the browser to keep in a cookie until the callback.
 pub async fn begin(
+    providers: &OidcProviders,
     provider: &Provider,
     name: &str,
     return_to: Option<&str>,
     public_url: &Url,
-    session: &Session,
-) -> Result<Url, AppError> {
+) -> Result<(Url, String), AppError> {
     let client = provider
         .settings
         .client
@@ -95,10 +94,10 @@ pub async fn begin(
         provider: name.to_owned(),
         state: random_token(),
         nonce: random_token(),
-        verifier: random_token(),
         return_to,
         started: chrono::Utc::now().timestamp(),
     };
+    let verifier = providers.seal.verifier(&pending.state);
     let mut url = metadata.authorization_endpoint.clone();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -107,11 +106,10 @@ pub async fn begin(
         .append_pair("scope", &client.scopes.join(" "))
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
-        .append_pair("code_challenge", &pkce_challenge(&pending.verifier))
+        .append_pair("code_challenge", &pkce_challenge(&verifier))
         .append_pair("code_challenge_method", "S256")
         .extend_pairs(&client.auth_params);
-    session.insert(PENDING_KEY, &pending).await?;
-    Ok(url)
+    Ok((url, providers.seal.seal(&pending)))
 }
 
 /// Why a callback did not log anyone in.
@@ -132,27 +130,32 @@ pub struct Completed {
     pub return_to: String,
 }
 
-/// Finishes the login at `provider`: takes the pending login out of the session (once: a
-/// replayed callback finds nothing), checks it against `query`, exchanges the code, and starts
-/// the logged-in session.
+/// Finishes the login at `provider`: opens the browser's pending login (`cookie`, which the
+/// route deletes whatever happens, so a replayed callback finds nothing), checks it against
+/// `query`, exchanges the code, and starts the logged-in session.
 pub async fn complete(
+    providers: &OidcProviders,
     provider: &Provider,
     name: &str,
-    query: CallbackQuery,
+    (query, cookie): (CallbackQuery, Option<&str>),
     public_url: &Url,
     session: &Session,
 ) -> Result<Completed, CallbackError> {
     let invalid = CallbackError::Invalid;
-    // Taken out before anything else: whatever happens next, this state is used up.
-    let pending: Option<Pending> = session
-        .remove(PENDING_KEY)
-        .await
-        .map_err(|e| invalid(e.into()))?;
     let restart = format!("start again at /auth/{name}/login");
-    let Some(pending) = pending else {
-        return Err(invalid(AppError::BadRequest(format!(
-            "no login in progress in this browser (or it was already completed): {restart}"
-        ))));
+    let now = chrono::Utc::now().timestamp();
+    let pending = match cookie.map(|c| providers.seal.open(c, now)) {
+        Some(Ok(pending)) => pending,
+        Some(Err(Refused::Expired)) => {
+            return Err(invalid(AppError::BadRequest(format!(
+                "the login took too long: {restart}"
+            ))));
+        }
+        None | Some(Err(Refused::Forged)) => {
+            return Err(invalid(AppError::BadRequest(format!(
+                "no login in progress in this browser (or it was already completed): {restart}"
+            ))));
+        }
     };
     let state_ok = query.state.as_deref().is_some_and(|s| {
         bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())) && pending.provider == name
@@ -160,11 +163,6 @@ pub async fn complete(
     if !state_ok {
         return Err(invalid(AppError::BadRequest(format!(
             "the login's state does not match this browser's: {restart}"
-        ))));
-    }
-    if chrono::Utc::now().timestamp() - pending.started > PENDING_TTL_SECS {
-        return Err(invalid(AppError::BadRequest(format!(
-            "the login took too long: {restart}"
         ))));
     }
     if query
@@ -192,15 +190,22 @@ pub async fn complete(
         .code
         .ok_or_else(|| invalid(AppError::BadRequest("the callback has no code".into())))?;
     let redirect_uri = callback_url(public_url, name);
-    let (record, id_token) = exchange::finish(provider, &redirect_uri, &code, &pending)
-        .await
-        .map_err(CallbackError::Failed)?;
+    let verifier = providers.seal.verifier(&pending.state);
+    let (record, id_token) =
+        exchange::finish(provider, &redirect_uri, &code, &verifier, &pending.nonce)
+            .await
+            .map_err(CallbackError::Failed)?;
     let login = OidcLogin {
         provider: name.to_owned(),
         id_token,
     };
     let started = async {
-        start_session(session, &record).await?;
+        let session_login = Login::Oidc {
+            provider: name.to_owned(),
+            user: record.user.clone(),
+            display_name: record.display_name.clone(),
+        };
+        start_session(session, session_login).await?;
         session.insert(LOGIN_KEY, &login).await?;
         Ok::<_, AppError>(())
     };
@@ -256,7 +261,7 @@ pub fn callback_url(public_url: &Url, name: &str) -> Url {
         .expect("provider names are URL-safe")
 }
 
-/// 32 random bytes, base64url: `state`, `nonce` and the PKCE verifier (43 characters).
+/// 32 random bytes, base64url: `state` and `nonce` (43 characters).
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

@@ -16,6 +16,7 @@
 pub mod config;
 mod exchange;
 pub mod flow;
+pub mod pending;
 pub mod return_to;
 
 use std::sync::{Arc, RwLock};
@@ -238,14 +239,17 @@ pub struct ProviderHealth {
 }
 
 /// All configured providers, in config order.
-#[derive(Default)]
 pub struct OidcProviders {
     providers: Vec<Arc<Provider>>,
+    /// Seals the browser's pending-login cookie (shared by every instance with the same
+    /// `secret`).
+    pub seal: pending::PendingSeal,
 }
 
 impl OidcProviders {
-    /// Builds the providers (no I/O: discovery and keys load on first use).
-    pub fn new(settings: &[OidcProviderSettings]) -> anyhow::Result<Self> {
+    /// Builds the providers (no I/O: discovery and keys load on first use); pending logins
+    /// are sealed with a key derived from `secret`, which every instance shares.
+    pub fn new(settings: &[OidcProviderSettings], secret: &[u8]) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
@@ -256,6 +260,7 @@ impl OidcProviders {
                 .iter()
                 .map(|s| Arc::new(Provider::new(s.clone(), http.clone())))
                 .collect(),
+            seal: pending::PendingSeal::derive(secret),
         })
     }
 

@@ -62,11 +62,28 @@ impl Bin {
     /// Writes `config` and the demo users to a temp dir and starts `serve` with `env` and
     /// `RUST_LOG=trace`; returns once the process says where it serves.
     pub async fn serve(config: &str, env: &[(&str, &str)]) -> Bin {
+        Self::serve_with_fd_limit(config, env, None).await
+    }
+
+    /// [`Bin::serve`], with the process's open-file limit (soft and hard) set to `nofile`
+    /// (as a container or systemd unit sets it), through `prlimit`.
+    pub async fn serve_with_fd_limit(
+        config: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Bin {
         let dir = std::env::temp_dir().join(format!("tbff-attacks-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tinybird-bff.toml"), config).unwrap();
         std::fs::write(dir.join("users.toml"), tinybird_bff::demo::USERS).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(BIN);
+                cmd
+            }
+        };
         cmd.args(["serve", "--config", "tinybird-bff.toml"])
             .current_dir(&dir)
             .env("RUST_LOG", "trace")

@@ -304,6 +304,14 @@ match = {{ roles = ["admin"] }}
 
 /// Starts the provider and a BFF that uses it.
 pub async fn spawn_oidc_app() -> OidcApp {
+    spawn_oidc_app_with(|config| config, None).await
+}
+
+/// Same, with the config text `edit`ed and, when given, local `users` beside the provider.
+pub async fn spawn_oidc_app_with(
+    edit: impl FnOnce(String) -> String,
+    users: Option<tinybird_bff::auth::users::UserDirectory>,
+) -> OidcApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let idp = IdP::start(&[format!("{url}/auth/test/callback")], &[format!("{url}/")]).await;
@@ -315,11 +323,11 @@ pub async fn spawn_oidc_app() -> OidcApp {
         _ => None,
     };
     let settings = Settings::from_toml(
-        &config(&url, &idp.issuer),
+        &edit(config(&url, &idp.issuer)),
         "oidc-test.toml",
         std::path::Path::new("."),
         &env,
-        None,
+        users,
     )
     .unwrap_or_else(|p| panic!("config problems: {p:#?}"));
     let workspace =
@@ -330,6 +338,7 @@ pub async fn spawn_oidc_app() -> OidcApp {
     tokio::spawn(tinybird_bff::http::serve(
         std::sync::Arc::clone(&state),
         listener,
+        tinybird_bff::serve::ConnLimits::default(),
         async move {
             let _ = rx.await;
         },

@@ -106,6 +106,34 @@ async fn refusals_happen_before_any_upstream_call() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn only_the_query_is_forwarded_and_any_other_parameter_is_refused_by_name() {
+    let up = fault(|_| async { ok_json() }).await;
+    let app = app_on(&up.url, |_| {}).await;
+    for name in [
+        "output_format_json_quote_64bit_integers",
+        "template_parameters",
+        "pipeline",
+        "debug",
+        "__tb__x",
+        "days",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}api/sql", app.url))
+            .query(&[("q", COUNT), (name, "1")])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains(name), "{body}");
+    }
+    assert_eq!(up.hits(), 0, "nothing reached Tinybird");
+    app.stop().await;
+}
+
 // ---- credentials and retries, against fault upstreams --------------------------------------
 
 #[tokio::test]
