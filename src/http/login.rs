@@ -15,7 +15,7 @@ use tower_sessions::Session;
 
 use super::state::AppState;
 use crate::auth::oidc::flow;
-use crate::auth::session::{Login, SessionUser, current_user, signed_in, start_session};
+use crate::auth::session::{Lifetime, Login, SessionUser, current_user, signed_in, start_session};
 use crate::error::AppError;
 
 /// `POST /api/login` body.
@@ -35,7 +35,8 @@ pub async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let now = Instant::now();
-    let settings = state.settings();
+    let snapshot = state.snapshot();
+    let settings = &snapshot.settings;
     check_lengths(&body, settings.login_caps)?;
     let account = body.username.as_str();
     let ip = crate::client_ip::client_ip(peer.ip(), &headers, &settings.trusted_proxies);
@@ -118,12 +119,12 @@ pub async fn logout(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<axum::response::Response, AppError> {
-    if let Some(user) = signed_in(&session, &state.settings().users).await? {
+    if let Some(user) = signed_in(&session, &state.snapshot().settings.users).await? {
         tracing::info!(user = %user.id, "logout");
         state.metrics.logout();
         state.audit.logout(&user);
     }
-    let public_url = &state.settings().public_url;
+    let public_url = &state.snapshot().settings.public_url;
     let redirect = flow::end_session_url(&state.oidc, public_url, &session).await?;
     session.flush().await?;
     Ok(match redirect {
@@ -140,16 +141,21 @@ pub async fn me(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let settings = state.settings();
+    let snapshot = state.snapshot();
+    let settings = &snapshot.settings;
+    let lifetime = Lifetime {
+        absolute: settings.session_absolute_ttl,
+    };
     let current =
-        current_user(&session, &settings.users, state.session_lifetime(&settings)).await?;
+        current_user(&session, &settings.users, lifetime, state.logins.as_deref()).await?;
     let (pipes, datasources, grant_error) = match settings.grants.evaluate(&current.user) {
         Ok(access) => (access.pipes, access.datasources, None),
         Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };
     // The workspace (region) the user's tokens are for: the page's region badge.
-    let workspace = state
-        .workspace_for(&current.user)
+    let workspace = snapshot
+        .workspaces
+        .for_user(&current.user)
         .ok()
         .map(|w| serde_json::json!({ "name": w.name, "host": w.url }));
     Ok(Json(serde_json::json!({
