@@ -15,6 +15,7 @@ pub mod context;
 pub(crate) mod login;
 pub(crate) mod middleware;
 pub(crate) mod oidc;
+pub mod openapi;
 pub(crate) mod ops;
 pub(crate) mod pipes;
 pub mod reload;

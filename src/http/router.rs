@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use super::middleware::{csrf, envelope, sessions};
 use super::state::AppState;
-use super::{admin, login, oidc, ops, pipes, sql, token, web};
+use super::{admin, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use crate::serve::ConnLimits;
@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(Arc::clone(&state));
     let operators = Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/readyz", get(ops::readyz))
         .with_state(Arc::clone(&state));
     Router::new()

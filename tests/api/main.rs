@@ -18,6 +18,7 @@ mod init;
 mod interop;
 mod local;
 mod oidc;
+mod openapi;
 mod proxy;
 mod proxy_sql;
 mod redaction;
