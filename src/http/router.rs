@@ -20,7 +20,7 @@ use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{csrf, envelope, sessions};
+use super::middleware::{cors, csrf, envelope, sessions};
 use super::state::AppState;
 use super::{admin, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
@@ -30,14 +30,17 @@ use crate::serve::ConnLimits;
 /// The router.
 pub fn router(state: AppState) -> Router {
     let snapshot = state.snapshot();
-    let public_url = snapshot.settings.public_url.clone();
+    let origins = Arc::new((
+        snapshot.settings.public_url.clone(),
+        snapshot.settings.cors.allowed_origins.clone(),
+    ));
     // The app's JavaScript, on the session cookie.
     // A login body is bounded by the field caps, before it is read whole.
     let login_body = DefaultBodyLimit::max(snapshot.settings.login_caps.body_bytes());
     let session_routes = Router::new()
         .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
-        .route_layer(from_fn_with_state(public_url, csrf::require))
+        .route_layer(from_fn_with_state(origins, csrf::require))
         .route("/api/me", get(login::me));
     // The data routes resolve their request once (`super::context::Ctx`: CSRF for a cookie
     // POST, who, limits, budget), counting it as the `Scope` they declare here. A bearer
@@ -82,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::document))
         .route("/readyz", get(ops::readyz))
         .with_state(Arc::clone(&state));
-    Router::new()
+    let router = Router::new()
         .merge(operators)
         .route(
             "/api/{*rest}",
@@ -97,7 +100,13 @@ pub fn router(state: AppState) -> Router {
                 // Path only: query strings may carry tokens.
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             }),
-        )
+        );
+    // Outermost: preflights are answered before anything else, and every answer (errors
+    // included) carries the CORS headers an allowed page needs to read it.
+    match cors::layer(&snapshot.settings.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Every workspace's origin, space-separated: the page may call each user's Tinybird host.

@@ -12,6 +12,7 @@ mod architecture;
 mod attacks;
 mod bff;
 mod cli;
+mod cors;
 mod fuzz_regressions;
 mod helpers;
 mod init;
