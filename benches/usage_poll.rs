@@ -57,7 +57,7 @@ fn poll(bencher: divan::Bencher<'_, '_>, rows: usize) {
     bencher.bench(|| {
         let mut cursor = Cursor::default();
         let fresh = cursor.admit(parse(divan::black_box(&body)).unwrap(), 120, 1_000_000);
-        let batch = attribute(&fresh, &names, &proxied);
+        let batch = attribute(&fresh, &names, &proxied, "default");
         let mut store = Store::new(1_000_000);
         store.apply(&batch, now);
         store.len()

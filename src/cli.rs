@@ -126,30 +126,41 @@ async fn check_usage_token(
     settings: &crate::config::Settings,
     usage: &crate::usage::UsageSettings,
 ) -> anyhow::Result<()> {
-    if usage.token_is_admin {
-        println!(
-            "warning: usage.use_admin_token: usage is read with the admin token, which reads everything; set {} to a token scoped DATASOURCES:READ:tinybird.pipe_stats_rt",
-            usage.token_env
-        );
-        return Ok(());
-    }
-    let first = &settings.tinybird.workspaces[0];
-    let (crate::config::TinybirdHost::Remote(url), Some(pipes)) = (&first.host, &first.known_pipes)
-    else {
-        return Ok(());
-    };
-    match crate::usage::poller::overreach(url.as_str(), &usage.token, pipes).await {
-        Ok(readable) if readable.is_empty() => Ok(()),
-        Ok(readable) => bail!(
-            "usage.token_env: the token in {} can read more than tinybird.pipe_stats_rt (pipes {}); create a static token with only DATASOURCES:READ:tinybird.pipe_stats_rt",
-            usage.token_env,
-            readable.join(", ")
-        ),
-        Err(e) => {
-            println!("note: the usage token's scopes were not checked: {e}");
-            Ok(())
+    for source in &usage.sources {
+        if source.token_is_admin {
+            println!(
+                "warning: usage.use_admin_token: workspace {:?}'s usage is read with its admin token, which reads everything; set {} to a token scoped DATASOURCES:READ:tinybird.pipe_stats_rt",
+                source.workspace,
+                crate::usage::config::workspace_token_env(&source.token_env, &source.workspace)
+            );
+            continue;
+        }
+        let Some(ws) = settings
+            .tinybird
+            .workspaces
+            .iter()
+            .find(|w| w.name == source.workspace)
+        else {
+            continue;
+        };
+        let (crate::config::TinybirdHost::Remote(url), Some(pipes)) = (&ws.host, &ws.known_pipes)
+        else {
+            continue;
+        };
+        match crate::usage::poller::overreach(url.as_str(), &source.token, pipes).await {
+            Ok(readable) if readable.is_empty() => {}
+            Ok(readable) => bail!(
+                "usage.token_env: the token in {} can read more than tinybird.pipe_stats_rt (pipes {}); create a static token with only DATASOURCES:READ:tinybird.pipe_stats_rt",
+                source.token_env,
+                readable.join(", ")
+            ),
+            Err(e) => println!(
+                "note: workspace {:?}'s usage token scopes were not checked: {e}",
+                source.workspace
+            ),
         }
     }
+    Ok(())
 }
 
 /// `mint --config F --user U [--explain]`.

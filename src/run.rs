@@ -154,11 +154,17 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
                 let mut config = LocalConfig::new(ws.signing_key.clone());
                 config.workspace_id = Some(ws.workspace_id.clone());
                 config.conn_limits = limits;
-                // The usage token reads `pipe_stats_rt` here as it would on Tinybird.
-                if let Some(usage) = settings.usage.as_ref().filter(|u| !u.token_is_admin) {
+                // The workspace's usage token reads `pipe_stats_rt` here as it would on
+                // Tinybird.
+                let source = settings
+                    .usage
+                    .iter()
+                    .flat_map(|u| &u.sources)
+                    .find(|s| s.workspace == ws.name && !s.token_is_admin);
+                if let Some(source) = source {
                     config.static_tokens.push(crate::local::auth::StaticToken {
-                        name: usage.token_env.clone(),
-                        token: usage.token.clone(),
+                        name: source.token_env.clone(),
+                        token: source.token.clone(),
                         scopes: vec![crate::local::auth::StaticScope::DatasourcesRead(
                             "tinybird.pipe_stats_rt".into(),
                         )],
@@ -233,7 +239,7 @@ fn register_log_secrets(settings: &Settings) {
         secrets.push(token);
     }
     if let Some(usage) = &settings.usage {
-        secrets.push(&usage.token);
+        secrets.extend(usage.sources.iter().map(|s| &s.token));
     }
     secrets.extend(
         settings

@@ -5,7 +5,7 @@
 
 const REFRESH_MS = 15000;
 const COLUMNS = [
-  ['tenant', 'Tenant'], ['requests', 'Requests'], ['direct', 'Direct'], ['proxy', 'Proxy'],
+  ['tenant', 'Tenant'], ['workspace', 'Workspace'], ['requests', 'Requests'], ['direct', 'Direct'], ['proxy', 'Proxy'],
   ['errors', 'Errors'], ['rate_limited', '429'], ['read_bytes', 'Read bytes'],
   ['p50_ms', 'p50 ms'], ['p95_ms', 'p95 ms'], ['budget', 'Budget'],
 ];
@@ -24,6 +24,9 @@ export function createUsageView(root, { fetchJson }) {
   const windowSelect = root.querySelector('[data-testid="usage-window"]');
   windowSelect.addEventListener('change', () => load());
 
+  // The workspaces a tenant's rows came from (one, unless the workspace rule moved users).
+  const value = (t, key) => (key === 'workspace' ? (t.workspaces ?? []).join(', ') : t[key]);
+
   function budgetText(b) {
     if (!b) return '–';
     if (b.state === 'within') return 'within';
@@ -34,17 +37,17 @@ export function createUsageView(root, { fetchJson }) {
     const table = root.querySelector('[data-testid="usage-table"]');
     const head = table.tHead.rows[0];
     head.replaceChildren(...COLUMNS.map(([key, label]) => {
-      const th = el('th', { className: key === 'tenant' || key === 'budget' ? '' : 'num' }, label);
+      const th = el('th', { className: ['tenant', 'workspace', 'budget'].includes(key) ? '' : 'num' }, label);
       th.dataset.sort = key;
       if (sort.key === key) th.dataset.dir = sort.desc ? 'desc' : 'asc';
       th.addEventListener('click', () => {
-        sort = { key, desc: sort.key === key ? !sort.desc : key !== 'tenant' };
+        sort = { key, desc: sort.key === key ? !sort.desc : !['tenant', 'workspace'].includes(key) };
         render();
       });
       return th;
     }));
     const tenants = [...(last?.tenants ?? [])].sort((a, b) => {
-      const [x, y] = [a[sort.key], b[sort.key]];
+      const [x, y] = [value(a, sort.key), value(b, sort.key)];
       const c = typeof x === 'string' ? String(x).localeCompare(String(y)) : (x ?? -1) - (y ?? -1);
       return sort.desc ? -c : c;
     });
@@ -52,8 +55,10 @@ export function createUsageView(root, { fetchJson }) {
       const tr = el('tr');
       tr.dataset.tenant = t.tenant;
       for (const [key] of COLUMNS) {
-        const v = key === 'budget' ? budgetText(t.budget) : (t[key] ?? '–');
-        tr.append(el('td', { className: typeof t[key] === 'number' ? 'num' : '' }, String(v)));
+        const v = key === 'budget' ? budgetText(t.budget) : (value(t, key) || (value(t, key) === 0 ? 0 : '–'));
+        const td = el('td', { className: typeof t[key] === 'number' ? 'num' : '' }, String(v));
+        td.dataset.col = key;
+        tr.append(td);
       }
       return tr;
     }));

@@ -260,12 +260,18 @@ impl Settings {
         let access = keep(access::validate(input, base, env), p);
         let proxy = keep(crate::proxy::validate(&raw.proxy, base, env), p);
         let ops = keep(ops::validate(raw, base, env), p);
-        // The usage record is read from the first workspace (see docs/usage.md).
-        let admin = tinybird
+        // Every workspace's usage record is read, each with its own token (see docs/usage.md).
+        let workspaces: Vec<(&str, &secrecy::SecretString)> = tinybird
             .as_ref()
-            .map(|t| t.workspaces[0].signing_key.secret());
+            .map(|t| {
+                t.workspaces
+                    .iter()
+                    .map(|w| (w.name.as_str(), w.signing_key.secret()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let usage = match &raw.usage {
-            Some(u) => keep(crate::usage::config::validate(u, base, env, admin), p).map(Some),
+            Some(u) => keep(crate::usage::config::validate(u, base, env, &workspaces), p).map(Some),
             None => Some(None),
         };
         let (

@@ -51,6 +51,7 @@ pub async fn usage(
             "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "enabled": false,
             "source": null,
+            "workspaces": {},
             "steps": [],
             "tenants": [],
         }),

@@ -121,16 +121,10 @@ impl App {
         let audit = Arc::new(crate::audit::Audit::open(&settings.audit, metrics.clone())?);
         let usage = match &settings.usage {
             Some(u) => {
-                if workspaces.iter().count() > 1 {
-                    tracing::warn!(
-                        workspace = %first.name,
-                        "usage: only the first workspace's pipe_stats_rt is read; tenants of the others count on the proxy path only and have no direct-path budget"
-                    );
-                }
+                // Every workspace's record, each with its own cursor (docs/usage.md).
                 let usage = crate::usage::Usage::new(
                     u.clone(),
-                    // The first workspace's record (several workspaces: see docs/usage.md).
-                    &first.url,
+                    &hosts,
                     redis.clone(),
                     metrics.clone(),
                     Arc::clone(&audit),

@@ -88,15 +88,24 @@ fn default_near_ttl() -> String {
     "1m".into()
 }
 
-/// `[usage]`, validated.
+/// One workspace's usage record: which workspace and the token that reads it.
 #[derive(Clone)]
-pub struct UsageSettings {
+pub struct UsageSource {
+    /// The workspace's name (`[tinybird.workspaces.<name>]`).
+    pub workspace: String,
     /// The token `pipe_stats_rt` is read with.
     pub token: SecretString,
     /// Whether that is the admin token (`check` warns).
     pub token_is_admin: bool,
     /// Where the token came from (for messages): the variable's name.
     pub token_env: String,
+}
+
+/// `[usage]`, validated.
+#[derive(Clone)]
+pub struct UsageSettings {
+    /// One record per workspace, in the workspaces' order: each is polled with its own cursor.
+    pub sources: Vec<UsageSource>,
     /// Poll period.
     pub poll_interval: Duration,
     /// Re-read behind the newest row.
@@ -125,9 +134,13 @@ pub struct UsageSettings {
 
 impl std::fmt::Debug for UsageSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sources: Vec<(&str, &str, bool)> = self
+            .sources
+            .iter()
+            .map(|s| (s.workspace.as_str(), s.token_env.as_str(), s.token_is_admin))
+            .collect();
         f.debug_struct("UsageSettings")
-            .field("token_env", &self.token_env)
-            .field("token_is_admin", &self.token_is_admin)
+            .field("sources", &sources)
             .field("poll_interval", &self.poll_interval)
             .field("budget", &self.budget)
             .finish_non_exhaustive()
@@ -150,11 +163,28 @@ impl UsageSettings {
 }
 
 /// Validates `[usage]`; `admin` is the signing key, used only with `use_admin_token`.
+/// The variable a workspace's own usage token is read from when there are several:
+/// `TINYBIRD_USAGE_TOKEN_US` for workspace `us`.
+pub fn workspace_token_env(token_env: &str, workspace: &str) -> String {
+    let name: String = workspace
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{token_env}_{name}")
+}
+
+/// Validates `[usage]`; `workspaces` are each workspace's name and admin token, in order.
 pub fn validate(
     raw: &UsageConfig,
     base: &Path,
     env: EnvLookup<'_>,
-    admin: Option<&SecretString>,
+    workspaces: &[(&str, &SecretString)],
 ) -> Result<UsageSettings, Vec<Problem>> {
     let mut problems = Vec::new();
     let p = &mut problems;
@@ -230,30 +260,24 @@ pub fn validate(
             "must be a positive number of requests per second",
         ));
     }
-    let token = match read_secret(&raw.token_env, base, env) {
-        Ok(Some(t)) if !t.trim().is_empty() => Some((SecretString::from(t), false)),
-        Ok(_) if raw.use_admin_token => admin.map(|a| (a.clone(), true)),
-        Ok(_) => {
-            p.push(problem("usage.token_env", format!("set {0} (or {0}_FILE) to a static token scoped DATASOURCES:READ:tinybird.pipe_stats_rt, or set usage.use_admin_token = true to read with the admin token", raw.token_env)));
-            None
-        }
-        Err(message) => {
-            p.push(problem("usage.token_env", message));
-            None
-        }
-    };
-    match (token, poll_interval, lookback, backfill, near_ttl, on_error) {
+    let sources = sources(raw, base, env, workspaces, p);
+    match (
+        sources,
+        poll_interval,
+        lookback,
+        backfill,
+        near_ttl,
+        on_error,
+    ) {
         (
-            Some((token, token_is_admin)),
+            Some(sources),
             Some(poll_interval),
             Some(lookback),
             Some(backfill),
             Some(near_ttl),
             Some(on_error),
         ) if problems.is_empty() => Ok(UsageSettings {
-            token,
-            token_is_admin,
-            token_env: raw.token_env.clone(),
+            sources,
             poll_interval,
             lookback,
             backfill,
@@ -271,6 +295,56 @@ pub fn validate(
     }
 }
 
+/// Each workspace's usage token: its own `<token_env>_<NAME>` when set (several workspaces),
+/// else `token_env` (one workspace, or one token every workspace accepts, like the embedded
+/// endpoint's), else its admin token with `use_admin_token`.
+fn sources(
+    raw: &UsageConfig,
+    base: &Path,
+    env: EnvLookup<'_>,
+    workspaces: &[(&str, &SecretString)],
+    p: &mut Vec<Problem>,
+) -> Option<Vec<UsageSource>> {
+    let shared = read_secret(&raw.token_env, base, env)
+        .map_err(|message| p.push(problem("usage.token_env", message)))
+        .ok()?
+        .filter(|t| !t.trim().is_empty());
+    let several = workspaces.len() > 1;
+    let mut out = Vec::new();
+    for (name, admin) in workspaces {
+        let own_env = workspace_token_env(&raw.token_env, name);
+        let own = if several {
+            read_secret(&own_env, base, env)
+                .map_err(|message| p.push(problem("usage.token_env", message)))
+                .ok()?
+                .filter(|t| !t.trim().is_empty())
+        } else {
+            None
+        };
+        let (token, token_is_admin, token_env) = match (own, &shared) {
+            (Some(t), _) => (SecretString::from(t), false, own_env),
+            (None, Some(t)) => (SecretString::from(t.clone()), false, raw.token_env.clone()),
+            (None, None) if raw.use_admin_token => ((*admin).clone(), true, raw.token_env.clone()),
+            (None, None) => {
+                let which = if several {
+                    format!("{own_env} (workspace {name:?}'s own) or {}", raw.token_env)
+                } else {
+                    raw.token_env.clone()
+                };
+                p.push(problem("usage.token_env", format!("set {which} (or the same name with _FILE) to a static token scoped DATASOURCES:READ:tinybird.pipe_stats_rt, or set usage.use_admin_token = true to read with the admin token")));
+                continue;
+            }
+        };
+        out.push(UsageSource {
+            workspace: (*name).to_owned(),
+            token,
+            token_is_admin,
+            token_env,
+        });
+    }
+    (out.len() == workspaces.len()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,12 +354,8 @@ mod tests {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<UsageSettings, Vec<Problem>> {
         let raw: UsageConfig = toml::from_str(text).unwrap();
-        validate(
-            &raw,
-            Path::new("."),
-            env,
-            Some(&SecretString::from("p.admin")),
-        )
+        let admin = SecretString::from("p.admin");
+        validate(&raw, Path::new("."), env, &[("default", &admin)])
     }
 
     #[test]
@@ -295,10 +365,10 @@ mod tests {
         assert_eq!(problems[0].key, "usage.token_env");
         assert!(problems[0].message.contains("TINYBIRD_USAGE_TOKEN"));
         let admin = check("use_admin_token = true", &none).unwrap();
-        assert!(admin.token_is_admin);
+        assert!(admin.sources[0].token_is_admin);
         let env = |k: &str| (k == "U").then(|| "p.usage".to_owned());
         let s = check("token_env = \"U\"\n[tenants.initech]\ndaily_requests = 5\n[plans.free]\ndaily_requests = 50\nrps = 2", &env).unwrap();
-        assert!(!s.token_is_admin);
+        assert!(!s.sources[0].token_is_admin);
         assert_eq!(
             s.limits_for(Some("initech"), Some("free")).daily_requests,
             Some(5)
@@ -323,6 +393,45 @@ mod tests {
                 "usage.near",
                 "usage.on_error",
                 "usage.plans.x.rps"
+            ]
+        );
+    }
+
+    #[test]
+    fn several_workspaces_read_each_with_its_own_token_or_the_shared_one() {
+        let raw: UsageConfig = toml::from_str("").unwrap();
+        let (eu, us) = (SecretString::from("p.eu"), SecretString::from("p.us"));
+        let workspaces = [("eu", &eu), ("us-east", &us)];
+        let env = |k: &str| (k == "TINYBIRD_USAGE_TOKEN_US_EAST").then(|| "p.usage-us".to_owned());
+        let problems = validate(&raw, Path::new("."), &env, &workspaces).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .contains("TINYBIRD_USAGE_TOKEN_EU (workspace \"eu\"'s own)"),
+            "{problems:?}"
+        );
+        let env = |k: &str| match k {
+            "TINYBIRD_USAGE_TOKEN_US_EAST" => Some("p.usage-us".to_owned()),
+            "TINYBIRD_USAGE_TOKEN" => Some("p.usage-shared".to_owned()),
+            _ => None,
+        };
+        let s = validate(&raw, Path::new("."), &env, &workspaces).unwrap();
+        let seen: Vec<(&str, &str, &str)> = s
+            .sources
+            .iter()
+            .map(|s| {
+                (
+                    s.workspace.as_str(),
+                    s.token_env.as_str(),
+                    secrecy::ExposeSecret::expose_secret(&s.token),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("eu", "TINYBIRD_USAGE_TOKEN", "p.usage-shared"),
+                ("us-east", "TINYBIRD_USAGE_TOKEN_US_EAST", "p.usage-us")
             ]
         );
     }

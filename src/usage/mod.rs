@@ -11,6 +11,7 @@
 //! - [`store`]: the cells and the report of a window (pure);
 //! - [`budget`]: limits per tenant and plan, periods, standing (pure);
 //! - [`config`]: the `[usage]` section;
+//! - [`feeds`]: one per workspace: its record, its cursor and how reading it goes;
 //! - [`poller`]: the I/O: polling, and sharing through Redis.
 //!
 //! With Redis, one instance (whoever holds a short lease) polls, counts the budgets in Redis
@@ -23,11 +24,12 @@
 
 pub mod budget;
 pub mod config;
+mod feeds;
 pub mod poller;
 pub mod rows;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +44,7 @@ use crate::user::User;
 pub use budget::Budget;
 use budget::{Limits, Spent, Standing};
 pub use config::{UsageConfig, UsageSettings};
+use feeds::Feed;
 use store::{Store, Window};
 
 /// Names and proxied request ids kept in process (like the token name cache).
@@ -122,8 +125,10 @@ pub struct UsageView {
     pub generated_at: String,
     /// Whether Tinybird's record is read at all (`[usage]` configured).
     pub enabled: bool,
-    /// How reading it goes.
+    /// How reading it goes (every workspace together).
     pub source: SourceStatus,
+    /// How reading each workspace's record goes.
+    pub workspaces: BTreeMap<String, SourceStatus>,
     /// Start of each chart step (Unix seconds); tenants' `series` align with it.
     pub steps: Vec<i64>,
     /// Per tenant, busiest first.
@@ -136,7 +141,8 @@ type Counters = HashMap<(String, String), (u64, u64)>;
 /// The usage service; one per running BFF.
 pub struct Usage {
     settings: UsageSettings,
-    poller: poller::Source,
+    /// Every workspace's record, polled one after the other into the one store.
+    feeds: Vec<Feed>,
     redis: Option<Redis>,
     metrics: Metrics,
     audit: Arc<Audit>,
@@ -146,9 +152,6 @@ pub struct Usage {
     plans: quick_cache::sync::Cache<String, String>,
     proxied: quick_cache::sync::Cache<String, Owner>,
     counters: Mutex<Counters>,
-    status: Mutex<SourceStatus>,
-    /// The cursor, without Redis (with Redis it lives there, for whichever instance polls).
-    cursor: Mutex<rows::Cursor>,
     /// The id of the last stream entry applied (`0`: none yet).
     followed: Mutex<String>,
     /// This instance's id, for the polling lease.
@@ -168,16 +171,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Usage {
-    /// The service reading `{tinybird_url}/v0/sql`; call [`Usage::start`] to poll.
+    /// The service reading each workspace's `{url}/v0/sql` (`workspaces`: name and base URL,
+    /// in config order); call [`Usage::start`] to poll.
     pub fn new(
         settings: UsageSettings,
-        tinybird_url: &str,
+        workspaces: &[(String, String)],
         redis: Option<Redis>,
         metrics: Metrics,
         audit: Arc<Audit>,
     ) -> anyhow::Result<Arc<Self>> {
+        let feeds = feeds::build(&settings, workspaces)?;
         Ok(Arc::new(Self {
-            poller: poller::Source::new(tinybird_url, &settings)?,
+            feeds,
             settings,
             redis,
             metrics,
@@ -187,8 +192,6 @@ impl Usage {
             plans: quick_cache::sync::Cache::new(CACHED),
             proxied: quick_cache::sync::Cache::new(CACHED),
             counters: Mutex::new(HashMap::new()),
-            status: Mutex::new(SourceStatus::default()),
-            cursor: Mutex::new(rows::Cursor::default()),
             followed: Mutex::new("0".into()),
             instance: uuid::Uuid::new_v4().to_string(),
         }))
@@ -322,20 +325,6 @@ impl Usage {
         }
     }
 
-    /// Whether the usage record has not been read for a while (three polls, at least 10s).
-    pub fn stale(&self) -> bool {
-        let grace = (self.settings.poll_interval * 3).max(Duration::from_secs(10));
-        let status = lock(&self.status);
-        status
-            .last_success
-            .is_none_or(|t| Utc::now().timestamp() - t > grace.as_secs() as i64)
-    }
-
-    /// How reading the record goes.
-    pub fn status(&self) -> SourceStatus {
-        lock(&self.status).clone()
-    }
-
     async fn spent(&self, tenant: &str, now: DateTime<Utc>) -> Result<Spent, ()> {
         let (day, month) = (budget::day_key(now), budget::month_key(now));
         match &self.redis {
@@ -377,6 +366,7 @@ impl Usage {
             generated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             enabled: true,
             source: self.status(),
+            workspaces: self.statuses(),
             steps,
             tenants,
         }

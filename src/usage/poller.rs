@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::rows::{self, Cursor, StatRow};
 use super::store::{Batch, Key, NO_TENANT, Path, UNKNOWN};
-use super::{Owner, SourceStatus, Usage, UsageSettings, budget, lock};
+use super::{Feed, Owner, SourceStatus, Usage, budget, lock};
 use crate::redis::Redis;
 
 /// A counter pair as read: requests and read bytes.
@@ -36,8 +36,8 @@ pub struct Source {
 }
 
 impl Source {
-    /// `{tinybird_url}/v0/sql`, read with the settings' token.
-    pub fn new(tinybird_url: &str, settings: &UsageSettings) -> anyhow::Result<Self> {
+    /// `{tinybird_url}/v0/sql`, read with `token`.
+    pub fn new(tinybird_url: &str, token: &SecretString) -> anyhow::Result<Self> {
         let url = Url::parse(&format!("{}/v0/sql", tinybird_url.trim_end_matches('/')))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -46,7 +46,7 @@ impl Source {
         Ok(Self {
             client,
             url,
-            token: settings.token.clone(),
+            token: token.clone(),
         })
     }
 
@@ -113,11 +113,13 @@ pub async fn overreach(
     Ok(readable)
 }
 
-/// Attributes rows to owners: the request ids the proxy made first, then the JWT names.
+/// Attributes rows of `workspace`'s record to owners: the request ids the proxy made first,
+/// then the JWT names.
 pub fn attribute(
     rows: &[StatRow],
     names: &HashMap<String, Owner>,
     proxied: &HashMap<String, Owner>,
+    workspace: &str,
 ) -> Batch {
     Batch::fold(rows.iter().map(|r| {
         let (owner, path) = match proxied.get(&r.request_id) {
@@ -130,12 +132,14 @@ pub fn attribute(
                 user: o.user.clone(),
                 pipe: r.pipe_name.clone(),
                 path,
+                workspace: workspace.to_owned(),
             },
             None => Key {
                 tenant: UNKNOWN.to_owned(),
                 user: r.token_name.clone(),
                 pipe: r.pipe_name.clone(),
                 path,
+                workspace: workspace.to_owned(),
             },
         };
         (
@@ -236,48 +240,53 @@ pub async fn read_spent(
 }
 
 impl Usage {
-    /// One period: poll when this instance is the poller, then apply what was polled.
+    /// One period: poll each workspace's record this instance holds the lease of (all of
+    /// them without Redis), then apply what was polled.
     pub(super) async fn tick(&self) {
         match self.redis.clone() {
             None => {
-                let mut cursor = lock(&self.cursor).clone();
-                if let Some(batch) = self.poll(&mut cursor).await {
-                    *lock(&self.cursor) = cursor;
-                    lock(&self.store).apply(&batch, Utc::now().timestamp());
+                for feed in &self.feeds {
+                    let mut cursor = lock(&feed.cursor).clone();
+                    if let Some(batch) = self.poll(feed, &mut cursor).await {
+                        *lock(&feed.cursor) = cursor;
+                        lock(&self.store).apply(&batch, Utc::now().timestamp());
+                    }
                 }
             }
             Some(redis) => {
-                if self.lead(&redis).await {
-                    self.poll_shared(&redis).await;
-                } else {
-                    self.follow_status(&redis).await;
+                for feed in &self.feeds {
+                    if self.lead(&redis, feed).await {
+                        self.poll_shared(&redis, feed).await;
+                    } else {
+                        self.follow_status(&redis, feed).await;
+                    }
                 }
                 self.follow(&redis).await;
             }
         }
     }
 
-    /// Polls once: new rows, attributed and folded, with the budgets counted.
-    async fn poll(&self, cursor: &mut Cursor) -> Option<Batch> {
+    /// Polls `feed` once: new rows, attributed and folded, with the budgets counted.
+    async fn poll(&self, feed: &Feed, cursor: &mut Cursor) -> Option<Batch> {
         let s = &self.settings;
         let (lookback, backfill) = (s.lookback.as_secs() as i64, s.backfill.as_secs() as i64);
         let now = Utc::now();
         let sql = rows::query(cursor.since(now, backfill, lookback), s.max_rows);
-        lock(&self.status).last_attempt = Some(now.timestamp());
-        let fetched = self.poller.fetch(&sql).await;
+        lock(&feed.status).last_attempt = Some(now.timestamp());
+        let fetched = feed.source.fetch(&sql).await;
         let rows = match fetched {
             Ok(rows) => rows,
             Err(error) => {
-                self.failed(error);
+                self.failed(feed, error);
                 return None;
             }
         };
         let fresh = cursor.admit(rows, lookback, s.max_rows);
         let (names, proxied) = self.owners(&fresh).await;
-        let batch = attribute(&fresh, &names, &proxied);
+        let batch = attribute(&fresh, &names, &proxied, &feed.workspace);
         self.count(&batch).await;
         {
-            let mut status = lock(&self.status);
+            let mut status = lock(&feed.status);
             status.ok = true;
             status.error = None;
             status.last_success = Some(Utc::now().timestamp());
@@ -295,10 +304,10 @@ impl Usage {
         Some(batch)
     }
 
-    fn failed(&self, error: String) {
-        tracing::warn!(error = %error, "usage: cannot read tinybird.pipe_stats_rt");
+    fn failed(&self, feed: &Feed, error: String) {
+        tracing::warn!(workspace = %feed.workspace, error = %error, "usage: cannot read tinybird.pipe_stats_rt");
         self.metrics.usage_poll("error");
-        let mut status = lock(&self.status);
+        let mut status = lock(&feed.status);
         status.ok = false;
         status.error = Some(error);
     }
@@ -474,9 +483,10 @@ impl Usage {
         }
     }
 
-    /// Takes or keeps the polling lease (two poll intervals long).
-    async fn lead(&self, redis: &Redis) -> bool {
-        let key = redis.key("usage:leader");
+    /// Takes or keeps `feed`'s polling lease (two poll intervals long): one instance polls
+    /// each workspace's record.
+    async fn lead(&self, redis: &Redis, feed: &Feed) -> bool {
+        let key = redis.key(&format!("usage:leader{}", feed.suffix));
         let ms = (self.settings.poll_interval * 2).as_millis() as u64;
         let mut conn = redis.conn();
         let r: ::redis::RedisResult<Option<String>> = ::redis::cmd("SET")
@@ -505,16 +515,16 @@ impl Usage {
                 }
             }
             Err(_) => {
-                self.failed("the shared store (Redis) is unreachable".into());
+                self.failed(feed, "the shared store (Redis) is unreachable".into());
                 false
             }
         }
     }
 
-    /// Polls with the shared cursor and publishes the cells and the status.
-    async fn poll_shared(&self, redis: &Redis) {
+    /// Polls `feed` with its shared cursor and publishes the cells and the status.
+    async fn poll_shared(&self, redis: &Redis, feed: &Feed) {
         let mut conn = redis.conn();
-        let key = redis.key("usage:cursor");
+        let key = redis.key(&format!("usage:cursor{}", feed.suffix));
         let r: ::redis::RedisResult<Option<String>> = conn.get(&key).await;
         let Ok(saved) = redis.observe("usage_cursor", r) else {
             return;
@@ -522,7 +532,7 @@ impl Usage {
         let mut cursor: Cursor = saved
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
-        let batch = self.poll(&mut cursor).await;
+        let batch = self.poll(feed, &mut cursor).await;
         if let Some(batch) = &batch
             && !batch.cells.is_empty()
         {
@@ -549,20 +559,26 @@ impl Usage {
             let r: ::redis::RedisResult<()> = conn.set(&key, json).await;
             redis.observe("usage_cursor", r).ok();
         }
-        let status = serde_json::to_string(&self.status()).unwrap_or_default();
-        let r: ::redis::RedisResult<()> =
-            conn.set_ex(redis.key("usage:status"), status, 86_400).await;
+        let status = serde_json::to_string(&*lock(&feed.status)).unwrap_or_default();
+        let r: ::redis::RedisResult<()> = conn
+            .set_ex(
+                redis.key(&format!("usage:status{}", feed.suffix)),
+                status,
+                86_400,
+            )
+            .await;
         redis.observe("usage_status", r).ok();
     }
 
-    /// Takes the poller's status (another instance polls).
-    async fn follow_status(&self, redis: &Redis) {
+    /// Takes `feed`'s poller's status (another instance polls it).
+    async fn follow_status(&self, redis: &Redis, feed: &Feed) {
         let mut conn = redis.conn();
-        let r: ::redis::RedisResult<Option<String>> = conn.get(redis.key("usage:status")).await;
+        let key = redis.key(&format!("usage:status{}", feed.suffix));
+        let r: ::redis::RedisResult<Option<String>> = conn.get(key).await;
         if let Ok(Some(json)) = redis.observe("usage_status", r)
             && let Ok(status) = serde_json::from_str::<SourceStatus>(&json)
         {
-            *lock(&self.status) = status;
+            *lock(&feed.status) = status;
         }
     }
 
@@ -635,7 +651,9 @@ mod tests {
             ],
             &names,
             &proxied,
+            "eu",
         );
+        assert!(batch.cells.iter().all(|(_, k, _)| k.workspace == "eu"));
         let keys: Vec<(String, String, Path)> = batch
             .cells
             .iter()

@@ -57,6 +57,10 @@ pub struct Key {
     pub pipe: String,
     /// Direct or proxy.
     pub path: Path,
+    /// The workspace whose record the row came from (empty in cells published before
+    /// workspaces were told apart).
+    #[serde(default)]
+    pub workspace: String,
 }
 
 /// Counts of one key in one minute.
@@ -268,6 +272,7 @@ type TenantAcc<'a> = (
     HashMap<&'a str, Acc>,
     HashMap<&'a str, Acc>,
     Vec<[u64; 3]>,
+    std::collections::BTreeSet<&'a str>,
 );
 
 /// One user's line.
@@ -295,6 +300,9 @@ pub struct PipeReport {
 pub struct TenantReport {
     /// Tenant id.
     pub tenant: String,
+    /// The workspaces its requests were read from (one, unless the workspace rule moved
+    /// some of its users).
+    pub workspaces: Vec<String>,
     /// Totals over both paths.
     #[serde(flatten)]
     pub totals: Totals,
@@ -368,8 +376,12 @@ impl Store {
                         HashMap::new(),
                         HashMap::new(),
                         vec![[0; 3]; steps.len()],
+                        std::collections::BTreeSet::new(),
                     )
                 });
+                if !key.workspace.is_empty() {
+                    t.4.insert(&key.workspace);
+                }
                 t.0.add(key.path, cell);
                 t.1.entry(&key.user).or_default().add(key.path, cell);
                 t.2.entry(&key.pipe).or_default().add(key.path, cell);
@@ -380,7 +392,7 @@ impl Store {
         }
         let mut out: Vec<TenantReport> = tenants
             .into_iter()
-            .map(|(tenant, (acc, users, pipes, series))| {
+            .map(|(tenant, (acc, users, pipes, series, workspaces))| {
                 let mut users: Vec<UserReport> = users
                     .into_iter()
                     .map(|(u, a)| UserReport {
@@ -409,6 +421,7 @@ impl Store {
                 });
                 TenantReport {
                     tenant: tenant.to_owned(),
+                    workspaces: workspaces.into_iter().map(str::to_owned).collect(),
                     totals: acc.totals(),
                     pipes,
                     users,
@@ -437,6 +450,7 @@ mod tests {
             user: user.into(),
             pipe: "top_products".into(),
             path,
+            workspace: if tenant == "globex" { "us" } else { "eu" }.into(),
         }
     }
 
@@ -475,6 +489,12 @@ mod tests {
         assert!((95.0..114.0).contains(&p95), "{p95}");
         assert_eq!(acme.users.len(), 1, "bob's call is outside the hour");
         assert_eq!(acme.series.iter().map(|p| p[0]).sum::<u64>(), 100);
+        assert_eq!(acme.workspaces, ["eu"]);
+        assert_eq!(
+            tenants[1].workspaces,
+            ["us"],
+            "each tenant with its workspace"
+        );
         let (_, day) = store.report(Window::H24, now);
         assert_eq!(day[0].totals.errors, 1);
     }

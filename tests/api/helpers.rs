@@ -266,6 +266,9 @@ pub fn single_workspace_config() -> String {
 pub fn one_workspace(settings: &mut tinybird_bff::config::Settings) {
     settings.tinybird.workspaces.truncate(1);
     settings.tinybird.rule = None;
+    if let Some(usage) = settings.usage.as_mut() {
+        usage.sources.truncate(1);
+    }
 }
 
 /// Starts the demo's BFF and local endpoint on free ports, sessions in memory.

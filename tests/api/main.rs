@@ -26,4 +26,5 @@ mod redaction;
 mod scale;
 mod sql;
 mod usage;
+mod usage_workspaces;
 mod workspaces;

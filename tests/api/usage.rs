@@ -34,13 +34,13 @@ async fn usage_settings() -> (Settings, LocalServer) {
     let local = spawn_local_with(config).await;
     s.tinybird.first_mut().host = TinybirdHost::Remote(local.url.parse().unwrap());
     let usage = s.usage.as_mut().expect("the demo reads usage");
-    usage.token = SecretString::from(USAGE_TOKEN);
+    usage.sources[0].token = SecretString::from(USAGE_TOKEN);
     usage.poll_interval = Duration::from_millis(200);
     (s, local)
 }
 
 /// Polls `probe` until it returns `Some`, for at most 15 s (the poll interval is 200 ms).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) -> T {
@@ -55,7 +55,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
 }
 
 /// A direct call to Tinybird with a user's JWT: the BFF is not involved.
-async fn direct(minted: &Value) -> u16 {
+pub(crate) async fn direct(minted: &Value) -> u16 {
     reqwest::Client::new()
         .get(format!(
             "{}/v0/pipes/top_products.json",
@@ -69,7 +69,7 @@ async fn direct(minted: &Value) -> u16 {
         .as_u16()
 }
 
-fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+pub(crate) fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|t| t[key] == value)
 }
 
@@ -232,7 +232,7 @@ async fn a_tenant_spending_its_budget_directly_is_refused_on_every_instance() {
 #[tokio::test]
 async fn a_refused_usage_token_shows_on_readyz_and_never_blocks_minting() {
     let (mut settings, _local) = usage_settings().await;
-    settings.usage.as_mut().unwrap().token = SecretString::from("p.not-a-usage-token");
+    settings.usage.as_mut().unwrap().sources[0].token = SecretString::from("p.not-a-usage-token");
     let a = Instance::start(settings).await;
     let readyz: Value = eventually("the usage check failing", || async {
         let r = reqwest::get(format!("{}readyz", a.admin)).await.unwrap();

@@ -10,8 +10,12 @@ let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-test("the admin page shows direct calls per tenant, from Tinybird's own record", { timeout: 120_000 }, async () => {
+test("the admin page shows direct calls per tenant and its workspace, from each workspace's record", { timeout: 120_000 }, async () => {
   await withApp(browser, {}, async ({ server, page }) => {
+    // bob's tenant, globex, lives in the US workspace: his calls are in its record only.
+    const bob = await openApp(browser, server);
+    await login(bob.page, 'bob');
+    await bob.context.close();
     await login(page, 'alice'); // her dashboard: direct calls with her JWT
     const admin = await openApp(browser, server);
     try {
@@ -21,8 +25,13 @@ test("the admin page shows direct calls per tenant, from Tinybird's own record",
       // The demo polls every 5 s and the page refreshes every 15 s.
       const acme = admin.page.locator('[data-testid=usage-table] tbody tr[data-tenant=acme]');
       await acme.waitFor({ state: 'attached', timeout: 60_000 });
-      const cells = await acme.locator('td').allTextContents();
-      assert.ok(Number(cells[2]) > 0, `direct calls counted: ${cells}`);
+      const direct = await acme.locator('td[data-col=direct]').textContent();
+      assert.ok(Number(direct) > 0, `direct calls counted: ${direct}`);
+      assert.equal(await acme.locator('td[data-col=workspace]').textContent(), 'eu');
+      const globex = admin.page.locator('[data-testid=usage-table] tbody tr[data-tenant=globex]');
+      await globex.waitFor({ state: 'attached', timeout: 30_000 });
+      assert.equal(await globex.locator('td[data-col=workspace]').textContent(), 'us');
+      assert.ok(Number(await globex.locator('td[data-col=direct]').textContent()) > 0, 'globex direct calls, read from the US record');
       assert.equal(await admin.page.getAttribute('[data-testid=usage-source]', 'data-ok'), 'true');
       assert.ok(await admin.page.locator('[data-testid=usage-charts] canvas[data-tenant=acme]').count() === 1);
       // Sorting by tenant puts "(unknown)" (the usage token's own reads) and acme first.
