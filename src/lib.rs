@@ -34,6 +34,7 @@ pub mod grants;
 pub mod health;
 pub mod http;
 pub mod init;
+pub mod keys;
 pub mod local;
 pub mod metrics;
 pub mod proxy;
