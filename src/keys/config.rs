@@ -145,6 +145,14 @@ impl KeysSettings {
         s
     }
 
+    /// `sqlite` or `postgres`.
+    pub fn store_kind(&self) -> &'static str {
+        match self.store {
+            StoreSettings::Sqlite(_) => "sqlite",
+            StoreSettings::Postgres { .. } => "postgres",
+        }
+    }
+
     /// The secrets to keep out of logs (the PostgreSQL URL).
     pub fn secrets(&self) -> Vec<&str> {
         match &self.store {

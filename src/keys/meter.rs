@@ -114,12 +114,43 @@ impl Keys {
         }
     }
 
-    /// Writes the counts down; on failure they are kept for the next try.
+    /// Writes the counts down (on failure they are kept for the next try), then reads back
+    /// the totals of every quota this instance checks, so the other instances' requests count.
     pub(super) async fn flush(&self, now: i64) {
         let pending = std::mem::take(&mut self.meter().pending);
-        if pending.is_empty() {
+        if !pending.is_empty() {
+            self.write(pending, now).await;
+        }
+        let current = periods(now);
+        let ids: Vec<String> = {
+            let mut meter = self.meter();
+            // Totals of past periods are never read again.
+            meter.totals.retain(|(_, p), _| current.contains(p));
+            let mut ids: Vec<String> = meter.totals.keys().map(|(id, _)| id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        if ids.is_empty() {
             return;
         }
+        match self.store.counts(&ids, &current).await {
+            Ok(counted) => {
+                self.store_up();
+                let mut meter = self.meter();
+                for c in counted {
+                    if let Some(known) = meter.totals.get_mut(&(c.id, c.period)) {
+                        *known = c.requests;
+                    }
+                }
+            }
+            Err(e) => {
+                self.store_down(e);
+            }
+        }
+    }
+
+    async fn write(&self, pending: HashMap<String, Pending>, now: i64) {
         let used: Vec<Used> = pending
             .iter()
             .map(|(id, p)| Used {
@@ -133,6 +164,7 @@ impl Keys {
         match self.store.record(&used).await {
             Ok(totals) => {
                 self.store_up();
+                // Only the quotas this instance checks: the others are read when first needed.
                 let mut meter = self.meter();
                 for Counted {
                     id,
@@ -141,11 +173,10 @@ impl Keys {
                     ..
                 } in totals
                 {
-                    meter.totals.insert((id, period), requests);
+                    if let Some(known) = meter.totals.get_mut(&(id, period)) {
+                        *known = requests;
+                    }
                 }
-                // Totals of past periods are never read again.
-                let current = periods(now);
-                meter.totals.retain(|(_, p), _| current.contains(p));
             }
             Err(e) => {
                 self.store_down(e);

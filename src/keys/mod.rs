@@ -90,8 +90,9 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// Opens the store and applies its migrations; [`Keys::start`] runs the background work.
-    pub async fn open(
+    /// The service over the configured store (a SQLite file is opened now, PostgreSQL at
+    /// first use); [`Keys::migrate`] must run before anything else touches the store.
+    pub fn new(
         settings: KeysSettings,
         audit: Arc<crate::audit::Audit>,
         metrics: Metrics,
@@ -107,10 +108,6 @@ impl Keys {
                 .map_err(StoreError::Unavailable)?,
             ),
         };
-        let applied = store.migrate().await?;
-        if !applied.is_empty() {
-            tracing::info!(store = store.kind(), versions = ?applied, "key store migrated");
-        }
         Ok(Arc::new(Self {
             settings,
             store,
@@ -121,6 +118,26 @@ impl Keys {
             buckets: MemoryBuckets::new(),
             down: AtomicBool::new(false),
         }))
+    }
+
+    /// Applies the store's pending migrations (at start: the BFF does not serve without them).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let applied = self.store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(store = self.store.kind(), versions = ?applied, "key store migrated");
+        }
+        Ok(())
+    }
+
+    /// [`Keys::new`], then [`Keys::migrate`]: what the CLI uses.
+    pub async fn open(
+        settings: KeysSettings,
+        audit: Arc<crate::audit::Audit>,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, StoreError> {
+        let keys = Self::new(settings, audit, metrics)?;
+        keys.migrate().await?;
+        Ok(keys)
     }
 
     /// Starts re-reading cached keys and writing usage down; both end with the service.
@@ -185,6 +202,24 @@ impl Keys {
             .map_err(|e| rules::no_grant(&key.tenant, &self.settings.roles, &e))?;
         let access = rules::narrowed(&granted, &key.scopes)?;
         Ok((user, Arc::new(access)))
+    }
+
+    /// What `user` may give a key of their own tenant (the page's create form); empty when
+    /// they have no tenant or the grants give its keys nothing.
+    pub fn grantable(&self, grants: &Grants, user: &User) -> KeyScopes {
+        let Some(tenant) = &user.tenant else {
+            return KeyScopes::default();
+        };
+        let principal = User {
+            id: record::principal_id("000000000000"),
+            tenant: Some(tenant.clone()),
+            roles: self.settings.roles.clone(),
+            attributes: user.attributes.clone(),
+        };
+        match (grants.evaluate(&principal), grants.evaluate_cached(user)) {
+            (Ok(key), Ok(own)) => rules::grantable(&key, &own),
+            _ => KeyScopes::default(),
+        }
     }
 
     /// Creates a key for `by` (see [`rules`] for what it may be given). `grants` are the

@@ -161,6 +161,32 @@ pub fn narrowed(granted: &Access, scopes: &KeyScopes) -> Result<Access, AppError
     Ok(Access::new(pipes, datasources))
 }
 
+/// What a creator in the key's tenant may give a key: every scope [`check_scopes`] accepts.
+pub fn grantable(principal: &Access, creator: &Access) -> KeyScopes {
+    KeyScopes {
+        pipes: principal
+            .pipes
+            .iter()
+            .filter(|p| {
+                creator
+                    .pipe(&p.pipe)
+                    .is_some_and(|c| c.fixed_params == p.fixed_params)
+            })
+            .map(|p| p.pipe.clone())
+            .collect(),
+        datasources: principal
+            .datasources
+            .iter()
+            .filter(|d| {
+                creator
+                    .datasource(&d.datasource)
+                    .is_some_and(|c| c.filter == d.filter)
+            })
+            .map(|d| d.datasource.clone())
+            .collect(),
+    }
+}
+
 /// A key name: 1 to [`MAX_NAME_CHARS`] characters, no control characters.
 pub fn check_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();
@@ -281,6 +307,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("other rows"), "{err}");
+        assert_eq!(grantable(&key, &other_rows), KeyScopes::default());
+        assert_eq!(grantable(&key, &key), scopes(&["top"], &["orders"]));
         // A platform admin making another tenant's key: names only.
         assert!(
             check_scopes(

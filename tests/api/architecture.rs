@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// The layers, top down; a file may use its own layer's modules and any layer below.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("process", &["main", "lib", "cli", "run", "demo", "init"]),
+    (
+        "process",
+        &["main", "lib", "cli", "keys_cli", "run", "demo", "init"],
+    ),
     ("http", &["http"]),
     ("config", &["config"]),
     (

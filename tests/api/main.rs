@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod helpers;
 mod init;
 mod interop;
+mod keys;
 mod local;
 mod oidc;
 mod proxy;

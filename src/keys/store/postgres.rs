@@ -42,8 +42,16 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    // tokio-postgres says "db error" and keeps the server's words in the source.
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    StoreError::Unavailable(text)
 }
 
 impl Postgres {
@@ -409,7 +417,7 @@ impl KeyStore for Postgres {
             let mut guard = self.conn().await?;
             let client = guard.as_mut().expect("opened by conn()");
             client
-                .query_one("SELECT count(*) FROM api_keys", &[])
+                .query_one("SELECT 1", &[])
                 .await
                 .map(|_| ())
                 .map_err(unavailable)

@@ -1,0 +1,7 @@
+//! Tenant API keys (docs/api-keys.md): the store on SQLite and a real PostgreSQL, the service
+//! as two instances see it, the management routes and the CLI.
+
+mod cli;
+mod pg;
+mod service;
+mod store;
