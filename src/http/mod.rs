@@ -6,12 +6,13 @@
 //! [`reload`] puts reloaded settings in force (`crate::run` decides when).
 //!
 //! A request goes: [`router`] (which route, which layers: [`middleware`]) → the route group's
-//! file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`ops`], [`web`]) →
+//! file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`keys`], [`ops`], [`web`]) →
 //! [`extract`] (who) and [`access`] (CSRF, grants) → the services → the response.
 
 pub(crate) mod access;
 pub(crate) mod admin;
 pub(crate) mod extract;
+pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod middleware;
 pub(crate) mod oidc;

@@ -6,7 +6,8 @@
 //!   except with `Authorization: Bearer <IdP token>`, which has no cookie to ride on;
 //! - browsers sent to and back from identity providers: `/api/providers`,
 //!   `/auth/{provider}/login`, `/auth/{provider}/callback`;
-//! - admins in the web app: `/api/admin/usage` (role `admin`);
+//! - admins in the web app: `/api/admin/usage` (role `admin`); tenant and platform admins:
+//!   `/api/keys` (API keys, the session cookie only: [`super::keys`]);
 //! - operators: `/healthz`, `/readyz` (also on the admin listener, with `/metrics`: see
 //!   [`super::ops`]).
 
@@ -22,7 +23,7 @@ use tower_http::trace::TraceLayer;
 
 use super::middleware::{csrf, envelope, limits, sessions};
 use super::state::AppState;
-use super::{admin, login, oidc, ops, pipes, sql, token, web};
+use super::{admin, keys, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use crate::serve::ConnLimits;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(proxy_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
+        .merge(keys::routes(state.settings().public_url.clone()))
         .layer(sessions::layer(state.sessions.clone(), &state.settings()))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))

@@ -3,5 +3,6 @@
 
 mod cli;
 mod pg;
+mod routes;
 mod service;
 mod store;
