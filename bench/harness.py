@@ -3,11 +3,17 @@
 
 Every comparison runs in the same process tree on the same machine, in interleaved rounds
 (A B A B ...), and is reported as medians and ratios: the machine is shared and noisy, so
-absolute numbers mean little and ratios within one run mean a lot. Results go to
-docs/benchmarks.md with the exact command. Nothing here asserts; `cargo test` never times.
+absolute numbers mean little and ratios within one run mean a lot. The competitors: NGINX
+`proxy_pass`, a Node `node:http` + `jose` token route (bench/node-token) and a Node proxy with
+a session map and an undici keep-alive pool (bench/node-proxy). With `--baseline PATH` a second
+tinybird-bff binary runs the same BFF scenarios in the same rounds (before and after).
+Results go to docs/benchmarks.md (bench/report.py) with the exact command, led by issue #26's
+goals and their verdicts. Nothing here asserts; `cargo test` never times.
 """
-import argparse, base64, json, os, platform, re, shutil, signal, socket, statistics
-import subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, re, shutil, signal, socket
+import subprocess, tempfile, time, urllib.request
+
+import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "tinybird-bff")
@@ -28,9 +34,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=20):
+def wait_port(port, timeout=20, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            log = open(proc.log).read()[-2000:] if getattr(proc, "log", None) else ""
+            raise SystemExit(f"{' '.join(proc.args)} exited with {proc.returncode} before listening on {port}:\n{log}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
@@ -40,11 +49,16 @@ def wait_port(port, timeout=20):
 
 
 class Procs:
-    def __init__(self):
+    def __init__(self, tmp):
         self.procs = []
+        self.tmp = tmp
 
     def start(self, args, env=None, **kw):
-        p = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        """Starts a server; its stderr goes to a log file that wait_port shows if it dies."""
+        log = os.path.join(self.tmp, f"stderr-{len(self.procs)}-{os.path.basename(args[0])}.log")
+        with open(log, "w") as err:
+            p = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=err, **kw)
+        p.log = log
         self.procs.append(p)
         return p
 
@@ -129,9 +143,6 @@ http {{
     return conf
 
 
-# Everything from this heading on in docs/benchmarks.md is written by hand and kept by re-runs.
-NOTES_HEADING = "## Notes (written by hand; bench/run keeps this section)"
-
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -159,10 +170,6 @@ def rounds(targets, rounds_n, duration, conns, threads=1):
     return results
 
 
-def med(results, key):
-    return statistics.median(r[key] for r in results)
-
-
 def rss_kb(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -171,188 +178,113 @@ def rss_kb(pid, field):
     return 0
 
 
+def reset_peak(pid):
+    """Resets the process's peak RSS (VmHWM) to its current RSS, so each round measures its own."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def rss_rounds(builds, rounds_n, duration, get):
+    """Peak RSS under 1,000 keep-alive proxy connections, each build in turn, per round."""
+    results = {b["label"]: [] for b in builds}
+    for r in range(rounds_n):
+        for b in builds:
+            pid = b["proc"].pid
+            reset_peak(pid)
+            before = rss_kb(pid, "VmRSS")
+            run = wrk(b["proxy"][1], 1000, duration, get, b["cookie"], threads=2)
+            res = {**run, "before": before, "peak": rss_kb(pid, "VmHWM")}
+            results[b["label"]].append(res)
+            print(f"  round {r + 1} {b['label']:<22} before {before / 1024:.1f} MB, peak {res['peak'] / 1024:.1f} MB, "
+                  f"{run['rps']:.0f} req/s, errors {run['errors']}", flush=True)
+    return results
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = argparse.ArgumentParser(description="Side-by-side benchmarks; writes docs/benchmarks.md.")
+    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the goal scenarios (default 6)")
+    ap.add_argument("--baseline", metavar="PATH", help="a second tinybird-bff binary (e.g. built from main) run in the same "
+                    "rounds through the same BFF scenarios (token, /healthz, proxy, RSS), reported side by side")
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 round: checks the harness, numbers meaningless")
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 2, 1
+    if args.baseline and not (os.path.isfile(args.baseline) and os.access(args.baseline, os.X_OK)):
+        raise SystemExit(f"--baseline {args.baseline}: not an executable file (build one, e.g. `cargo build --release` in a "
+                         "worktree of main, and pass its target/release/tinybird-bff)")
     tmp = tempfile.mkdtemp(prefix="tbff-bench-")
     shutil.copy(os.path.join(ROOT, "demo", "users.toml"), os.path.join(tmp, "users.toml"))
-    procs = Procs()
+    procs = Procs(tmp)
     env = {"TINYBIRD_SIGNING_KEY": KEY, "TINYBIRD_WORKSPACE_ID": WORKSPACE, "RUST_LOG": "warn"}
     try:
         static_port, nginx_port = free_port(), free_port()
-        procs.start(["nginx", "-c", nginx_conf(tmp, nginx_port, static_port), "-p", tmp, "-g", "daemon off;"])
-        wait_port(static_port); wait_port(nginx_port)
-        ports = {}
-        bff_procs = {}
-        for name, store in [("bff-memory", "memory"), ("bff-file", "file")]:
+        ng = procs.start(["nginx", "-c", nginx_conf(tmp, nginx_port, static_port), "-p", tmp, "-g", "daemon off;"])
+        wait_port(static_port, proc=ng); wait_port(nginx_port, proc=ng)
+        # The BFF builds: this one (memory and file sessions) and, with --baseline, the other
+        # (memory sessions), each started with the same config.
+        builds = [{"label": "this build", "name": "bff", "bin": BIN}]
+        if args.baseline:
+            builds.append({"label": "baseline", "name": "baseline", "bin": os.path.abspath(args.baseline)})
+        servers = [(b["bin"], f"{b['name']}-memory", "memory") for b in builds] + [(BIN, "bff-file", "file")]
+        ports, started = {}, {}
+        for binary, name, store in servers:
             ports[name] = free_port()
-            bff_procs[name] = procs.start([BIN, "serve", "--config", bff_config(tmp, name, ports[name], static_port, store)], env=env, cwd=tmp)
+            started[name] = procs.start([binary, "serve", "--config", bff_config(tmp, name, ports[name], static_port, store)], env=env, cwd=tmp)
         local_port = free_port()
-        procs.start([BIN, "local", "--listen", f"127.0.0.1:{local_port}"], env=env, cwd=tmp)
-        ports["node"] = free_port()
-        procs.start(["node", os.path.join(ROOT, "bench", "node-token", "server.mjs"), str(ports["node"])], env=env)
-        for p in [*ports.values(), local_port]:
-            wait_port(p, timeout=60)
-        cookies = {name: login(ports[name]) for name in ("bff-memory", "bff-file")}
-        cookies["node"] = "sid=bench-session"
+        started["local"] = procs.start([BIN, "local", "--listen", f"127.0.0.1:{local_port}"], env=env, cwd=tmp)
+        ports["node"], ports["node-proxy"] = free_port(), free_port()
+        started["node"] = procs.start(["node", os.path.join(ROOT, "bench", "node-token", "server.mjs"), str(ports["node"])], env=env)
+        started["node-proxy"] = procs.start(["node", os.path.join(ROOT, "bench", "node-proxy", "server.mjs"), str(ports["node-proxy"]),
+                                             f"http://127.0.0.1:{static_port}"], env={**env, "TINYBIRD_TOKEN": KEY})
+        for name, port in [*ports.items(), ("local", local_port)]:
+            wait_port(port, timeout=60, proc=started[name])
+        cookies = {name: login(ports[name]) for _, name, _ in servers}
+        cookies["node"] = cookies["node-proxy"] = "sid=bench-session"
         post, get = os.path.join(ROOT, "bench", "post.lua"), os.path.join(ROOT, "bench", "get.lua")
-        token = lambda n: (n, f"http://127.0.0.1:{ports[n]}/api/token", post, cookies[n])
         proxy_path = "/v0/pipes/top_products.json?limit=10&org_id=globex"
-        bff_proxy = ("bff-proxy", f"http://127.0.0.1:{ports['bff-memory']}/api/pipes/top_products.json?limit=10&org_id=globex", get, cookies["bff-memory"])
+        api_path = "/api/pipes/top_products.json?limit=10&org_id=globex"
+        token = lambda n: (n, f"http://127.0.0.1:{ports[n]}/api/token", post, cookies[n])
+        for b in builds:
+            mem = f"{b['name']}-memory"
+            b.update(proc=started[mem], cookie=cookies[mem], token=token(mem),
+                     healthz=(f"{b['name']}-healthz", f"http://127.0.0.1:{ports[mem]}/healthz", get, ""),
+                     proxy=(f"{b['name']}-proxy", f"http://127.0.0.1:{ports[mem]}{api_path}", get, cookies[mem]))
+        node_proxy = ("node-proxy", f"http://127.0.0.1:{ports['node-proxy']}{api_path}", get, cookies["node-proxy"])
         nginx_proxy = ("nginx-proxy_pass", f"http://127.0.0.1:{nginx_port}{proxy_path}", get, "")
         direct = ("upstream-direct", f"http://127.0.0.1:{static_port}{proxy_path}", get, "")
+        this = builds[0]
         cores = os.cpu_count()
-        print(f"machine: {cores} cores; {args.rounds} interleaved rounds of {args.duration} s each", flush=True)
+        print(f"machine: {cores} cores; {args.rounds} interleaved rounds of {args.duration} s each"
+              + (f"; baseline {args.baseline}" if args.baseline else ""), flush=True)
 
         print("1. token endpoint (1 thread, 32 connections)", flush=True)
-        tok = rounds([token("bff-memory"), token("bff-file"), token("node")], args.rounds, args.duration, 32)
+        tok = rounds([b["token"] for b in builds] + [token("bff-file"), token("node")], args.rounds, args.duration, 32)
         print("1b. the ceiling: a route that does nothing (GET /healthz) on each server", flush=True)
-        ceiling = rounds([("bff-healthz", f"http://127.0.0.1:{ports['bff-memory']}/healthz", get, ""),
-                          ("node-healthz", f"http://127.0.0.1:{ports['node']}/healthz", get, "")], args.rounds, args.duration, 32)
+        ceiling = rounds([b["healthz"] for b in builds] + [("node-healthz", f"http://127.0.0.1:{ports['node']}/healthz", get, "")],
+                         args.rounds, args.duration, 32)
         print("2. proxy (1 thread, 32 connections)", flush=True)
-        prx = rounds([bff_proxy, nginx_proxy, direct], args.rounds, args.duration, 32)
-        print("3. memory under 1,000 keep-alive connections on the proxy", flush=True)
-        pid = bff_procs["bff-memory"].pid
-        idle = rss_kb(pid, "VmRSS")
-        mem_run = wrk(bff_proxy[1], 1000, args.duration, get, cookies["bff-memory"], threads=2)
-        peak = rss_kb(pid, "VmHWM")
-        print(f"  idle {idle / 1024:.1f} MB, peak {peak / 1024:.1f} MB, {mem_run['rps']:.0f} req/s, errors {mem_run['errors']}", flush=True)
-        print("4. scaling", flush=True)
+        prx = rounds([b["proxy"] for b in builds] + [node_proxy, nginx_proxy, direct], args.rounds, args.duration, 32)
+        print("3. memory under 1,000 keep-alive connections on the proxy (2 threads)", flush=True)
+        mem = rss_rounds(builds, args.rounds, args.duration, get)
+        print("4. scaling (one round each)", flush=True)
         scaling = {}
         for conns in (32, 256, 1024):
             threads = 1 if conns == 32 else 2
-            scaling[("token", conns)] = rounds([token("bff-memory"), token("node")], 1, args.duration, conns, threads)
-            scaling[("proxy", conns)] = rounds([bff_proxy, nginx_proxy], 1, args.duration, conns, threads)
+            scaling[("token", conns)] = rounds([this["token"], token("node")], 1, args.duration, conns, threads)
+            scaling[("proxy", conns)] = rounds([this["proxy"], nginx_proxy], 1, args.duration, conns, threads)
         print("5. the local endpoint's ClickHouse SQL: a new text per call (parsed and translated) vs a repeated one", flush=True)
         sql_script = os.path.join(ROOT, "bench", "sql.lua")
         sql_url = f"http://127.0.0.1:{local_port}/v0/sql"
         local = rounds([("sql-repeated-text", sql_url, sql_script, "", {"BENCH_TOKEN": KEY}),
-                        ("sql-new-text", sql_url, sql_script, "", {"BENCH_TOKEN": KEY, "BENCH_FRESH": "1"})], args.rounds, args.duration, 8)
+                        ("sql-new-text", sql_url, sql_script, "", {"BENCH_TOKEN": KEY, "BENCH_FRESH": "1"})],
+                       report.sql_rounds(args.rounds), args.duration, 8)
     finally:
         procs.stop_all()
-    write_report(args, cores, tok, ceiling, prx, idle, peak, mem_run, scaling, local)
-
-
-def write_report(args, cores, tok, ceiling, prx, idle, peak, mem_run, scaling, local):
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    mem_total = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0) / 1024 / 1024
-    cmd = "bench/run" + ("" if (args.duration, args.rounds) == (10, 3) else f" --duration {args.duration} --rounds {args.rounds}")
-    m = lambda res, k: med(res, k)
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured with `{cmd}` on {time.strftime('%Y-%m-%d')}: {cores} cores ({cpu}), {mem_total:.0f} GiB, "
-        f"wrk, the BFF, its competitors and their upstream all on this one machine. Each row is the median of "
-        f"{args.rounds} interleaved {args.duration} s rounds (A B C A B C ...). Ratios are what to read: the "
-        "machines are shared and noisy, so absolute numbers move between runs.",
-        "",
-        "## 1. Token endpoint: `POST /api/token` vs a Node.js `node:http` + `jose` route",
-        "",
-        "Logged-in session, 3 pipes with fixed params, 1 thread, 32 connections. The Node server looks the",
-        "session up in a `Map` and signs the same claims with `SignJWT` (`bench/node-token/server.mjs`).",
-        "",
-        "| target | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, res in tok.items():
-        lines.append(f"| {name} | {m(res, 'rps'):.0f} | {m(res, 'p50'):.2f} | {m(res, 'p99'):.2f} | {sum(r['errors'] for r in res)} |")
-    bm, bf, nd = tok["bff-memory"], tok["bff-file"], tok["node"]
-    lines += [
-        "",
-        f"- BFF (memory sessions) / Node: **{m(bm, 'rps') / m(nd, 'rps'):.1f}x** the requests/s (target at least 5x); "
-        f"p99 {m(bm, 'p99'):.2f} ms vs {m(nd, 'p99'):.2f} ms (target lower: {'met' if m(bm, 'p99') < m(nd, 'p99') else 'missed'}).",
-        f"- BFF (file sessions) / Node: **{m(bf, 'rps') / m(nd, 'rps'):.1f}x**.",
-        f"- File store / memory store: **{m(bf, 'rps') / m(bm, 'rps'):.2f}** of the throughput (target within 20%, i.e. at least 0.80).",
-        "",
-        "The ceiling: the same wrk settings on a route that does nothing (`GET /healthz`, no session, no",
-        "signing) on each server, measured in the same run. No token route can beat its own server's no-op.",
-        "",
-        "| target | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, res in ceiling.items():
-        lines.append(f"| {name} | {m(res, 'rps'):.0f} | {m(res, 'p50'):.2f} | {m(res, 'p99'):.2f} | {sum(r['errors'] for r in res)} |")
-    bh, nh = ceiling["bff-healthz"], ceiling["node-healthz"]
-    lines += [
-        "",
-        f"- The BFF's token route runs at **{m(bm, 'rps') / m(bh, 'rps'):.2f}** of its no-op ceiling (memory sessions; target at least 0.80), "
-        f"{m(bf, 'rps') / m(bh, 'rps'):.2f} (file); Node's at {m(nd, 'rps') / m(nh, 'rps'):.2f} of its own ({m(nh, 'rps'):.0f} req/s).",
-        "",
-        "## 2. Proxy mode vs NGINX `proxy_pass`",
-        "",
-        "Same upstream for both: NGINX serving a static ~1 KB Tinybird-shaped JSON. NGINX: `worker_processes auto`,",
-        "keep-alive upstream pool, access log off. The BFF also checks the session and the grant, rewrites the fixed",
-        "param (`org_id=globex` in the URL becomes the user's `acme`) and signs the upstream request with a cached JWT.",
-        "",
-        "| target | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, res in prx.items():
-        lines.append(f"| {name} | {m(res, 'rps'):.0f} | {m(res, 'p50'):.2f} | {m(res, 'p99'):.2f} | {sum(r['errors'] for r in res)} |")
-    bp, ng, di = prx["bff-proxy"], prx["nginx-proxy_pass"], prx["upstream-direct"]
-    lines += [
-        "",
-        f"- Throughput BFF / NGINX: **{m(bp, 'rps') / m(ng, 'rps'):.2f}** (target at least 1.00).",
-        f"- p99 BFF - NGINX: **{m(bp, 'p99') - m(ng, 'p99'):+.2f} ms** (target at most +1 ms).",
-        f"- Latency the BFF adds over calling the upstream directly: p50 {m(bp, 'p50') - m(di, 'p50'):+.2f} ms, p99 {m(bp, 'p99') - m(di, 'p99'):+.2f} ms.",
-        "",
-        "## 3. Memory",
-        "",
-        f"Peak RSS of the BFF (`VmHWM`) under 1,000 concurrent keep-alive connections on the proxy: **{peak / 1024:.1f} MB** "
-        f"(target under 48 MB); idle RSS before the load {idle / 1024:.1f} MB; {mem_run['rps']:.0f} req/s, {mem_run['errors']} errors.",
-        "",
-        "## 4. Scaling with connections",
-        "",
-        "| pair | connections | BFF req/s | other req/s | ratio | BFF p99 ms | other p99 ms | errors (BFF/other) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for (pair, conns), res in scaling.items():
-        (an, a), (bn, b) = list(res.items())
-        lines.append(f"| {pair} ({an} vs {bn}) | {conns} | {m(a, 'rps'):.0f} | {m(b, 'rps'):.0f} | {m(a, 'rps') / m(b, 'rps'):.2f} | "
-                     f"{m(a, 'p99'):.2f} | {m(b, 'p99'):.2f} | {a[0]['errors']}/{b[0]['errors']} |")
-    lines.append("")
-    for conns in (256, 1024):
-        (_, a), (_, b) = list(scaling[("proxy", conns)].items())
-        lines.append(f"- Proxy at {conns} connections: BFF / NGINX **{m(a, 'rps') / m(b, 'rps'):.2f}** (target at least 0.90); "
-                     f"p99 BFF - NGINX **{m(a, 'p99') - m(b, 'p99'):+.2f} ms** (target at most +1 ms).")
-    rep, new = local["sql-repeated-text"], local["sql-new-text"]
-    lines += [
-        "",
-        "## 5. The local endpoint's ClickHouse SQL",
-        "",
-        "`GET /v0/sql` on `tinybird-bff local` (the demo data, 40,000 orders) with the admin token, 8 connections: a",
-        "ClickHouse query (`SELECT count(), uniq(product_id) ... WHERE org_id = 'acme' ... FORMAT JSON`) translated to SQLite and run.",
-        "With a repeated text the translation is a cache hit; with a new text per call (one literal changes) every call",
-        "parses and translates it again (`bench/sql.lua`).",
-        "",
-        "| target | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, res in local.items():
-        lines.append(f"| {name} | {m(res, 'rps'):.0f} | {m(res, 'p50'):.2f} | {m(res, 'p99'):.2f} | {sum(r['errors'] for r in res)} |")
-    lines += [
-        "",
-        f"- New text / repeated text: **{m(new, 'rps') / m(rep, 'rps'):.2f}** of the throughput: what parsing and translating costs "
-        "a call that runs the query too.",
-    ]
-    lines += ["", "Micro-benchmarks of the hot functions: `cargo bench` (divan; `benches/hot_paths.rs`).", ""]
-    # The hand-written part (what was changed, before/after) survives a re-run.
-    kept = ""
-    if os.path.exists(args.output):
-        old = open(args.output).read()
-        at = old.find(NOTES_HEADING)
-        kept = old[at:] if at >= 0 else ""
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write("\n".join(lines) + ("\n" + kept if kept else ""))
-    print("\n".join(lines))
-    print(f"\nwrote {args.output}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    names = [{"label": b["label"], "token": b["token"][0], "healthz": b["healthz"][0], "proxy": b["proxy"][0]} for b in builds]
+    report.write(args, cores, names, tok, ceiling, prx, mem, scaling, local)
 
 
 if __name__ == "__main__":

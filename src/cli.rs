@@ -189,19 +189,17 @@ pub fn mint(config: &Path, user: &str, explain: bool) -> anyhow::Result<()> {
         .tinybird
         .for_user(&record.user)
         .map_err(|e| anyhow::anyhow!("no Tinybird workspace for user {user}: {e}"))?;
+    let plan = crate::tinybird::mint::TokenPlan {
+        name: settings.token_name.render(&record.user)?,
+        ttl: settings.token_ttl,
+        rps: settings.token_rps,
+    };
     let params = crate::tinybird::mint::MintParams {
         workspace_id: &workspace.workspace_id,
         signing_key: workspace.signing_key.secret(),
-        ttl: settings.token_ttl,
-        rps: settings.token_rps,
-        name: &settings.token_name,
+        plan: &plan,
     };
-    let minted = mint_token(
-        &record.user,
-        &access,
-        &params,
-        chrono::Utc::now().timestamp(),
-    )?;
+    let minted = mint_token(&access, &params, chrono::Utc::now().timestamp());
     if !explain {
         return print_out(&format!("{}\n", minted.token));
     }

@@ -108,6 +108,9 @@ pub struct Access {
     /// it is never reused after a reload changes what its user may read.
     #[serde(skip)]
     fingerprint: String,
+    /// The grants behind any of it, sorted (per-grant rate limits follow them).
+    #[serde(skip)]
+    grant_names: Vec<String>,
 }
 
 impl Access {
@@ -117,11 +120,25 @@ impl Access {
         let scopes = (&pipes, &datasources);
         let text = serde_json::to_vec(&scopes).expect("strings and JSON values");
         let fingerprint = hex::encode(&sha2::Sha256::digest(&text)[..16]);
+        let mut grant_names: Vec<String> = pipes
+            .iter()
+            .flat_map(|p| &p.grants)
+            .chain(datasources.iter().flat_map(|d| &d.grants))
+            .cloned()
+            .collect();
+        grant_names.sort();
+        grant_names.dedup();
         Self {
             pipes,
             datasources,
             fingerprint,
+            grant_names,
         }
+    }
+
+    /// The grants behind any of this access, sorted.
+    pub fn grant_names(&self) -> &[String] {
+        &self.grant_names
     }
 
     /// See the field: equal fingerprints, equal rows readable.

@@ -15,8 +15,19 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::auth::store::SessionStoreKind;
 use crate::redis::Redis;
+
+/// What readiness checks of the session store: that Redis answers, that the file store's
+/// directory is still one, or nothing (memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// Sessions live in the shared Redis.
+    Redis,
+    /// Sessions live in files in this directory.
+    Dir(std::path::PathBuf),
+    /// Sessions live in this process.
+    Memory,
+}
 
 /// How long the upstream check may take.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,7 +42,7 @@ pub struct Health {
     /// The last result per upstream host and when it was taken.
     last_upstream: Mutex<HashMap<Url, (Instant, bool)>>,
     /// Where sessions live (a file store's directory must stay a directory).
-    session_store: SessionStoreKind,
+    session_store: SessionCheck,
 }
 
 impl std::fmt::Debug for Health {
@@ -45,10 +56,7 @@ impl std::fmt::Debug for Health {
 impl Health {
     /// Checks for a BFF whose remote Tinybird hosts are `upstreams` (by workspace; the
     /// embedded endpoint is not probed) and whose sessions live in `session_store`.
-    pub fn new(
-        upstreams: Vec<(String, Url)>,
-        session_store: SessionStoreKind,
-    ) -> anyhow::Result<Self> {
+    pub fn new(upstreams: Vec<(String, Url)>, session_store: SessionCheck) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(UPSTREAM_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -133,15 +141,15 @@ impl Health {
             None => None,
         };
         let session = match (&self.session_store, redis_ok) {
-            (SessionStoreKind::Redis, ok) => check(ok == Some(true), "redis", "redis unreachable"),
-            (SessionStoreKind::File(dir), _) => {
+            (SessionCheck::Redis, ok) => check(ok == Some(true), "redis", "redis unreachable"),
+            (SessionCheck::Dir(dir), _) => {
                 let ok = dir.is_dir();
                 if !ok {
                     tracing::warn!(dir = %dir.display(), "readiness: session directory missing");
                 }
                 check(ok, "file", "session directory missing")
             }
-            (SessionStoreKind::Memory, _) => check(true, "memory", "memory"),
+            (SessionCheck::Memory, _) => check(true, "memory", "memory"),
         };
         checks.push(("session_store", session));
         if !self.upstreams.is_empty() {

@@ -1,7 +1,7 @@
 //! Credentials out of everything the BFF relays or writes down.
 //!
 //! Tinybird's server echoes a refused token in its 403 body (`invalid authentication token.
-//! Invalid token b'<the whole token>': Signature has expired`, contract section 6). A proxy
+//! Invalid token b'<the whole token>': Signature has expired`, docs/tinybird.md, "Error bodies"). A proxy
 //! that relays that body hands the browser the credential it used: the user's server-side
 //! JWT, or a static read token that reads every tenant. So every byte the proxy relays from
 //! Tinybird (body, header values, error text) passes a [`Redactor`] that knows the

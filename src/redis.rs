@@ -22,6 +22,16 @@ use serde::Deserialize;
 use crate::config::problem::{EnvLookup, Problem};
 use crate::metrics::Metrics;
 
+/// What to do when the shared store (Redis) cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Let requests through (and count `tbff_redis_errors_total`).
+    #[default]
+    Open,
+    /// Refuse with 503.
+    Closed,
+}
+
 /// `[redis]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -71,9 +71,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// The settings in force now (what a reload would start from).
-    pub fn settings(&self) -> Arc<Settings> {
-        self.state.settings()
+    /// A copy of the settings in force now (what a reload would start from).
+    pub fn settings(&self) -> Settings {
+        self.state.snapshot().settings.clone()
     }
 
     /// Reloads now with `next` (as `SIGHUP` does with the files): the problems when it
@@ -88,7 +88,8 @@ impl Running {
     /// Reloads with `load` on `SIGHUP` and whenever one of the files the settings came from
     /// changes (checked every `reload.watch`), until the servers stop.
     pub fn watch(&mut self, load: Loader) {
-        let settings = self.state.settings();
+        let snapshot = self.state.snapshot();
+        let settings = &snapshot.settings;
         let task = watch_files(
             Arc::clone(&self.state),
             load,
@@ -335,7 +336,7 @@ async fn watch_files(
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = fingerprint(&state.settings().sources);
+    let mut seen = fingerprint(&state.snapshot().settings.sources);
     let mut tick = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -354,7 +355,7 @@ async fn watch_files(
             _ = stop.wait_for(|s| *s) => return,
             () = hangup => "SIGHUP",
             _ = tick.tick(), if every.is_some() => {
-                let now = fingerprint(&state.settings().sources);
+                let now = fingerprint(&state.snapshot().settings.sources);
                 if now == seen { continue; }
                 "a watched file changed"
             }
@@ -372,6 +373,6 @@ async fn watch_files(
         let _ = reload(&state, next);
         // Whatever the outcome, the files as they are now are the ones seen: a bad file is
         // reported once, not on every tick, and reloaded when it changes again.
-        seen = fingerprint(&state.settings().sources);
+        seen = fingerprint(&state.snapshot().settings.sources);
     }
 }

@@ -494,8 +494,9 @@ mod tests {
         let table = Table::default();
         let first = table.admit(2).unwrap();
         let second = table.admit(2).unwrap();
-        second.waiting_since.store(0, Ordering::Release);
-        // The longest-waiting one (second, waiting since 0) makes room.
+        first.waiting_since.store(5_000, Ordering::Release);
+        second.waiting_since.store(1_000, Ordering::Release);
+        // The longest-waiting one (second, waiting since 1 s) makes room.
         let third = table.admit(2).unwrap();
         assert!(!table.conns.lock().unwrap().contains_key(&second.id));
         // With both remaining connections busy, a newcomer is refused.

@@ -9,8 +9,8 @@
 //! so bearer requests need no CSRF check. The flip side is an invariant every caller relies
 //! on: when an `Authorization` header is present, the request is authenticated by it alone
 //! (a bad or foreign scheme is a 401, never a fall back to the cookie), because
-//! the CSRF layer (`crate::http::middleware::csrf::unless_bearer`) skipped the check on the
-//! strength of that header.
+//! the data routes (`crate::http::context`) skip the CSRF check on the strength of that
+//! header.
 
 use axum::http::{HeaderMap, header};
 

@@ -15,5 +15,4 @@ pub mod redis_store;
 pub(crate) mod session;
 pub mod session_store;
 pub mod store;
-pub mod throttle;
 pub mod users;

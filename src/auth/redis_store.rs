@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+use crate::auth::session::LoginCache;
 use crate::metrics::Metrics;
 use crate::redis::Redis;
 
@@ -142,17 +143,33 @@ tokio::task_local! {
     static STORE_FAILED: Cell<bool>;
 }
 
-/// Wraps a store: counts failures and flags the request for [`watch_failures`].
+/// Wraps a store: counts failures, flags the request for [`watch_failures`], and makes the
+/// decoded-login cache forget every session the store writes or deletes.
 #[derive(Debug, Clone)]
 pub struct ObservedStore {
     inner: Arc<dyn SessionStore>,
     metrics: Metrics,
+    logins: Option<Arc<LoginCache>>,
 }
 
 impl ObservedStore {
-    /// Observes `inner`.
-    pub fn new(inner: Arc<dyn SessionStore>, metrics: Metrics) -> Self {
-        Self { inner, metrics }
+    /// Observes `inner`; `logins` is the cache of its decoded logins, if any.
+    pub fn new(
+        inner: Arc<dyn SessionStore>,
+        metrics: Metrics,
+        logins: Option<Arc<LoginCache>>,
+    ) -> Self {
+        Self {
+            inner,
+            metrics,
+            logins,
+        }
+    }
+
+    fn forget(&self, id: &Id) {
+        if let Some(logins) = &self.logins {
+            logins.forget(id);
+        }
     }
 
     fn seen<T>(&self, result: session_store::Result<T>) -> session_store::Result<T> {
@@ -169,10 +186,13 @@ impl ObservedStore {
 impl SessionStore for ObservedStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let result = self.inner.create(record).await;
+        self.forget(&record.id);
         self.seen(result)
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.forget(&record.id);
         let result = self.inner.save(record).await;
+        self.forget(&record.id);
         self.seen(result)
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -180,7 +200,9 @@ impl SessionStore for ObservedStore {
         self.seen(result)
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.forget(id);
         let result = self.inner.delete(id).await;
+        self.forget(id);
         self.seen(result)
     }
 }

@@ -27,9 +27,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 pub use crate::auth::store::SessionStoreKind;
-use crate::auth::throttle::ThrottleConfig;
 use crate::auth::users::UserDirectory;
 use crate::grants::{GrantConfig, Grants};
+use crate::ratelimit::throttle::ThrottleConfig;
 use crate::tinybird::mint::NameTemplate;
 use access::{AccessInput, UsersConfig};
 use problem::problem;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::problem::{Problem, parse_duration, problem};
 use crate::auth::store::SessionStoreKind;
-use crate::auth::throttle::ThrottleConfig;
+use crate::ratelimit::throttle::ThrottleConfig;
 
 /// `[session]` as written.
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::CurrentUser;
+use super::context::CurrentUser;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::metrics::usage::ADMIN_ROLE;

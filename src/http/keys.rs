@@ -56,11 +56,7 @@ async fn admin(
             "API keys are managed from a signed-in session (the cookie), never with an Authorization header".into(),
         ));
     }
-    let settings = state.settings();
-    let lifetime = state.session_lifetime(&settings);
-    let user = crate::auth::session::current_user(session, &settings.users, lifetime)
-        .await?
-        .user;
+    let user = super::context::who(state, &state.snapshot(), session, headers).await?;
     Ok((user, keys))
 }
 
@@ -100,12 +96,12 @@ pub async fn list(
             v
         })
         .collect();
-    let settings = state.settings();
+    let snapshot = state.snapshot();
     Ok(Json(json!({
         "keys": list,
         "tenant": user.tenant,
         "platform_admin": user.roles.iter().any(|r| r == crate::metrics::usage::ADMIN_ROLE),
-        "grantable": keys.grantable(&settings.grants, &user),
+        "grantable": keys.grantable(&snapshot.settings.grants, &user),
         "token_ttl_seconds": keys.settings().token_ttl.as_secs(),
         "usage_enabled": state.usage.is_some(),
     })))
@@ -207,9 +203,9 @@ pub async fn create(
         quota,
         attributes: body.attributes,
     };
-    let settings = state.settings();
+    let snapshot = state.snapshot();
     let issued = keys
-        .create(&settings.grants, Actor::User(&user), new, now)
+        .create(&snapshot.settings.grants, Actor::User(&user), new, now)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -5,13 +5,13 @@
 //!
 //! [`reload`] puts reloaded settings in force (`crate::run` decides when).
 //!
-//! A request goes: [`router`] (which route, which layers: [`middleware`]) → the route group's
-//! file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`keys`], [`ops`], [`web`]) →
-//! [`extract`] (who) and [`access`] (CSRF, grants) → the services → the response.
+//! A request goes: [`router`] (which route, which layers: [`middleware`]) → [`context`] (the
+//! request resolved once: CSRF, who, what, workspace, limits, budget, token plan) → the route
+//! group's file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`keys`], [`ops`],
+//! [`web`]) → the services → the response.
 
-pub(crate) mod access;
 pub(crate) mod admin;
-pub(crate) mod extract;
+pub mod context;
 pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod middleware;

@@ -32,7 +32,7 @@ pub async fn providers(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let local = state.settings().users.ids().next().is_some();
+    let local = state.snapshot().settings.users.ids().next().is_some();
     Json(json!({ "local": local, "providers": providers }))
 }
 
@@ -44,7 +44,8 @@ pub async fn login(
     Query(query): Query<LoginQuery>,
 ) -> Result<impl IntoResponse, AppError> {
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let settings = state.settings();
+    let snapshot = state.snapshot();
+    let settings = &snapshot.settings;
     let (to, sealed) = flow::begin(
         &state.oidc,
         provider,
@@ -53,7 +54,7 @@ pub async fn login(
         &settings.public_url,
     )
     .await?;
-    let cookie = pending_cookie(&settings, sealed, flow::PENDING_TTL_SECS);
+    let cookie = pending_cookie(settings, sealed, flow::PENDING_TTL_SECS);
     Ok((
         AppendHeaders([(SET_COOKIE, cookie)]),
         Redirect::to(to.as_str()),
@@ -100,8 +101,9 @@ pub async fn callback(
     headers: HeaderMap,
     session: Session,
 ) -> Response {
-    let settings = state.settings();
-    let forget = pending_cookie(&settings, String::new(), 0);
+    let snapshot = state.snapshot();
+    let settings = &snapshot.settings;
+    let forget = pending_cookie(settings, String::new(), 0);
     let done = finish(&state, peer, &name, query, &headers, &session).await;
     (AppendHeaders([(SET_COOKIE, forget)]), done).into_response()
 }
@@ -116,8 +118,9 @@ async fn finish(
 ) -> Result<Redirect, AppError> {
     let name = name.to_owned();
     let provider = flow::login_provider(&state.oidc, &name)?;
-    let settings = state.settings();
-    let cookie = pending_from(headers, &pending_cookie_name(&settings));
+    let snapshot = state.snapshot();
+    let settings = &snapshot.settings;
+    let cookie = pending_from(headers, &pending_cookie_name(settings));
     let callback = (query, cookie.as_deref());
     let public_url = &settings.public_url;
     let done =

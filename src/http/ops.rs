@@ -71,7 +71,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // Each workspace's key by fingerprint (never the key) and when it was loaded, so a
     // rotation can be seen to have reached every instance.
     let mut workspaces = Map::new();
-    for w in state.workspaces().iter() {
+    for w in state.snapshot().workspaces.iter() {
         let loaded_at = chrono::DateTime::from_timestamp(w.loaded_at, 0)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();

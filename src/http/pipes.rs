@@ -1,10 +1,11 @@
 //! `GET`/`POST /api/pipes/{pipe}.{format}`: proxy mode's route (the service is
 //! `crate::proxy`). One log line and one metric per call, never the query or a token.
 //!
-//! In request order: who (401; the CSRF check for a cookie `POST`), the pipe name and format,
-//! a pipe that exists (404), a grant for it (403), the parameters (query string plus a form
-//! `POST`; bounded, strictly UTF-8), the user's fixed params over them, the credential, then
-//! Tinybird, through the response cache when the pipe has one.
+//! In request order: the request's [`Ctx`] (the CSRF check for a cookie `POST`, who, limits
+//! and budgets: see `super::context`), the pipe name and format, the caller's workspace, a
+//! pipe that exists there (404), a grant for it (403), the parameters (query string plus a
+//! form `POST`; bounded, strictly UTF-8), the user's fixed params over them, the credential,
+//! then Tinybird, through the response cache when the pipe has one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,30 +15,28 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::access;
-use super::extract::CurrentUser;
+use super::context::Ctx;
 use super::state::{App, AppState};
 use crate::error::AppError;
 use crate::proxy::cache::CacheStatus;
 use crate::proxy::respond::UpstreamRequestId;
 use crate::proxy::{Attempts, Call, MAX_FORM_BYTES, MAX_QUERY_BYTES, ProxyError, rewrite};
+use crate::tinybird::mint::MintParams;
 use crate::tinybird::params::Params;
 use crate::user::User;
 
 /// `GET`/`POST /api/pipes/{pipe}.{format}`.
 pub async fn pipe(
     State(state): State<AppState>,
-    user: Result<CurrentUser, AppError>,
+    ctx: Ctx,
     Path(file): Path<String>,
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let mut caller = None;
     // Borrowed from the request, not copied out of it by extractors.
     let (parts, body) = request.into_parts();
     let request = (&parts.method, &parts.uri, &parts.headers);
-    let (mut response, cache) = match handle(&state, user, &file, request, body, &mut caller).await
-    {
+    let (mut response, cache) = match handle(&state, &ctx, &file, request, body).await {
         Ok(done) => done,
         Err(e) => (e.into_response(), None),
     };
@@ -46,7 +45,7 @@ pub async fn pipe(
         response.headers_mut().insert("x-bff-cache", value);
     }
     let pipe = rewrite::parse_file(&file).map_or_else(|_| "-".to_owned(), |t| t.pipe);
-    let seen = observe(&state, caller.as_ref(), &pipe, &response, started);
+    let seen = observe(&state, &ctx.user, &pipe, &response, started);
     tracing::info!(
         pipe = %pipe,
         status = seen.status,
@@ -55,7 +54,7 @@ pub async fn pipe(
         elapsed_ms = seen.elapsed_ms,
         "proxied pipe call"
     );
-    response
+    ctx.finish(response)
 }
 
 /// What a proxied call did, for its log line.
@@ -72,7 +71,7 @@ pub(super) struct Observed {
 /// and tells usage which of Tinybird's rows was the proxy's.
 pub(super) fn observe(
     app: &App,
-    caller: Option<&User>,
+    caller: &User,
     label: &str,
     response: &Response,
     started: Instant,
@@ -80,15 +79,11 @@ pub(super) fn observe(
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let tenant = caller.and_then(|u| u.tenant.as_deref());
     app.metrics
-        .proxy_request(tenant, label, status, attempts, elapsed);
-    if let (Some(usage), Some(user), Some(id)) = (
-        &app.usage,
-        caller,
-        response.extensions().get::<UpstreamRequestId>(),
-    ) {
-        usage.proxied(user, &id.0);
+        .proxy_request(caller.tenant.as_deref(), label, status, attempts, elapsed);
+    if let (Some(usage), Some(id)) = (&app.usage, response.extensions().get::<UpstreamRequestId>())
+    {
+        usage.proxied(caller, &id.0);
     }
     Observed {
         attempts,
@@ -97,51 +92,46 @@ pub(super) fn observe(
     }
 }
 
-/// What to send, with which credential; then the call (through the cache or not). The
-/// caller goes in `caller` for the metrics once the call is made.
+/// What to send, with which credential; then the call (through the cache or not).
 async fn handle(
     state: &AppState,
-    user: Result<CurrentUser, AppError>,
+    ctx: &Ctx,
     file: &str,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
-    caller: &mut Option<User>,
 ) -> Result<(Response, Option<CacheStatus>), ProxyError> {
-    let settings = state.settings();
-    let user = access::signed_in(user, method, headers, &settings.public_url)?;
     let target = rewrite::parse_file(file)?;
-    let workspace = state.workspace_for(&user)?;
+    let workspace = ctx.workspace()?;
     let known = workspace.known_pipes.as_ref();
     if known.is_some_and(|pipes| !pipes.contains(&target.pipe)) {
         return Err(AppError::NotFound(format!("pipe {} not found", target.pipe)).into());
     }
-    let access = access::grants_of(&settings.grants, &user)?;
-    let pipe_access = access.pipe(&target.pipe).cloned().ok_or_else(|| {
+    let access = ctx.access()?;
+    let pipe_access = access.pipe(&target.pipe).ok_or_else(|| {
         AppError::Forbidden(format!(
             "no grant gives you pipe {}: ask an admin for one",
             target.pipe
         ))
     })?;
     let params = read_params(method, uri, headers, body).await?;
+    let plan = ctx.plan()?;
+    let mint = MintParams {
+        workspace_id: &workspace.workspace_id,
+        signing_key: workspace.signing_key.secret(),
+        plan,
+    };
     let call = Call {
-        params: rewrite::effective_params(params, &pipe_access)?,
-        bearer: state.proxy.bearer(
-            &user,
-            &access,
-            &workspace,
-            &state.mint_params_for(&settings, &workspace, &user),
-        )?,
+        params: rewrite::effective_params(params, pipe_access)?,
+        bearer: state.proxy.bearer(access, workspace, &mint)?,
         form: method == Method::POST,
         target,
-        workspace: Arc::clone(&workspace),
+        workspace: Arc::clone(workspace),
     };
-    *caller = Some(user.clone());
     match state.proxy.cache_ttl(&call.target) {
         None => Ok((state.proxy.fetch(&call).await, None)),
         Some(ttl) => {
             // Keyed by the workspace and the JWT `name`: the identity whose rows it holds.
-            let name = settings.token_name.render(&user).map_err(AppError::from)?;
-            let identity = format!("{}/{name}", workspace.name);
+            let identity = format!("{}/{}", workspace.name, plan.name);
             let (response, status) = state.proxy.fetch_cached(call, &identity, ttl).await;
             Ok((response, Some(status)))
         }

@@ -23,8 +23,8 @@ pub struct Reloaded {
 
 /// Puts `next` in force, or explains why not (then nothing changed).
 pub fn apply(app: &App, mut next: Settings) -> Result<Reloaded, Vec<String>> {
-    let current = app.settings();
-    let running = app.workspaces();
+    let snapshot = app.snapshot();
+    let (current, running) = (&snapshot.settings, &snapshot.workspaces);
     let mut problems = Vec::new();
     let now = chrono::Utc::now().timestamp();
     let mut list = Vec::new();
@@ -88,7 +88,7 @@ pub fn apply(app: &App, mut next: Settings) -> Result<Reloaded, Vec<String>> {
         app.audit.config_reload(Err(&problems));
         return Err(problems);
     }
-    reloaded.need_restart = keep_restart_only(&current, &mut next);
+    reloaded.need_restart = keep_restart_only(current, &mut next);
     let workspaces = Workspaces::new(list, next.tinybird.rule.clone());
     crate::redact::register_log_secrets(
         next.tinybird

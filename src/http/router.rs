@@ -3,7 +3,8 @@
 //! - the browser page: `GET /` and its assets (`web/`, embedded in the binary);
 //! - the app's JavaScript, with the session cookie: `/api/login`, `/api/logout`, `/api/me`,
 //!   `/api/token` and the proxy (`/api/pipes/...`, `/api/sql`); POSTs pass the CSRF check,
-//!   except with `Authorization: Bearer <IdP token>`, which has no cookie to ride on;
+//!   except with `Authorization: Bearer <IdP token or API key>`, which has no cookie to ride
+//!   on (API keys, `Bearer tbk_...`, work on these routes only);
 //! - browsers sent to and back from identity providers: `/api/providers`,
 //!   `/auth/{provider}/login`, `/auth/{provider}/callback`;
 //! - admins in the web app: `/api/admin/usage` (role `admin`); tenant and platform admins:
@@ -14,14 +15,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get, post};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{csrf, envelope, limits, sessions};
+use super::middleware::{csrf, envelope, sessions};
 use super::state::AppState;
 use super::{admin, keys, login, oidc, ops, pipes, sql, token, web};
 use crate::error::AppError;
@@ -30,38 +31,36 @@ use crate::serve::ConnLimits;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
-    let public_url = state.settings().public_url.clone();
-    // Rate limits and usage budgets, in one layer (each layer costs per request).
-    let limited = |scope| from_fn_with_state((Arc::clone(&state), scope), limits::enforce);
+    let snapshot = state.snapshot();
+    let public_url = snapshot.settings.public_url.clone();
     // The app's JavaScript, on the session cookie.
     // A login body is bounded by the field caps, before it is read whole.
-    let login_body = DefaultBodyLimit::max(state.settings().login_caps.body_bytes());
+    let login_body = DefaultBodyLimit::max(snapshot.settings.login_caps.body_bytes());
     let session_routes = Router::new()
         .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
-        .route_layer(from_fn_with_state(public_url.clone(), csrf::require))
+        .route_layer(from_fn_with_state(public_url, csrf::require))
         .route("/api/me", get(login::me));
-    // A bearer-authenticated token request carries no cookie, so CSRF applies only without one.
-    let token_route = Router::new()
+    // The data routes resolve their request once (`super::context::Ctx`: CSRF for a cookie
+    // POST, who, limits, budget), counting it as the `Scope` they declare here. A bearer
+    // request carries no cookie, so the CSRF check applies only without one; proxy GETs are
+    // read-only and need none.
+    let data_routes = Router::new()
         .route(
             "/api/token",
-            post(token::token).route_layer(limited(Scope::Token)),
+            post(token::token).route_layer(Extension(Scope::Token)),
         )
-        .route_layer(from_fn_with_state(public_url, csrf::unless_bearer));
-    // Proxy GETs are read-only and need no CSRF header; form POSTs pass the check inside
-    // (`super::access`), where a bearer request is told apart.
-    let proxy_routes = Router::new()
         .route(
             "/api/pipes/{file}",
             get(pipes::pipe)
                 .post(pipes::pipe)
-                .route_layer(limited(Scope::Proxy)),
+                .route_layer(Extension(Scope::Proxy)),
         )
         .route(
             "/api/sql",
             get(sql::sql)
                 .post(sql::sql)
-                .route_layer(limited(Scope::Proxy)),
+                .route_layer(Extension(Scope::Proxy)),
         );
     // Browser navigations to and from identity providers (GETs: top-level redirects).
     let oidc_routes = Router::new()
@@ -73,12 +72,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/usage/budget", get(admin::budget));
     let with_session = Router::new()
         .merge(session_routes)
-        .merge(token_route)
-        .merge(proxy_routes)
+        .merge(data_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
-        .merge(keys::routes(state.settings().public_url.clone()))
-        .layer(sessions::layer(state.sessions.clone(), &state.settings()))
+        .merge(keys::routes(snapshot.settings.public_url.clone()))
+        .layer(sessions::layer(state.sessions.clone(), &snapshot.settings))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))
         .with_state(Arc::clone(&state));
@@ -108,7 +106,8 @@ pub fn router(state: AppState) -> Router {
 /// Hosts are fixed until a restart, so this is computed once.
 fn tinybird_origins(state: &AppState) -> String {
     let mut origins: Vec<String> = state
-        .workspaces()
+        .snapshot()
+        .workspaces
         .iter()
         .map(|w| origin_of(&w.url))
         .collect();

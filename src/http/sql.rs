@@ -2,10 +2,11 @@
 //! `crate::proxy`; what is sent upstream is `crate::proxy::sql`). One log line and one metric
 //! per call, under the pipe label `(sql)`: a query's text never becomes a label or a log.
 //!
-//! In request order: who (401; the CSRF check for a cookie `POST`), the credentials mode (501
-//! with a static token, which has no row filter), a data source in the user's grants (403,
-//! before any upstream call), the query (`q` in the query string or a form, or the raw `POST`
-//! body; 400 when missing), then Tinybird with the user's own JWT.
+//! In request order: the request's [`Ctx`] (the CSRF check for a cookie `POST`, who, limits
+//! and budgets: see `super::context`), the credentials mode (501 with a static token, which
+//! has no row filter), a data source in the user's grants (403, before any upstream call), the
+//! query (`q` in the query string or a form, or the raw `POST` body; 400 when missing), then
+//! Tinybird in the user's workspace with their own JWT.
 
 use std::time::Instant;
 
@@ -14,52 +15,44 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::access;
-use super::extract::CurrentUser;
+use super::context::Ctx;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::proxy::sql::{SqlBody, sql_params};
 use crate::proxy::{MAX_FORM_BYTES, ProxyError};
+use crate::tinybird::mint::MintParams;
 
 /// `GET`/`POST /api/sql`.
-pub async fn sql(
-    State(state): State<AppState>,
-    user: Result<CurrentUser, AppError>,
-    request: Request,
-) -> Response {
+pub async fn sql(State(state): State<AppState>, ctx: Ctx, request: Request) -> Response {
     let started = Instant::now();
-    let mut caller = None;
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
-    let response = handle(&state, user, method, uri, headers, body, &mut caller)
+    let response = handle(&state, &ctx, method, uri, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     // SQL is counted under one pipe label: its text never becomes a label.
-    let seen = super::pipes::observe(&state, caller.as_ref(), "(sql)", &response, started);
+    let seen = super::pipes::observe(&state, &ctx.user, "(sql)", &response, started);
     tracing::info!(
         status = seen.status,
         attempts = seen.attempts,
         elapsed_ms = seen.elapsed_ms,
         "proxied sql call"
     );
-    response
+    ctx.finish(response)
 }
 
 async fn handle(
     state: &AppState,
-    user: Result<CurrentUser, AppError>,
+    ctx: &Ctx,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-    caller: &mut Option<crate::user::User>,
 ) -> Result<Response, ProxyError> {
-    let settings = state.settings();
-    let user = access::signed_in(user, method, headers, &settings.public_url)?;
     if state.proxy.is_static() {
         return Err(ProxyError::SqlNeedsJwt);
     }
-    let access = access::grants_of(&settings.grants, &user)?;
+    let access = ctx.access()?;
     if access.datasources.is_empty() {
         return Err(AppError::Forbidden(
             "no grant gives you a data source: /api/sql reads data sources through their row filters; ask an admin for a grant with `datasources`".into(),
@@ -82,12 +75,15 @@ async fn handle(
         (false, false) => SqlBody::Raw(&bytes),
     };
     let params = sql_params(uri.query().unwrap_or(""), sql_body)?;
-    let workspace = state.workspace_for(&user)?;
-    let mint = state.mint_params_for(&settings, &workspace, &user);
-    let bearer = state.proxy.bearer(&user, &access, &workspace, &mint)?;
-    *caller = Some(user.clone());
+    let workspace = ctx.workspace()?;
+    let mint = MintParams {
+        workspace_id: &workspace.workspace_id,
+        signing_key: workspace.signing_key.secret(),
+        plan: ctx.plan()?,
+    };
+    let bearer = state.proxy.bearer(access, workspace, &mint)?;
     Ok(state
         .proxy
-        .sql(&workspace, &params, &bearer, method == Method::POST)
+        .sql(workspace, &params, &bearer, method == Method::POST)
         .await)
 }

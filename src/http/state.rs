@@ -5,30 +5,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::redis_store::{ObservedStore, RedisSessionStore};
+use crate::auth::session::LoginCache;
 use crate::auth::session_store::FileSessionStore;
 use crate::auth::store::DynStore;
 use arc_swap::ArcSwap;
 
 use crate::config::{SessionStoreKind, Settings, TinybirdHost};
-use crate::error::AppError;
+use crate::health::SessionCheck;
 use crate::ratelimit::Limiter;
 use crate::ratelimit::login::SharedThrottle;
-use crate::tinybird::mint::MintParams;
-use crate::tinybird::workspaces::{Workspace, Workspaces};
-use crate::user::User;
+use crate::tinybird::workspaces::Workspaces;
+
+/// What a reload replaces, as one value: a request resolves everything against one of these,
+/// so it never sees the settings of one reload with the workspaces or grants of another.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Validated settings: users, grants, token and session settings.
+    pub settings: Settings,
+    /// The workspaces (host, key) and which is each user's.
+    pub workspaces: Workspaces,
+}
 
 /// Everything the handlers share.
 pub struct App {
-    /// Validated settings (users, grants, TTLs); a reload swaps them whole (see `reload.rs`).
-    settings: ArcSwap<Settings>,
-    /// The workspaces (host, key) and which is each user's; swapped with the settings.
-    workspaces: ArcSwap<Workspaces>,
+    /// The settings, workspaces and grants in force; a reload swaps them as one (see
+    /// `reload.rs`).
+    snapshot: ArcSwap<Snapshot>,
     /// Failed-login counters per account (in Redis when configured: shared by instances).
     pub account_throttle: SharedThrottle,
     /// Failed-login counters per client address (higher limit: catches guessing across accounts).
     pub client_throttle: SharedThrottle,
     /// Where sessions live.
     pub sessions: DynStore,
+    /// Decoded logins by session id, with the stores this process alone writes (memory,
+    /// file); `None` with Redis (see `crate::auth::session`).
+    pub logins: Option<Arc<LoginCache>>,
     /// Proxy mode: upstream client and cached upstream tokens (shared with cache flights).
     pub proxy: Arc<crate::proxy::Proxy>,
     /// The shared Redis, when configured (sessions, limits, throttles).
@@ -51,6 +62,9 @@ pub struct App {
 
 /// Handler state.
 pub type AppState = Arc<App>;
+
+/// Sessions whose decoded login is kept (a few hundred bytes each).
+const CACHED_LOGINS: usize = 10_000;
 
 impl App {
     /// Builds the state; opens the session store and the audit output, prepares Redis.
@@ -81,7 +95,14 @@ impl App {
                     .expect("validated: session.store = redis needs [redis]"),
             )),
         };
-        let sessions = DynStore(Arc::new(ObservedStore::new(store, metrics.clone())));
+        // Only this process writes the embedded stores, so it may keep what it decoded.
+        let logins = (!matches!(settings.session_store, SessionStoreKind::Redis))
+            .then(|| Arc::new(LoginCache::new(CACHED_LOGINS)));
+        let sessions = DynStore(Arc::new(ObservedStore::new(
+            store,
+            metrics.clone(),
+            logins.clone(),
+        )));
         let hosts: Vec<(String, String)> = workspaces
             .iter()
             .map(|w| (w.name.clone(), w.url.clone()))
@@ -145,12 +166,7 @@ impl App {
                 redis.clone(),
                 fail,
             ),
-            limits: Limiter::new(
-                settings.limits.clone(),
-                Arc::clone(&settings.grants),
-                redis.clone(),
-                metrics.clone(),
-            ),
+            limits: Limiter::new(settings.limits.clone(), redis.clone(), metrics.clone()),
             audit,
             usage,
             health: crate::health::Health::new(
@@ -163,71 +179,35 @@ impl App {
                         TinybirdHost::Local(_) => None,
                     })
                     .collect(),
-                settings.session_store.clone(),
+                match &settings.session_store {
+                    SessionStoreKind::Redis => SessionCheck::Redis,
+                    SessionStoreKind::File(dir) => SessionCheck::Dir(dir.clone()),
+                    SessionStoreKind::Memory => SessionCheck::Memory,
+                },
             )?,
             redis,
             metrics,
-            settings: ArcSwap::from_pointee(settings),
-            workspaces: ArcSwap::from_pointee(workspaces),
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                settings,
+                workspaces,
+            }),
             sessions,
+            logins,
         }))
     }
 
-    /// The settings in force now (a reload may replace them for the next request).
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings.load_full()
+    /// The settings, workspaces and grants in force now (a reload may replace them for the
+    /// next request, never under one).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
     }
 
-    /// The workspaces in force now.
-    pub fn workspaces(&self) -> Arc<Workspaces> {
-        self.workspaces.load_full()
-    }
-
-    /// How long sessions last, as the settings in force say.
-    pub fn session_lifetime(&self, settings: &Settings) -> crate::auth::session::Lifetime {
-        crate::auth::session::Lifetime {
-            absolute: settings.session_absolute_ttl,
-        }
-    }
-
-    /// The workspace `user`'s tokens are for (a 403 naming the rule when none).
-    pub fn workspace_for(&self, user: &User) -> Result<Arc<Workspace>, AppError> {
-        Ok(self.workspaces.load().for_user(user)?)
-    }
-
-    /// Puts reloaded settings and workspaces in force, together.
+    /// Puts reloaded settings and workspaces in force, as one.
     pub fn replace(&self, settings: Settings, workspaces: Workspaces) {
-        self.limits.set_grants(Arc::clone(&settings.grants));
-        self.workspaces.store(Arc::new(workspaces));
-        self.settings.store(Arc::new(settings));
-    }
-}
-
-/// What minting for `workspace` needs, borrowed from the settings.
-pub fn mint_params<'a>(settings: &'a Settings, workspace: &'a Workspace) -> MintParams<'a> {
-    MintParams {
-        workspace_id: &workspace.workspace_id,
-        signing_key: workspace.signing_key.secret(),
-        ttl: settings.token_ttl,
-        rps: settings.token_rps,
-        name: &settings.token_name,
-    }
-}
-
-impl App {
-    /// What minting for `user` in `workspace` needs: the settings', with their plan's
-    /// `limits.rps` when `[usage.plans]` sets one.
-    pub fn mint_params_for<'a>(
-        &self,
-        settings: &'a Settings,
-        workspace: &'a Workspace,
-        user: &User,
-    ) -> MintParams<'a> {
-        let mut params = mint_params(settings, workspace);
-        if let Some(rps) = self.usage.as_ref().and_then(|u| u.limits_for(user).rps) {
-            params.rps = Some(rps);
-        }
-        params
+        self.snapshot.store(Arc::new(Snapshot {
+            settings,
+            workspaces,
+        }));
     }
 }
 

@@ -3,20 +3,16 @@
 //! The answer carries the server's clock (`server_time`) beside `expires_at`, so a browser with
 //! a skewed clock can still refresh on time.
 
+use axum::Json;
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::access;
-use super::extract::CurrentUser;
-use super::middleware::budget::BudgetStanding;
-use super::state::AppState;
+use super::context::Ctx;
+use super::state::{App, AppState};
 use crate::error::AppError;
 use crate::tinybird::claims::ScopeType;
-use crate::tinybird::mint::{Minted, mint};
-use crate::tinybird::workspaces::Workspace;
-use crate::usage::budget::Standing;
-use crate::user::User;
+use crate::tinybird::mint::{MintParams, Minted, mint};
 
 /// The token endpoint's JSON.
 #[derive(Debug, Serialize)]
@@ -41,22 +37,32 @@ pub struct TokenResponse {
 
 /// `POST /api/token`: for the session's user, or the user an `Authorization: Bearer <IdP
 /// access token>` proves (then the session is not consulted at all).
-pub async fn token(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    standing: Option<Extension<BudgetStanding>>,
-) -> Result<Json<TokenResponse>, AppError> {
+pub async fn token(State(state): State<AppState>, ctx: Ctx) -> Response {
+    let answer = mint_for(&state, &ctx).map(Json);
+    ctx.finish(answer.into_response())
+}
+
+/// Mints with the key of the caller's workspace, as their plan says; every refusal is a 403
+/// that says why (no workspace, no grant, a name that does not render).
+fn mint_for(state: &App, ctx: &Ctx) -> Result<TokenResponse, AppError> {
+    let workspace = ctx.workspace()?;
+    let access = ctx.access()?;
+    let plan = ctx.plan()?;
     let now = chrono::Utc::now().timestamp();
-    let standing = standing.map_or(Standing::Within, |s| s.0.0);
-    let workspace = state.workspace_for(&user)?;
-    let minted = mint_for(&state, &user, &workspace, standing, now)?;
+    let params = MintParams {
+        workspace_id: &workspace.workspace_id,
+        signing_key: workspace.signing_key.secret(),
+        plan,
+    };
+    let minted = mint(access, &params, now);
+    let user = &ctx.user;
     if let Some(usage) = &state.usage {
-        usage.minted(&user, &minted.claims.name);
+        usage.minted(user, &minted.claims.name);
     }
     tracing::info!(user = %user.id, name = %minted.claims.name, exp = minted.claims.exp, "token minted");
     state.metrics.token_minted(user.tenant.as_deref());
-    state.audit.token_minted(&user, &minted);
-    Ok(Json(TokenResponse {
+    state.audit.token_minted(user, &minted);
+    Ok(TokenResponse {
         expires_at: minted.claims.exp,
         expires_in: minted.claims.exp - now,
         server_time: now,
@@ -65,7 +71,7 @@ pub async fn token(
         datasources: resources(&minted, ScopeType::DatasourcesRead),
         name: minted.claims.name.clone(),
         token: minted.token,
-    }))
+    })
 }
 
 fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
@@ -76,23 +82,4 @@ fn resources(minted: &Minted, scope_type: ScopeType) -> Vec<String> {
         .filter(|s| s.scope_type == scope_type)
         .map(|s| s.resource.clone())
         .collect()
-}
-
-/// Evaluates grants and mints with the key of the user's workspace; every refusal is a 403
-/// that says why. Near a usage budget the token is shorter-lived and slower
-/// (`crate::usage`), so a JWT that cannot be revoked overshoots the budget by less.
-fn mint_for(
-    state: &AppState,
-    user: &User,
-    workspace: &Workspace,
-    standing: Standing,
-    now: i64,
-) -> Result<Minted, AppError> {
-    let settings = state.settings();
-    let access = access::grants_of(&settings.grants, user)?;
-    let mut params = state.mint_params_for(&settings, workspace, user);
-    if let Some(usage) = &state.usage {
-        (params.ttl, params.rps) = usage.mint_adjust(user, standing, params.ttl, params.rps);
-    }
-    Ok(mint(user, &access, &params, now)?)
 }

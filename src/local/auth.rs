@@ -1,6 +1,6 @@
 //! Who is calling the local endpoint, found and verified as Tinybird's server does it.
 //!
-//! Read in Tinybird's own request handler (contract section 6):
+//! Read in Tinybird's own request handler (docs/tinybird.md, "Token lookup" to "Error bodies"):
 //! - **Lookup.** The `token` parameter first (query string or form body). Only without it,
 //!   the `Authorization` header, split on one space into exactly two parts whose first is
 //!   `Bearer` (case-sensitive). Anything else is no token.

@@ -32,7 +32,7 @@ impl Api {
 /// An error answer: status, message, documentation link and any extra headers.
 #[derive(Debug)]
 pub struct ApiError {
-    /// HTTP status, from the contract's list (400, 403, 404, 405, 408, 413, 429, 500).
+    /// HTTP status, from Tinybird's list in docs/tinybird.md (400, 403, 404, 405, 408, 413, 429, 500).
     pub status: StatusCode,
     /// What the client should know, never internals.
     pub message: String,

@@ -1,6 +1,6 @@
 //! The headers Tinybird's server puts on every answer, and its `OPTIONS` answer.
 //!
-//! Read in its request handler (contract section 6): CORS for any origin with exactly these
+//! Read in its request handler (docs/tinybird.md, "CORS and response headers"): CORS for any origin with exactly these
 //! allowed headers and methods, `X-Tb-Warning` as the only exposed header (so a browser
 //! calling Tinybird directly cannot read `Retry-After` or `X-RateLimit-*`), a day of preflight
 //! caching, `X-Frame-Options: sameorigin`, and an `X-Request-ID` (a ULID, also the

@@ -1,6 +1,6 @@
 //! `tinybird.pipe_stats_rt`: one row per pipe or SQL request, as Tinybird records them.
 //!
-//! Tinybird's own usage record (contract section 6) is the only per-tenant attribution it
+//! Tinybird's own usage record (docs/tinybird.md, "Usage attribution") is the only per-tenant attribution it
 //! gives: for a JWT call `token` is empty and `token_name` is the JWT's `name`. The BFF's
 //! usage view reads it, so the local endpoint keeps it too, for every status (403 and 429
 //! included), 7 days and at most [`StatsSettings::max_rows`] rows.

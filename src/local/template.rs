@@ -11,7 +11,7 @@
 //!   say which type the value has. Even a literal `{{ 'DESC' }}` becomes a bind, which is the
 //!   price of never letting text from `{{ }}` reach the SQL.
 //!
-//! Choices the contract leaves open, kept here so they are easy to change:
+//! Choices Tinybird leaves undocumented (docs/tinybird.md, "Calling a pipe"), kept here so they are easy to change:
 //! - `defined(x)` (and `{% if x %}`) is true when `x` is present with a non-empty value.
 //! - A raw parameter compared directly (`{% if x == 'a' %}`) is never equal to anything: wrap
 //!   it in a type function (`String(x) == 'a'`).
@@ -49,7 +49,7 @@ const EXTRA_FUNCTIONS: &[&str] = &[
 ];
 /// Globals minijinja defines itself; they are not pipe parameters.
 const BUILTIN_GLOBALS: &[&str] = &["range", "loop", "caller", "self"];
-/// Parameter names Tinybird keeps for itself (contract §2).
+/// Parameter names Tinybird keeps for itself (docs/tinybird.md, "Reserved parameters").
 const RESERVED: &[&str] = &[
     "q",
     "token",

@@ -37,13 +37,12 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
-use crate::error::{AppError, Relayed};
+use crate::error::Relayed;
 use crate::grants::Access;
-use crate::tinybird::mint::MintParams;
+use crate::tinybird::mint::{MintParams, TokenPlan};
 use crate::tinybird::params::Params;
 use crate::tinybird::upstream::{Connection, PipeCall, Upstream};
 use crate::tinybird::workspaces::Workspace;
-use crate::user::User;
 use cache::{CacheKey, CacheStatus, ResponseCache};
 pub use config::{CacheSettings, Credentials, ProxyConfig, ProxySettings, validate};
 pub use credentials::Bearer;
@@ -72,6 +71,22 @@ pub struct Proxy {
     cache_ttls: BTreeMap<String, Duration>,
     /// Response size cap.
     max_response_bytes: u64,
+}
+
+/// The key of a cached upstream JWT: everything the token says but its times (the
+/// workspace and its key, the name, the scopes through the access fingerprint, the lifetime
+/// and `limits.rps`), so a token is never reused for another caller, after a reload changes
+/// their access, plan or key, or near a budget where tokens are shorter and slower.
+pub fn token_key(workspace: &Workspace, access: &Access, plan: &TokenPlan) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{:?}",
+        workspace.name,
+        workspace.fingerprint(),
+        plan.name,
+        access.fingerprint(),
+        plan.ttl.as_secs(),
+        plan.rps
+    )
 }
 
 /// One call to make upstream, owned so a cache flight can outlive the request.
@@ -128,33 +143,20 @@ impl Proxy {
         self.static_bearer.is_some()
     }
 
-    /// The credential to call `workspace` with for `user`: their cached JWT (minted with
-    /// `mint`, the workspace's key, when due), or the static token.
+    /// The credential to call `workspace` with: the caller's cached JWT for `access` (minted
+    /// with `mint` when none is kept under [`token_key`] or it is due), or the static token.
     pub fn bearer(
         &self,
-        user: &User,
         access: &Access,
         workspace: &Workspace,
         mint: &MintParams<'_>,
     ) -> Result<Arc<Bearer>, ProxyError> {
         let Some(bearer) = &self.static_bearer else {
             let now = chrono::Utc::now().timestamp();
-            // The whole user is the key (grants, and so the token, depend on all of it), with
-            // what they may read, the workspace and its key, and the token's limits: a token
-            // is never reused for another user, after a reload changes their access or
-            // limits, or after a key change.
-            let user_key = serde_json::to_string(user).unwrap_or_else(|_| user.id.clone());
-            let key = format!(
-                "{}|{}|{}|{:?}|{user_key}",
-                workspace.name,
-                workspace.fingerprint(),
-                access.fingerprint(),
-                mint.rps,
-            );
             let signing_key = workspace.signing_key.secret();
-            return self.tokens.get_or_mint(&key, now, || {
-                let minted =
-                    crate::tinybird::mint::mint(user, access, mint, now).map_err(AppError::from)?;
+            let key = token_key(workspace, access, mint.plan);
+            return self.tokens.get_or_mint::<ProxyError>(&key, now, || {
+                let minted = crate::tinybird::mint::mint(access, mint, now);
                 Ok(Fresh {
                     iat: minted.claims.iat.unwrap_or(now),
                     exp: minted.claims.exp,

@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use crate::redis::FailMode;
+
 use super::{Per, Scope};
 use crate::config::problem::Problem;
 use crate::tinybird::gcra::Rate;
@@ -78,16 +80,6 @@ pub struct RawOverride {
     /// Per-tenant overrides.
     #[serde(default)]
     pub tenant: RawBuckets,
-}
-
-/// What to do when the shared store (Redis) cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailMode {
-    /// Let requests through (and count `tbff_redis_errors_total`).
-    #[default]
-    Open,
-    /// Refuse with 503.
-    Closed,
 }
 
 /// One limit's setting in an override: not set, switched off, or a rate.

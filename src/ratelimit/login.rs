@@ -1,7 +1,7 @@
 //! Failed-login throttling on the rate limiter's store: in memory for one instance
 //! ([`LoginThrottle`]), in Redis when configured, so a lockout on one instance holds on all.
 //!
-//! The Redis version keeps exactly the in-memory semantics (see `auth::throttle`): failures
+//! The Redis version keeps exactly the in-memory semantics (see [`super::throttle`]): failures
 //! are counted in a fixed window that starts at the first one; reaching `max_failures` sets a
 //! lock for `lockout` and resets the count; failures while locked do not extend the lock; an
 //! attempt is checked and counted in one step (one script: parallel guesses on several
@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use super::FailMode;
-use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
+use super::throttle::{LoginThrottle, ThrottleConfig};
 use crate::error::AppError;
 use crate::redis::Redis;
 

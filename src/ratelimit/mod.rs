@@ -4,7 +4,8 @@
 //!   Redis (shared with the local endpoint's `limits.rps`);
 //! - [`redis_gcra`]: the same algorithm as one Lua script, shared by every instance;
 //! - [`config`]: `[limits]`, global and per grant;
-//! - [`login`]: failed-login throttling on the same store (memory or Redis).
+//! - [`login`]: failed-login throttling on the same store (memory or Redis), with
+//!   [`throttle`] the in-memory rule it keeps on both.
 //!
 //! [`Limiter::check`] counts one request; the route layer that calls it for `/api/token` and
 //! the proxy, and answers 429 with `Retry-After` and `X-RateLimit-Limit/Remaining/Reset`
@@ -16,15 +17,14 @@
 pub mod config;
 pub mod login;
 pub mod redis_gcra;
+pub mod throttle;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::grants::Grants;
 use crate::metrics::Metrics;
 use crate::redis::Redis;
 use crate::tinybird::gcra::{MemoryBuckets, Outcome};
@@ -165,8 +165,6 @@ enum Backend {
 /// Checks users' buckets; one per running BFF.
 pub struct Limiter {
     settings: LimitSettings,
-    /// The grants in force (a reload replaces them).
-    grants: arc_swap::ArcSwap<Grants>,
     backend: Backend,
     metrics: Metrics,
 }
@@ -188,27 +186,16 @@ impl std::fmt::Debug for Limiter {
 
 impl Limiter {
     /// Buckets in `redis` when given (shared by all instances), else in this process.
-    pub fn new(
-        settings: LimitSettings,
-        grants: Arc<Grants>,
-        redis: Option<Redis>,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(settings: LimitSettings, redis: Option<Redis>, metrics: Metrics) -> Self {
         let backend = match redis {
             Some(r) => Backend::Redis(r),
             None => Backend::Memory(MemoryBuckets::new()),
         };
         Self {
             settings,
-            grants: arc_swap::ArcSwap::new(grants),
             backend,
             metrics,
         }
-    }
-
-    /// Puts reloaded grants in force (per-grant limits follow them).
-    pub fn set_grants(&self, grants: Arc<Grants>) {
-        self.grants.store(grants);
     }
 
     /// Whether any limit is configured (else the route layer does not even look up the user).
@@ -216,32 +203,25 @@ impl Limiter {
         !self.settings.is_empty()
     }
 
-    /// Counts one `scope` request by `user`: `Ok(None)` when no limit applies to them,
+    /// Counts one `scope` request by `user`, whose access comes from the grants named
+    /// `user_grants` (per-grant limits follow them): `Ok(None)` when no limit applies to them,
     /// `Ok(Some(info))` when within limits, [`Limited`] otherwise. One Redis round trip.
-    pub async fn check(&self, scope: Scope, user: &User) -> Result<Option<RateInfo>, Limited> {
+    pub async fn check(
+        &self,
+        scope: Scope,
+        user: &User,
+        user_grants: &[String],
+    ) -> Result<Option<RateInfo>, Limited> {
         if self.settings.is_empty() {
             return Ok(None);
         }
-        let user_grants = if self.settings.grants.is_empty() {
-            Vec::new()
-        } else {
-            self.grants
-                .load()
-                .evaluate_cached(user)
-                .map(|a| {
-                    let pipes = a.pipes.iter().flat_map(|p| p.grants.iter().cloned());
-                    let datasources = a.datasources.iter().flat_map(|d| d.grants.iter().cloned());
-                    pipes.chain(datasources).collect()
-                })
-                .unwrap_or_default()
-        };
         let mut buckets = Vec::with_capacity(2);
         let mut pers = Vec::with_capacity(2);
         for (per, id) in [
             (Per::User, Some(&user.id)),
             (Per::Tenant, user.tenant.as_ref()),
         ] {
-            let (Some(id), Some(rate)) = (id, self.settings.rate_for(per, scope, &user_grants))
+            let (Some(id), Some(rate)) = (id, self.settings.rate_for(per, scope, user_grants))
             else {
                 continue;
             };

@@ -103,7 +103,7 @@ pub enum VerifyError {
     ScopeType(String),
 }
 
-/// Verifies signature and the contract's required claims at `now` (Unix seconds).
+/// Verifies signature and the required claims (docs/tinybird.md, "JWTs") at `now` (Unix seconds).
 ///
 /// jsonwebtoken checks only the signature here; every claim is checked by hand so that each
 /// failure gets its own message (Tinybird answers all of them with a 403).

@@ -98,18 +98,26 @@ impl NameTemplate {
     }
 }
 
-/// What minting needs besides the user.
+/// What a user's tokens are, whichever path they take (direct, or the proxy's upstream
+/// JWT): their `name`, lifetime and `limits.rps`, after their plan and budget had their say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPlan {
+    /// The JWT `name` (Tinybird's rate-limit bucket and usage row).
+    pub name: String,
+    /// JWT lifetime.
+    pub ttl: Duration,
+    /// `limits.rps`, if any.
+    pub rps: Option<i64>,
+}
+
+/// What minting needs besides the access: the workspace's id and key, and the plan.
 pub struct MintParams<'a> {
     /// Workspace UUID.
     pub workspace_id: &'a str,
     /// Signing key (the admin token).
     pub signing_key: &'a SecretString,
-    /// JWT lifetime.
-    pub ttl: Duration,
-    /// `limits.rps`, if configured.
-    pub rps: Option<i64>,
-    /// Name template.
-    pub name: &'a NameTemplate,
+    /// The token's name, lifetime and `limits.rps`.
+    pub plan: &'a TokenPlan,
 }
 
 /// A freshly minted token and its claims.
@@ -124,12 +132,7 @@ pub struct Minted {
 
 /// Builds and signs the claims: one `PIPES:READ` scope per granted pipe, with its fixed
 /// params, then one `DATASOURCES:READ` scope per granted data source, with its filter.
-pub fn mint(
-    user: &User,
-    access: &Access,
-    params: &MintParams<'_>,
-    now: i64,
-) -> Result<Minted, NameError> {
+pub fn mint(access: &Access, params: &MintParams<'_>, now: i64) -> Minted {
     let scopes = access
         .pipes
         .iter()
@@ -141,18 +144,19 @@ pub fn mint(
             filter: Some(d.filter.clone()),
         }))
         .collect();
+    let plan = params.plan;
     let claims = Claims {
         workspace_id: params.workspace_id.to_owned(),
-        name: params.name.render(user)?,
-        exp: now + params.ttl.as_secs() as i64,
+        name: plan.name.clone(),
+        exp: now + plan.ttl.as_secs() as i64,
         iat: Some(now),
         scopes,
-        limits: params.rps.map(|rps| Limits { rps }),
+        limits: plan.rps.map(|rps| Limits { rps }),
     };
-    Ok(Minted {
+    Minted {
         token: sign(&claims, params.signing_key),
         claims,
-    })
+    }
 }
 
 impl From<NameError> for crate::error::AppError {
@@ -208,15 +212,25 @@ mod tests {
             }],
         );
         let key = SecretString::from("p.k");
-        let name = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
+        let plan = TokenPlan {
+            name: "alice@acme".into(),
+            ttl: Duration::from_secs(60),
+            rps: Some(5),
+        };
         let params = MintParams {
             workspace_id: "ws",
             signing_key: &key,
-            ttl: Duration::from_secs(60),
-            rps: None,
-            name: &name,
+            plan: &plan,
         };
-        let minted = mint(&user(Some("acme")), &access, &params, 1_000).unwrap();
+        let minted = mint(&access, &params, 1_000);
+        assert_eq!(
+            (
+                minted.claims.name.as_str(),
+                minted.claims.exp,
+                minted.claims.limits.map(|l| l.rps)
+            ),
+            ("alice@acme", 1_060, Some(5))
+        );
         assert_eq!(
             serde_json::to_value(&minted.claims.scopes).unwrap(),
             serde_json::json!([{"type": "DATASOURCES:READ", "resource": "orders", "filter": "org_id = 'acme'"}])

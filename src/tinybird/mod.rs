@@ -3,7 +3,7 @@
 //! retries that proxy mode calls Tinybird through. Nothing here knows the BFF's server: the
 //! local endpoint (`crate::local`) builds on this module alone.
 //!
-//! Everything here follows `tinybird-contract.md` §1; the few undocumented choices are made
+//! Everything here follows docs/tinybird.md ("JWTs" to "Retries"); the few undocumented choices are made
 //! here once so they are easy to change.
 
 pub mod admin_token;

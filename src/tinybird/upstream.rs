@@ -84,7 +84,7 @@ pub enum AttemptEnd {
     Other,
 }
 
-/// The retry decision: the contract's 429 and 5xx plus connection failures; nothing else.
+/// The retry decision: 429 and 5xx (docs/tinybird.md, "Retries") plus connection failures; nothing else.
 pub fn classify(end: AttemptEnd) -> Class {
     match end {
         AttemptEnd::Status(s) => match s.as_u16() {

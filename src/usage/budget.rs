@@ -117,6 +117,29 @@ impl Line {
     }
 }
 
+/// A tenant's budget as one request sees it: the limits that apply and where it stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// The tenant's limits (tenant over plan over default).
+    pub limits: Limits,
+    /// Where it stands against them.
+    pub standing: Standing,
+}
+
+impl Budget {
+    /// No budget at all (usage off): nothing limits minting.
+    pub const NONE: Budget = Budget {
+        limits: Limits {
+            daily_requests: None,
+            daily_read_bytes: None,
+            monthly_requests: None,
+            monthly_read_bytes: None,
+            rps: None,
+        },
+        standing: Standing::Within,
+    };
+}
+
 /// Where a tenant stands.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::budget::Limits;
 use crate::config::problem::{EnvLookup, Problem, parse_duration, problem, read_secret};
-use crate::ratelimit::FailMode;
+use crate::redis::FailMode;
 
 /// `[usage]` as written.
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 //!
 //! The browser calls Tinybird directly with its JWT, so the BFF never sees most requests.
 //! Tinybird does: `tinybird.pipe_stats_rt` has one row per request with `token_name` = the
-//! JWT's `name` (contract section 6). This service reads it server-side through the SQL API
+//! JWT's `name` (docs/tinybird.md, "Usage attribution"). This service reads it server-side through the SQL API
 //! with a narrow static token, maps each name back to the user and tenant the BFF minted it
 //! for, and keeps the result as one-minute cells ([`store`]) that `GET /api/admin/usage`
 //! reports and the budgets ([`budget`], pure) are counted from.
@@ -36,9 +36,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Audit;
 use crate::metrics::Metrics;
-use crate::ratelimit::FailMode;
+use crate::redis::FailMode;
 use crate::redis::Redis;
 use crate::user::User;
+pub use budget::Budget;
 use budget::{Limits, Spent, Standing};
 pub use config::{UsageConfig, UsageSettings};
 use store::{Store, Window};
@@ -255,11 +256,16 @@ impl Usage {
             .limits_for(user.tenant.as_deref(), self.plan_of(user))
     }
 
-    /// Where `user`'s tenant stands against its budgets, or why it is refused.
-    pub async fn check(&self, user: &User) -> Result<Standing, Refusal> {
+    /// Where `user`'s tenant stands against its budgets (with the limits that apply to it),
+    /// or why it is refused.
+    pub async fn check(&self, user: &User) -> Result<Budget, Refusal> {
         let limits = self.limits_for(user);
+        let within = Budget {
+            limits,
+            standing: Standing::Within,
+        };
         if !limits.has_budget() {
-            return Ok(Standing::Within);
+            return Ok(within);
         }
         let closed = self.settings.on_error == FailMode::Closed;
         if closed && self.stale() {
@@ -276,7 +282,7 @@ impl Usage {
                     "usage budgets cannot be checked (shared store down); try again shortly".into(),
                 ));
             }
-            Err(()) => return Ok(Standing::Within),
+            Err(()) => return Ok(within),
         };
         let standing = budget::standing(&limits, &spent, self.settings.near, now);
         match standing.message(tenant) {
@@ -291,21 +297,20 @@ impl Usage {
                     retry_after: (line.resets_at - now.timestamp()).max(1) as u64,
                 })
             }
-            None => Ok(standing),
+            None => Ok(Budget { limits, standing }),
         }
     }
 
-    /// Token lifetime and `limits.rps` for `user` given their `standing`: the plan's `rps`
-    /// over `rps`; near a budget, the shorter `near_ttl` and `near_rps`.
+    /// Token lifetime and `limits.rps` under `budget`: its plan's `rps` over `rps`; near a
+    /// budget, the shorter `near_ttl` and `near_rps`.
     pub fn mint_adjust(
         &self,
-        user: &User,
-        standing: Standing,
+        budget: &Budget,
         ttl: Duration,
         rps: Option<i64>,
     ) -> (Duration, Option<i64>) {
-        let rps = self.limits_for(user).rps.or(rps);
-        match standing {
+        let rps = budget.limits.rps.or(rps);
+        match budget.standing {
             Standing::Near { .. } => (
                 ttl.min(self.settings.near_ttl),
                 self.settings.near_rps.or(rps).map(|r| match rps {

@@ -1,4 +1,4 @@
-//! Reading `tinybird.pipe_stats_rt` (contract section 6): the query for one poll, its JSON
+//! Reading `tinybird.pipe_stats_rt` (docs/tinybird.md, "Usage attribution"): the query for one poll, its JSON
 //! answer parsed into [`StatRow`]s, and the [`Cursor`] that makes each poll read only rows it
 //! has not seen. Pure: the poller does the I/O.
 //!

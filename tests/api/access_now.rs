@@ -63,7 +63,7 @@ match = {{ roles = ["viewer", "admin"] }}
 
 /// Puts `edit`ed copy of the running settings in force, as a reload of the files would.
 fn reload(app: &TestApp, edit: impl FnOnce(&mut Settings)) {
-    let mut next = (*app.running().settings()).clone();
+    let mut next = app.running().settings();
     edit(&mut next);
     app.running().reload(Ok(next)).expect("the reload applies");
 }

@@ -1,7 +1,8 @@
 //! The import rule of docs/architecture.md, checked on the source so it survives the next
 //! change: the HTTP layer alone knows the server, imports point down (process → `http` →
-//! `config` → services → rules → leaves), and the local endpoint stands on the Tinybird
-//! contract alone.
+//! `config` → domain services → infrastructure → rules → leaves), domain services do not
+//! import each other (what two share moves down), and the local endpoint stands on the
+//! Tinybird contract alone.
 //!
 //! Every `crate::<module>` path in code (comments are skipped: a doc may point anywhere) is
 //! checked against the layer of the file it is in.
@@ -19,18 +20,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("config", &["config"]),
     (
         "services",
-        &[
-            "auth",
-            "proxy",
-            "ratelimit",
-            "metrics",
-            "audit",
-            "health",
-            "redis",
-            "usage",
-            "keys",
-        ],
+        &["auth", "proxy", "ratelimit", "health", "usage", "keys"],
     ),
+    ("infrastructure", &["metrics", "redis", "audit"]),
     ("rules", &["grants", "tinybird", "local"]),
     ("leaves", &["user", "error", "client_ip", "redact", "serve"]),
 ];
@@ -158,6 +150,11 @@ fn imports_point_down_and_only_the_http_layer_knows_the_server() {
                 }
                 // The offline Tinybird stands on the contract, and on the accept loop every
                 // listener shares (a leaf that knows nothing of the BFF).
+                if LAYERS[layer].0 == "services" && used_layer == layer {
+                    broken.push(format!(
+                        "{name}:{line}: domain services import each other: crate::{path} (move what they share down)"
+                    ));
+                }
                 if module == "local" && used != "tinybird" && used != "serve" {
                     broken.push(format!(
                         "{name}:{line}: the local endpoint imports the BFF: crate::{path}"

@@ -1,6 +1,6 @@
 //! No credential the BFF sends to Tinybird ever comes back out of it, even though Tinybird's
 //! server echoes a refused token whole in its 403 (`invalid authentication token. Invalid
-//! token b'<token>': Signature has expired`, contract section 6).
+//! token b'<token>': Signature has expired`, docs/tinybird.md, "Error bodies").
 //!
 //! Against a Tinybird stand-in that echoes whatever bearer it receives, in every shape the
 //! proxy relays (a JSON 403, CSV and NDJSON bodies, a header value, a body dribbled out a few

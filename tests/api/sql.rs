@@ -14,7 +14,7 @@ mod endpoint;
 use serde_json::{Value, json};
 use tinybird_bff::grants::{GrantConfig, Grants};
 use tinybird_bff::tinybird::claims::{Claims, Scope, ScopeType};
-use tinybird_bff::tinybird::mint::{DEFAULT_NAME_TEMPLATE, MintParams, NameTemplate, mint};
+use tinybird_bff::tinybird::mint::{MintParams, TokenPlan, mint};
 use tinybird_bff::user::User;
 
 use crate::helpers::{
@@ -232,13 +232,15 @@ orders = "org_id = {{ user.tenant }}"
     .unwrap();
     let grants = Grants::compile(&config.grants).unwrap();
     let key = admin_key();
-    let name = NameTemplate::compile(DEFAULT_NAME_TEMPLATE).unwrap();
+    let plan = TokenPlan {
+        name: "mallory".into(),
+        ttl: std::time::Duration::from_secs(600),
+        rps: None,
+    };
     let params = MintParams {
         workspace_id: WORKSPACE,
         signing_key: key.secret(),
-        ttl: std::time::Duration::from_secs(600),
-        rps: None,
-        name: &name,
+        plan: &plan,
     };
     let server = spawn_local().await;
     for tenant in [
@@ -254,7 +256,7 @@ orders = "org_id = {{ user.tenant }}"
             attributes: Default::default(),
         };
         let access = grants.evaluate(&user).unwrap();
-        let minted = mint(&user, &access, &params, now()).unwrap();
+        let minted = mint(&access, &params, now());
         let filter = minted.claims.scopes[0].filter.clone().unwrap();
         assert!(
             filter.starts_with("org_id = '") && filter.ends_with('\''),
@@ -270,6 +272,6 @@ orders = "org_id = {{ user.tenant }}"
         roles: vec![],
         attributes: Default::default(),
     };
-    let minted = mint(&user, &grants.evaluate(&user).unwrap(), &params, now()).unwrap();
+    let minted = mint(&grants.evaluate(&user).unwrap(), &params, now());
     assert!(count(&server, &minted.token, "SELECT count(*) FROM orders").await > 0);
 }

@@ -1,9 +1,9 @@
-//! The CSRF check (`crate::auth::csrf`) as route layers: always, or unless the request carries
-//! an `Authorization` header (a bearer request has no cookie to ride on; see
+//! The CSRF check (`crate::auth::csrf`) as a route layer, for the login routes. The data
+//! routes check it while resolving their request (`crate::http::context`), unless the request
+//! carries an `Authorization` header (a bearer request has no cookie to ride on; see
 //! `crate::auth::bearer` for the invariant that makes skipping it safe).
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use reqwest::Url;
@@ -18,18 +18,5 @@ pub async fn require(
     next: Next,
 ) -> Result<Response, AppError> {
     csrf::check(request.headers(), &public_url)?;
-    Ok(next.run(request).await)
-}
-
-/// CSRF check for cookie-authenticated requests only: requests with an `Authorization`
-/// header skip it.
-pub async fn unless_bearer(
-    State(public_url): State<Url>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    if !request.headers().contains_key(header::AUTHORIZATION) {
-        csrf::check(request.headers(), &public_url)?;
-    }
     Ok(next.run(request).await)
 }

@@ -170,7 +170,7 @@ async fn no_override_trick_reads_another_tenants_rows_on_either_path() {
                 .iter()
                 .map(|q| (fill(q, tenant, other), &both[..], token.as_str()))
                 .collect();
-            // Tinybird reads `?token=` before the header (contract section 6): on the direct
+            // Tinybird reads `?token=` before the header (docs/tinybird.md, "Token lookup"): on the direct
             // path a request carrying someone else's token is that someone's request, so a
             // smuggled token is judged on the proxy, which must drop it. On the direct path,
             // the user's own token in the URL must win over an admin's in the header.

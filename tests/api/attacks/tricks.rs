@@ -39,7 +39,7 @@ async fn pipe_ids_other_credentials_and_path_tricks_never_widen_access() {
                 cross,
             ));
         }
-        // Tinybird reads `?token=` before the header (contract section 6), so an admin's
+        // Tinybird reads `?token=` before the header (docs/tinybird.md, "Token lookup"), so an admin's
         // token added as a header cannot widen what the URL's own token reads.
         cases.push((
             format!("{user} direct token= with an admin's header on orgs_overview"),

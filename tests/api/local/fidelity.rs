@@ -1,4 +1,4 @@
-//! What Tinybird's server does that a kinder stand-in would hide (contract section 6): the
+//! What Tinybird's server does that a kinder stand-in would hide (docs/tinybird.md, "Server behaviour"): the
 //! exact CORS headers and bare 204 to `OPTIONS`, an `X-Request-ID` ULID on every answer,
 //! JSON bodies of parameters (fixed params still win), the Token API's JWT shape, and
 //! `tinybird.pipe_stats_rt` recording every pipe and SQL request.

@@ -163,7 +163,7 @@ impl Instance {
     /// Puts an `edit`ed copy of the running settings in force, as a reload of the files would.
     pub fn reload(&self, edit: impl FnOnce(&mut Settings)) {
         let running = self.running.as_ref().expect("running");
-        let mut next = (*running.settings()).clone();
+        let mut next = running.settings();
         edit(&mut next);
         running.reload(Ok(next)).expect("the reload applies");
     }

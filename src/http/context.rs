@@ -1,0 +1,213 @@
+//! One request, resolved once (the model is pingora's per-request `CTX`): who the caller
+//! is, what they may read, their workspace, their tenant's budget and the token they get,
+//! worked out from one snapshot of the settings and handed to the handler as a [`Ctx`].
+//! Nothing downstream derives any of them again.
+//!
+//! The token route and the proxy routes (pipes, SQL) take a `Ctx`. Resolving it is also
+//! where the request is refused before any work: the CSRF check for a cookie `POST` and the
+//! cross-site read check for a cookie `GET` (403), no
+//! user (401), the caller's rate limits (429 with `Retry-After` and `X-RateLimit-*`) and
+//! their tenant's budgets (429 until the reset). Each route says what its requests count as
+//! with a [`Scope`] extension (`router.rs`). What may still fail later (no grant, no
+//! workspace, a name that does not render) is kept in the `Ctx` and answered where the route
+//! reads it, so every route answers its refusals in the same order.
+//!
+//! Other routes (`/api/me`, the admin pages) only need the caller: [`CurrentUser`].
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use super::state::{App, AppState, Snapshot};
+use crate::auth::session::{self, Lifetime};
+use crate::auth::{bearer, csrf};
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::grants::{Access, GrantError};
+use crate::ratelimit::{RateInfo, Scope};
+use crate::tinybird::mint::{NameError, TokenPlan};
+use crate::tinybird::workspaces::{Workspace, WorkspaceError};
+use crate::usage::{Budget, Usage};
+use crate::user::User;
+
+/// Everything a data route needs about its request.
+pub struct Ctx {
+    /// The settings, workspaces and grants this request was resolved against.
+    pub snapshot: Arc<Snapshot>,
+    /// Who is calling.
+    pub user: User,
+    /// What they may read, or why nothing.
+    access: Result<Arc<Access>, GrantError>,
+    /// Their workspace, or why none.
+    workspace: Result<Arc<Workspace>, WorkspaceError>,
+    /// Their tenant's budget standing (what the token plan was adjusted by).
+    pub budget: Budget,
+    /// Their token's name, lifetime and `limits.rps`, for both paths.
+    plan: Result<TokenPlan, NameError>,
+    /// The bucket that counted this request, for the answer's `X-RateLimit-*` headers.
+    rate: Option<RateInfo>,
+}
+
+impl Ctx {
+    /// The settings in force for this request.
+    pub fn settings(&self) -> &Settings {
+        &self.snapshot.settings
+    }
+
+    /// What the caller may read, or the 403 that says why nothing.
+    pub fn access(&self) -> Result<&Arc<Access>, AppError> {
+        self.access
+            .as_ref()
+            .map_err(|e| AppError::Forbidden(e.to_string()))
+    }
+
+    /// The caller's workspace, or the 403 naming the rule.
+    pub fn workspace(&self) -> Result<&Arc<Workspace>, AppError> {
+        self.workspace
+            .as_ref()
+            .map_err(|e| AppError::Forbidden(e.to_string()))
+    }
+
+    /// The caller's token plan, or the 403 saying which part of the name failed.
+    pub fn plan(&self) -> Result<&TokenPlan, AppError> {
+        self.plan
+            .as_ref()
+            .map_err(|e| AppError::Forbidden(e.to_string()))
+    }
+
+    /// `response` with the rate-limit headers of the bucket that counted the request (a
+    /// relayed 429 keeps Tinybird's own).
+    pub fn finish(&self, mut response: Response) -> Response {
+        if let Some(info) = self
+            .rate
+            .filter(|_| response.status() != StatusCode::TOO_MANY_REQUESTS)
+        {
+            info.write_headers(response.headers_mut());
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let scope = *parts
+            .extensions
+            .get::<Scope>()
+            .expect("every route taking a Ctx declares its Scope (router.rs)");
+        let snapshot = app.snapshot();
+        let settings = &snapshot.settings;
+        // A cookie can ride on a cross-site request, an Authorization header cannot: a POST
+        // needs the CSRF check, a GET must not be another site's subresource.
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            let origins = csrf::Origins {
+                public_url: &settings.public_url,
+                allowed: &settings.cors.allowed_origins,
+            };
+            let checked = if parts.method == Method::POST {
+                csrf::check(&parts.headers, origins)
+            } else {
+                csrf::check_read(&parts.headers, origins)
+            };
+            checked.map_err(IntoResponse::into_response)?;
+        }
+        let session = session_of(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let user = who(app, &snapshot, &session, &parts.headers)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let access = settings.grants.evaluate_cached(&user);
+        let grant_names = access.as_ref().map_or(&[][..], |a| a.grant_names());
+        let rate = app
+            .limits
+            .check(scope, &user, grant_names)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let budget = match &app.usage {
+            None => Budget::NONE,
+            Some(usage) => usage.check(&user).await.map_err(|refused| {
+                tracing::info!(user = %user.id, "refused over a usage budget");
+                AppError::from(refused).into_response()
+            })?,
+        };
+        Ok(Ctx {
+            workspace: snapshot.workspaces.for_user(&user),
+            plan: token_plan(settings, app.usage.as_deref(), &user, &budget),
+            access,
+            budget,
+            rate,
+            user,
+            snapshot,
+        })
+    }
+}
+
+/// The token `user` gets on either path: the configured name, lifetime and `limits.rps`,
+/// with their plan's `rps` and, near a budget, the shorter and slower ones (`crate::usage`),
+/// so a JWT that cannot be revoked overshoots the budget by less.
+fn token_plan(
+    settings: &Settings,
+    usage: Option<&Usage>,
+    user: &User,
+    budget: &Budget,
+) -> Result<TokenPlan, NameError> {
+    let (ttl, rps) = match usage {
+        Some(usage) => usage.mint_adjust(budget, settings.token_ttl, settings.token_rps),
+        None => (settings.token_ttl, settings.token_rps),
+    };
+    Ok(TokenPlan {
+        name: settings.token_name.render(user)?,
+        ttl,
+        rps,
+    })
+}
+
+/// The request's session handle (the session layer puts it there).
+async fn session_of(parts: &mut Parts, app: &AppState) -> Result<Session, AppError> {
+    Session::from_request_parts(parts, app)
+        .await
+        .map_err(|(_, why)| AppError::Internal(anyhow::anyhow!("no session layer: {why}")))
+}
+
+/// Who is calling: the user their bearer token proves when the request has an
+/// `Authorization` header (and then only that), else their session's, as the users in force
+/// in `snapshot` say. 401 when neither proves a user.
+pub async fn who(
+    app: &App,
+    snapshot: &Snapshot,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<User, AppError> {
+    if let Some(user) = bearer::user_from_request(&app.oidc, headers).await? {
+        return Ok(user);
+    }
+    let settings = &snapshot.settings;
+    let lifetime = Lifetime {
+        absolute: settings.session_absolute_ttl,
+    };
+    let current =
+        session::current_user(session, &settings.users, lifetime, app.logins.as_deref()).await?;
+    Ok(current.user)
+}
+
+/// The caller, for routes that need nothing else (`/api/me`, the admin pages). Take it as
+/// `Result<CurrentUser, AppError>` to answer a missing user yourself.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, AppError> {
+        let session = session_of(parts, app).await?;
+        who(app, &app.snapshot(), &session, &parts.headers)
+            .await
+            .map(CurrentUser)
+    }
+}
