@@ -7,6 +7,7 @@
 //! - [`store`]: the durable store, SQLite or PostgreSQL, with its migrations;
 //! - [`verify`]: from a presented key to its record, cached within the revocation delay;
 //! - [`meter`]: rps limit, quota, usage and last use, written down in batches;
+//! - [`caller`]: a request made with a key (who, what it reads, its token);
 //! - [`audit`]: the audit lines; [`config`]: `[keys]`.
 //!
 //! [`Keys`] is the service: the HTTP layer and the CLI manage keys through it, and the
@@ -14,6 +15,7 @@
 //! ([`Keys::admit`]) and what it reads ([`Keys::access`]).
 
 pub mod audit;
+pub mod caller;
 pub mod config;
 pub mod meter;
 pub mod record;

@@ -6,3 +6,4 @@ mod pg;
 mod routes;
 mod service;
 mod store;
+mod using;
