@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::config::Settings;
+use crate::local::settings as local_settings;
 use crate::local::{LocalConfig, LocalEndpoint};
 use crate::tinybird::AdminToken;
 use crate::tinybird::mint::mint as mint_token;
@@ -311,6 +312,81 @@ pub struct LocalArgs {
     /// Open connections at most (beyond: the longest-waiting idle or slow one is closed).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
     pub max_connections: u32,
+    /// The limits every query runs within (docs/local.md).
+    #[command(flatten)]
+    pub limits: LocalLimitArgs,
+}
+
+/// The local endpoint's limits: each keeps one request from taking the process down
+/// (docs/local.md says what each protects against).
+#[derive(Debug, clap::Args)]
+pub struct LocalLimitArgs {
+    /// Time a query may take, translation included (a 408 past it).
+    #[arg(long, default_value = "10s", value_parser = local_settings::parse_duration, help_heading = "Limits")]
+    pub query_timeout: std::time::Duration,
+    /// Rows a query may return (ClickHouse's max_result_rows).
+    #[arg(long, default_value_t = 100_000, help_heading = "Limits")]
+    pub max_result_rows: usize,
+    /// Bytes of rows a query may return (ClickHouse's max_result_bytes).
+    #[arg(long, default_value = "64MiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub max_result_bytes: usize,
+    /// Largest string or array one function may build (`repeat`, `leftPad`, `||`, ...).
+    #[arg(long, default_value = "16MiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub max_value_bytes: usize,
+    /// Bytes a query's functions may hold at once (aggregate states, parsed arrays and JSON).
+    #[arg(long, default_value = "256MiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub max_memory_bytes: usize,
+    /// Longest query text (ClickHouse's max_query_size).
+    #[arg(long, default_value = "256KiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub max_query_size: usize,
+    /// Deepest expression nesting (ClickHouse's max_ast_depth).
+    #[arg(long, default_value_t = 1000, help_heading = "Limits")]
+    pub max_ast_depth: usize,
+    /// Expression nodes translated, aliases expanded (ClickHouse's max_expanded_ast_elements).
+    #[arg(long, default_value_t = 500_000, help_heading = "Limits")]
+    pub max_expanded_ast_elements: usize,
+    /// Rows of tinybird.pipe_stats_rt kept.
+    #[arg(long, default_value_t = 100_000, help_heading = "Limits")]
+    pub stats_max_rows: usize,
+    /// Bytes of tinybird.pipe_stats_rt kept in all.
+    #[arg(long, default_value = "64MiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub stats_max_bytes: usize,
+    /// Bytes of each text (url, parameters) a tinybird.pipe_stats_rt row keeps.
+    #[arg(long, default_value = "2KiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub stats_max_text_bytes: usize,
+}
+
+impl LocalLimitArgs {
+    /// The limits these flags set, or every problem with them.
+    pub fn limits(&self) -> anyhow::Result<local_settings::Limits> {
+        use crate::local::{clickhouse::TranslateLimits, query::QueryLimits, stats::StatsSettings};
+        let limits = local_settings::Limits {
+            query: QueryLimits {
+                timeout: self.query_timeout,
+                max_rows: self.max_result_rows,
+                max_result_bytes: self.max_result_bytes,
+                max_value_bytes: self.max_value_bytes,
+                max_memory_bytes: self.max_memory_bytes,
+            },
+            translate: TranslateLimits {
+                max_query_size: self.max_query_size,
+                max_ast_depth: self.max_ast_depth,
+                max_expanded_ast_elements: self.max_expanded_ast_elements,
+                deadline: None,
+            },
+            stats: StatsSettings {
+                max_rows: self.stats_max_rows,
+                max_bytes: self.stats_max_bytes,
+                max_text_bytes: self.stats_max_text_bytes,
+                ..StatsSettings::default()
+            },
+        };
+        let problems = limits.problems();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("\n"));
+        }
+        Ok(limits)
+    }
 }
 
 /// Reads `VAR=SCOPE,SCOPE` into a static token whose value is `$VAR` and whose name is VAR.
@@ -346,7 +422,11 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
         ),
     };
     crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(key.secret())]);
+    let limits = args.limits.limits()?;
     let mut config = LocalConfig::new(key);
+    config.query_limits = limits.query;
+    config.translate_limits = limits.translate;
+    config.stats = limits.stats;
     config.project = args.project;
     config.pipes_dir = args.pipes;
     config.data = args.data;

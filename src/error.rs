@@ -58,6 +58,14 @@ impl From<tower_sessions::session::Error> for AppError {
     }
 }
 
+/// The JSON body of every error the BFF answers itself: `{"error": "what is wrong and how to fix
+/// it"}`. (Answers relayed from Tinybird keep Tinybird's body.)
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, and how to fix it. Never an internal detail or a secret.
+    pub error: String,
+}
+
 /// Response extension marking an answer relayed from Tinybird (set by the proxy): its body
 /// and status are Tinybird's and pass through the JSON envelope untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +77,9 @@ impl IntoResponse for AppError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let status = self.status();
-        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let body = axum::Json(ErrorBody {
+            error: self.to_string(),
+        });
         let mut response = (status, body).into_response();
         if let AppError::TooManyRequests { retry_after, .. } = self {
             response

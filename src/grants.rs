@@ -158,11 +158,12 @@ impl Access {
 }
 
 /// Read access to one pipe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PipeAccess {
     /// Pipe name.
     pub pipe: String,
     /// Row filters Tinybird enforces from the JWT.
+    #[schema(value_type = Object)]
     pub fixed_params: serde_json::Map<String, serde_json::Value>,
     /// The grant(s) that gave this access, in config order.
     pub grants: Vec<String>,

@@ -32,8 +32,13 @@ export type QueryParams = { readonly [name: string]: ParamValue } | URLSearchPar
 
 /** Options of {@link createClient}. Every one has a default. */
 export interface ClientOptions {
-  /** Base URL of the BFF API (same origin as the page). Default `'/api'`. */
+  /**
+   * Base URL of the BFF API: a path on the page's origin, or another origin listed in the BFF's
+   * `[cors] allowed_origins`. Default `'/api'`.
+   */
   bff?: string;
+  /** Cookies on calls to the BFF. Default `'include'` when `bff` is on another origin, else `'same-origin'`. */
+  credentials?: RequestCredentials;
   /** Default `'auto'`; change later with {@link TinybirdBffClient.setMode}. */
   mode?: Mode;
   /** After a direct network failure, how long `auto` keeps using the proxy. Default 60. */
@@ -355,6 +360,8 @@ export class ForbiddenError extends TinybirdBffError {}
 export class RateLimitedError extends TinybirdBffError {}
 /** No response: CORS failure, blocked host, DNS, connection refused, offline. */
 export class NetworkError extends TinybirdBffError {}
+/** The BFF answered but its `[cors] allowed_origins` does not list this page's origin. */
+export class CorsError extends NetworkError {}
 /** Any other non-2xx answer (400 bad parameter, 404 unknown pipe, 408 timeout, 5xx). */
 export class QueryError extends TinybirdBffError {}
 

@@ -26,7 +26,8 @@
 
 /**
  * @typedef {object} ClientOptions
- * @property {string} [bff='/api'] Base URL of the BFF API (same origin as the page).
+ * @property {string} [bff='/api'] Base URL of the BFF API: a path on the page's origin, or another origin listed in the BFF's `[cors] allowed_origins` (docs/cross-origin.md).
+ * @property {RequestCredentials} [credentials] Cookies on calls to the BFF: `'include'` when `bff` is on another origin than the page, else `'same-origin'`.
  * @property {Mode} [mode='auto'] `auto` tries direct and falls back to the proxy; `direct`/`proxy` force one path.
  * @property {number} [proxyStickySeconds=60] After a direct network failure, how long `auto` keeps using the proxy before probing direct again.
  * @property {number} [refreshMarginSeconds] Refresh the token when fewer seconds than this remain (server clock). Default: a quarter of the token's lifetime, between 2 and 60 s.
@@ -112,6 +113,11 @@ export class ForbiddenError extends TinybirdBffError {}
 export class RateLimitedError extends TinybirdBffError {}
 /** No response: CORS failure, blocked host, DNS, connection refused, offline. */
 export class NetworkError extends TinybirdBffError {}
+/**
+ * The BFF answers, but not to this page: it is on another origin that the BFF's
+ * `[cors] allowed_origins` does not list, so the browser hid the answer.
+ */
+export class CorsError extends NetworkError {}
 /** Any other non-2xx answer (400 bad parameter, 404 unknown pipe, 408 timeout, 5xx). */
 export class QueryError extends TinybirdBffError {}
 
@@ -189,6 +195,8 @@ export class TinybirdBffClient {
   #directDownUntil = 0;
   #timer = null;
   #listeners = new Map();
+  #crossOrigin = false; // the BFF is on another origin than the page
+  #credentials = 'same-origin';
 
   /** @param {ClientOptions} [options] */
   constructor(options = {}) {
@@ -205,6 +213,8 @@ export class TinybirdBffClient {
       ...options,
     };
     this.#o.bff = this.#o.bff.replace(/\/+$/, '');
+    this.#crossOrigin = isCrossOrigin(this.#o.bff);
+    this.#credentials = options.credentials ?? (this.#crossOrigin ? 'include' : 'same-origin');
     this.#mode = checkMode(options.mode ?? 'auto');
     const shortcuts = { onTokenRefresh: 'token', onFallback: 'fallback', onSignedOut: 'signedout', onQuery: 'query' };
     for (const [opt, event] of Object.entries(shortcuts)) if (options[opt]) this.on(event, options[opt]);
@@ -496,7 +506,7 @@ export class TinybirdBffClient {
   async #viaProxy(target, sp, signal, stats) {
     const url = `${this.#o.bff}${target.proxy}`;
     for (let attempt = 1; ; attempt++) {
-      const res = await this.#send('proxy', url, sp, { 'X-BFF-CSRF': '1' }, 'same-origin', signal);
+      const res = await this.#send('proxy', url, sp, { 'X-BFF-CSRF': '1' }, this.#credentials, signal);
       if (res.status === 401) this.#signedOut('proxy-401');
       if (await this.#waitBeforeRetry(res, 'proxy', attempt, stats, signal)) continue;
       return res;
@@ -513,8 +523,8 @@ export class TinybirdBffClient {
       return await this.#fetch(long || !qs ? url : `${url}?${qs}`, { ...init, credentials, signal });
     } catch (err) {
       if (signal?.aborted || err?.name === 'AbortError') throw err;
-      const where = path === 'direct' ? `Tinybird at ${originOf(url)}` : 'the BFF proxy';
-      throw new NetworkError(`Could not reach ${where}: ${err?.message ?? err}`, { path, cause: err });
+      if (path === 'proxy') throw await this.#unreachable(url, err, path);
+      throw new NetworkError(`Could not reach Tinybird at ${originOf(url)}: ${err?.message ?? err}`, { path, cause: err });
     }
   }
 
@@ -627,11 +637,29 @@ export class TinybirdBffClient {
     const headers = { Accept: 'application/json' };
     if (method !== 'GET') headers['X-BFF-CSRF'] = '1';
     if (json !== undefined) headers['Content-Type'] = 'application/json';
-    const init = { method, headers, credentials: 'same-origin' };
+    const init = { method, headers, credentials: this.#credentials };
     if (json !== undefined) init.body = JSON.stringify(json);
-    return this.#fetch(this.#o.bff + route, init).catch((err) => {
-      throw new NetworkError(`Could not reach the BFF: ${err?.message ?? err}`, { path: 'bff', cause: err });
+    return this.#fetch(this.#o.bff + route, init).catch(async (err) => {
+      throw await this.#unreachable(this.#o.bff + route, err, 'bff');
     });
+  }
+
+  /**
+   * Why a call to the BFF got no readable answer. A browser reports a CORS refusal exactly
+   * like a network failure, so on another origin ask again without CORS (no cookie, nothing
+   * readable, no side effect): if that gets an answer, the BFF is up and refused this page.
+   */
+  async #unreachable(url, err, path) {
+    const page = globalThis.location?.origin;
+    if (this.#crossOrigin) {
+      const answered = await this.#fetch(url, { method: 'GET', mode: 'no-cors', credentials: 'omit' }).then(() => true, () => false);
+      if (answered) {
+        return new CorsError(`The BFF at ${originOf(url)} answered but its CORS policy does not allow this page's origin (${page}): add "${page}" to [cors] allowed_origins in the BFF's config (docs/cross-origin.md).`, { path, cause: err });
+      }
+    }
+    const where = path === 'proxy' ? 'the BFF proxy' : 'the BFF';
+    const at = /^https?:/i.test(url) ? ` at ${originOf(url)}` : '';
+    return new NetworkError(`Could not reach ${where}${at}: ${err?.message ?? err}`, { path, cause: err });
   }
 
   #fetch(url, init) {
@@ -735,6 +763,17 @@ function decorate(body, r) {
     Object.defineProperty(body, key, { value: r[key], enumerable: false, configurable: true });
   }
   return body;
+}
+
+/** Whether `bff` (absolute or relative to the page) is on another origin than the page. */
+function isCrossOrigin(bff) {
+  const here = globalThis.location?.href;
+  if (!here) return false;
+  try {
+    return new URL(bff, here).origin !== new URL(here).origin;
+  } catch {
+    return false;
+  }
 }
 
 function originOf(url) {

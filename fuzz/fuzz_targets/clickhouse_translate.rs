@@ -1,6 +1,7 @@
 //! Fuzzes the ClickHouse-to-SQLite translator (`tinybird_bff::local::clickhouse`).
 //!
-//! Input: ClickHouse SQL text. `translate` must never panic, whatever it is given. What it
+//! Input: ClickHouse SQL text. `translate` must never panic or overflow its stack, whatever it
+//! is given (the depth and node limits hold). What it
 //! translates then runs in the `/v0/sql` sandbox as a tenant of the demo (row filter
 //! `org_id = 'acme'` on every data source): the answer is a refusal or rows in which no other
 //! tenant's id appears. The translator is not the security boundary, but its output must
@@ -11,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value;
+use tinybird_bff::local::clickhouse::TranslateLimits;
 use tinybird_bff::local::data::{Database, DemoData};
 use tinybird_bff::local::query::QueryLimits;
 use tinybird_bff::local::sql::{SqlAccess, sandbox};
@@ -40,7 +42,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let db = db();
-    let Ok(translated) = db.translator.query(sql) else {
+    // The fuzzer's thread has an 8 MiB stack, less than a translation thread's (see
+    // `local::offload`): a shallower depth limit keeps sanitized frames inside it.
+    let translate_limits = TranslateLimits {
+        max_ast_depth: 200,
+        ..TranslateLimits::default()
+    };
+    let Ok(translated) = db.translator.query_within(sql, &translate_limits) else {
         return;
     };
     let Some(conn) = db.try_acquire() else {
@@ -49,13 +57,15 @@ fuzz_target!(|data: &[u8]| {
     let limits = QueryLimits {
         timeout: std::time::Duration::from_millis(200),
         max_rows: 2_000,
+        ..QueryLimits::default()
     };
+    let deadline = std::time::Instant::now() + limits.timeout;
     // A tenant name the query writes itself (`SELECT 'globex'`) comes back as written: that
     // is the query's own text, not another tenant's row.
     let lower = sql.to_ascii_lowercase();
     let names_another_tenant = lower.contains("globex") || lower.contains("initech");
     let columns = translated.columns.as_deref();
-    if let Ok(out) = sandbox::run_typed(&conn, &translated.sql, columns, &acme(), limits) {
+    if let Ok(out) = sandbox::run_typed(&conn, &translated.sql, columns, &acme(), limits, deadline) {
         for row in &out.rows {
             for value in row {
                 if let Value::Text(text) = value

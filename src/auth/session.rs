@@ -60,7 +60,7 @@ struct Stored {
 }
 
 /// The session's user as the routes see them, resolved for this request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionUser {
     /// The identity grants evaluate.
     #[serde(flatten)]

@@ -9,6 +9,7 @@
 //! them all and `serve` refuses to start on the same list. Secrets never come from the TOML.
 
 pub mod access;
+pub mod cors;
 pub mod ops;
 pub mod problem;
 pub mod server;
@@ -54,6 +55,9 @@ pub struct FileConfig {
     /// Client timeouts and the connection cap of every listener.
     #[serde(default)]
     pub server: server::ServerConfig,
+    /// Apps on other origins that may call the BFF with their users' cookie.
+    #[serde(default)]
+    pub cors: cors::CorsConfig,
     /// Where Tinybird is and how to sign for it.
     pub tinybird: TinybirdConfig,
     /// Minted token settings.
@@ -118,6 +122,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Client timeouts and the connection cap of every listener (`[server]`).
     pub conn_limits: crate::serve::ConnLimits,
+    /// Apps on other origins (`[cors]`).
+    pub cors: cors::CorsSettings,
     /// The workspaces tokens are minted for, and which one is each user's.
     pub tinybird: TinybirdSettings,
     /// JWT lifetime.
@@ -238,6 +244,8 @@ impl Settings {
             p,
         );
         let conn_limits = keep(server::validate_limits(&raw.server), p);
+        let public_url = server.as_ref().map(|s| &s.public_url);
+        let cors = keep(cors::validate(&raw.cors, public_url), p);
         let tinybird = keep(tinybird::validate(&raw.tinybird, base, env), p);
         let token = keep(token::validate(&raw.token), p);
         let session = keep(
@@ -272,6 +280,7 @@ impl Settings {
         let (
             Some(server),
             Some(conn_limits),
+            Some(cors),
             Some(tinybird),
             Some(token),
             Some(session),
@@ -283,6 +292,7 @@ impl Settings {
         ) = (
             server,
             conn_limits,
+            cors,
             tinybird,
             token,
             session,
@@ -322,6 +332,7 @@ impl Settings {
             public_url: server.public_url,
             trusted_proxies: server.trusted_proxies,
             conn_limits,
+            cors,
             tinybird,
             token_ttl: token.ttl,
             token_name: token.name,

@@ -17,7 +17,7 @@ use super::template::UserRef;
 use crate::user::User;
 
 /// Read access to one data source through a row filter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DatasourceAccess {
     /// Data source name (a plain identifier from the config).
     pub datasource: String,

@@ -24,6 +24,11 @@ pub struct UsageQuery {
 }
 
 /// `GET /api/admin/usage`.
+#[utoipa::path(get, path = "/api/admin/usage", tag = "usage",
+    params(("window" = Option<String>, Query, description = "`15m`, `1h` (default), `24h` or `7d`")),
+    responses((status = 200, description = "Per tenant, user and pipe over both paths, budgets, chart series and this instance's counts (docs/usage.md)", body = Object),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
 pub async fn usage(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -55,6 +60,9 @@ pub async fn usage(
 }
 
 /// `GET /api/usage/budget`: the caller's tenant budget (`null` without one).
+#[utoipa::path(get, path = "/api/usage/budget", tag = "usage",
+    responses((status = 200, description = "`{tenant, budget}`: the limits that apply, spent today and this month, and the standing (`within`, `near`, `over` with the line and its reset); `budget` is null without one (docs/usage.md)", body = Object),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody)))]
 pub async fn budget(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Json<Value> {
     let view = match &state.usage {
         Some(usage) => usage.budget_view(&user).await,

@@ -4,7 +4,8 @@
 //! Nothing downstream derives any of them again.
 //!
 //! The token route and the proxy routes (pipes, SQL) take a `Ctx`. Resolving it is also
-//! where the request is refused before any work: the CSRF check for a cookie `POST` (403), no
+//! where the request is refused before any work: the CSRF check for a cookie `POST` and the
+//! cross-site read check for a cookie `GET` (403), no
 //! user (401), the caller's rate limits (429 with `Retry-After` and `X-RateLimit-*`) and
 //! their tenant's budgets (429 until the reset). Each route says what its requests count as
 //! with a [`Scope`] extension (`router.rs`). What may still fail later (no grant, no
@@ -113,10 +114,19 @@ impl FromRequestParts<AppState> for Ctx {
             .expect("every route taking a Ctx declares its Scope (router.rs)");
         let snapshot = app.snapshot();
         let settings = &snapshot.settings;
-        // A cookie can ride on a cross-site POST, an Authorization header cannot.
-        if parts.method == Method::POST && !parts.headers.contains_key(header::AUTHORIZATION) {
-            csrf::check(&parts.headers, &settings.public_url)
-                .map_err(IntoResponse::into_response)?;
+        // A cookie can ride on a cross-site request, an Authorization header cannot: a POST
+        // needs the CSRF check, a GET must not be another site's subresource.
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            let origins = csrf::Origins {
+                public_url: &settings.public_url,
+                allowed: &settings.cors.allowed_origins,
+            };
+            let checked = if parts.method == Method::POST {
+                csrf::check(&parts.headers, origins)
+            } else {
+                csrf::check_read(&parts.headers, origins)
+            };
+            checked.map_err(IntoResponse::into_response)?;
         }
         let key = key_caller(app, &snapshot, parts)
             .await

@@ -11,33 +11,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_sessions::Session;
 
-use super::middleware::csrf;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::keys::record::{KeyScopes, Period, Quota};
 use crate::keys::{Actor, Keys, NewKey};
 use crate::user::User;
-
-/// The routes, for the router to merge: the POSTs pass the CSRF check (`public_url` is the
-/// site's origin), bodies are small.
-pub fn routes(public_url: reqwest::Url) -> Router<AppState> {
-    Router::new()
-        .route("/api/keys", post(create))
-        .route("/api/keys/{id}/roll", post(roll))
-        .route("/api/keys/{id}/revoke", post(revoke))
-        .route_layer(from_fn_with_state(public_url, csrf::require))
-        .route("/api/keys", get(list))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-}
 
 /// The largest request body on these routes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -69,6 +54,13 @@ pub struct ListQuery {
 }
 
 /// `GET /api/keys`.
+#[utoipa::path(get, path = "/api/keys", tag = "keys",
+    params(("tenant" = Option<String>, Query, description = "A platform admin's choice of tenant (all when absent)")),
+    responses(
+        (status = 200, description = "The keys the caller manages, with usage, and what a new key may read", body = Object),
+        (status = 401, description = "Not signed in, or an Authorization header", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a tenant admin or platform admin", body = crate::error::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     session: Session,
@@ -163,6 +155,13 @@ pub struct QuotaBody {
 }
 
 /// `POST /api/keys`: 201 with `{key, secret}`.
+#[utoipa::path(post, path = "/api/keys", tag = "keys",
+    request_body(content = Object, description = "{name, pipes?, datasources?, expires_in?, rps?, quota? {requests, period}, tenant?, attributes?}"),
+    responses(
+        (status = 201, description = "The key and its secret, shown this once", body = Object),
+        (status = 400, description = "A field to fix", body = crate::error::ErrorBody),
+        (status = 403, description = "A scope the creator or the tenant's grants do not give, or another tenant", body = crate::error::ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
@@ -222,6 +221,13 @@ pub struct RollBody {
 }
 
 /// `POST /api/keys/{id}/roll`: `{key, secret}`.
+#[utoipa::path(post, path = "/api/keys/{id}/roll", tag = "keys",
+    params(("id" = String, Path, description = "The key id")),
+    request_body(content = Option<Object>, description = "{grace?: \"1h\"}"),
+    responses(
+        (status = 200, description = "The key and its new secret, shown this once", body = Object),
+        (status = 404, description = "No such key among those the caller manages", body = crate::error::ErrorBody),
+    ))]
 pub async fn roll(
     State(state): State<AppState>,
     session: Session,
@@ -242,6 +248,12 @@ pub async fn roll(
 }
 
 /// `POST /api/keys/{id}/revoke`: `{key}`.
+#[utoipa::path(post, path = "/api/keys/{id}/revoke", tag = "keys",
+    params(("id" = String, Path, description = "The key id")),
+    responses(
+        (status = 200, description = "The revoked key", body = Object),
+        (status = 404, description = "No such key among those the caller manages", body = crate::error::ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     session: Session,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use super::state::AppState;
@@ -19,21 +19,64 @@ use crate::auth::session::{Lifetime, Login, SessionUser, current_user, signed_in
 use crate::error::AppError;
 
 /// `POST /api/login` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// The user's id in the users file.
     username: String,
+    /// Their password.
     password: String,
 }
 
+/// `POST /api/login` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    /// Who is now logged in.
+    user: SessionUser,
+}
+
+/// `GET /api/me` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeResponse {
+    /// The logged-in user.
+    user: SessionUser,
+    /// The pipes their grants give, with the fixed params Tinybird enforces.
+    pipes: Vec<crate::grants::PipeAccess>,
+    /// The data sources their grants give for SQL, with the row filter of each.
+    datasources: Vec<crate::grants::DatasourceAccess>,
+    /// Why the grants give nothing (a missing attribute, a conflict), when they do not.
+    #[schema(required = true)]
+    grant_error: Option<String>,
+    /// The workspace (region) their tokens are for, when the rule names one.
+    #[schema(required = true)]
+    workspace: Option<WorkspaceRef>,
+}
+
+/// A workspace as the page shows it: its name in the config and the host the browser calls.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkspaceRef {
+    /// `default` for a lone `[tinybird]`, else its `[tinybird.workspaces.<name>]`.
+    name: String,
+    /// The Tinybird base URL tokens for it are used at.
+    host: String,
+}
+
 /// `POST /api/login`.
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
+    params(("X-BFF-CSRF" = String, Header, description = "`1`: cookie-authenticated POSTs need it")),
+    responses(
+        (status = 200, description = "Logged in; the session cookie is set (a new id)", body = LoginResponse),
+        (status = 400, description = "A username or password longer than its cap (`[login]`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Wrong username or password", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failures for the account or the client; `Retry-After`", body = crate::error::ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
     session: Session,
     Json(body): Json<LoginRequest>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<LoginResponse>, AppError> {
     let now = Instant::now();
     let snapshot = state.snapshot();
     let settings = &snapshot.settings;
@@ -80,7 +123,7 @@ pub async fn login(
     tracing::info!(user = %record.user.id, tenant = record.user.tenant.as_deref().unwrap_or("-"), "login");
     state.metrics.login("ok");
     state.audit.login(&record.user, ip);
-    Ok(Json(serde_json::json!({ "user": record })))
+    Ok(Json(LoginResponse { user: record }))
 }
 
 /// 400 for a username or password longer than the caps (`[login]`), before anything keys on
@@ -115,6 +158,12 @@ fn check_lengths(
 /// `POST /api/logout`: ends the session server-side. After an OIDC login at a provider with
 /// an end-session endpoint, answers `{"redirect": url}` for the page to navigate to (the
 /// provider's logout); else 204.
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    params(("X-BFF-CSRF" = String, Header, description = "`1`: cookie-authenticated POSTs need it")),
+    responses(
+        (status = 204, description = "Logged out; the session is gone on every instance"),
+        (status = 200, description = "Logged out here; `{\"redirect\": url}` ends the identity provider's session too", body = Object),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     session: Session,
@@ -138,11 +187,16 @@ pub async fn logout(
 /// `GET /api/me`: the user, what their grants give them (pipes with their fixed params, data
 /// sources with their rendered filters) and the workspace their tokens are for. An API key is
 /// refused here, even next to a session cookie (keys never open the cookie routes).
+#[utoipa::path(get, path = "/api/me", tag = "session",
+    responses(
+        (status = 200, description = "The user and what they may read", body = MeResponse),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    ))]
 pub async fn me(
     State(state): State<AppState>,
     session: Session,
     headers: axum::http::HeaderMap,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<MeResponse>, AppError> {
     if crate::keys::caller::presented(&headers).is_some() {
         return Err(crate::keys::caller::not_here());
     }
@@ -162,12 +216,15 @@ pub async fn me(
         .workspaces
         .for_user(&current.user)
         .ok()
-        .map(|w| serde_json::json!({ "name": w.name, "host": w.url }));
-    Ok(Json(serde_json::json!({
-        "user": current,
-        "pipes": pipes,
-        "datasources": datasources,
-        "grant_error": grant_error,
-        "workspace": workspace,
-    })))
+        .map(|w| WorkspaceRef {
+            name: w.name.clone(),
+            host: w.url.clone(),
+        });
+    Ok(Json(MeResponse {
+        user: current,
+        pipes,
+        datasources,
+        grant_error,
+        workspace,
+    }))
 }

@@ -16,6 +16,7 @@ pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod middleware;
 pub(crate) mod oidc;
+pub mod openapi;
 pub(crate) mod ops;
 pub(crate) mod pipes;
 pub mod reload;

@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
-use serde_json::{Value, json};
 use tower_sessions::Session;
 use tower_sessions::cookie::{Cookie, SameSite};
 
@@ -19,25 +18,50 @@ use crate::config::Settings;
 use crate::error::AppError;
 
 /// `GET /api/providers`: the providers with browser login, and whether local login is on.
-pub async fn providers(State(state): State<AppState>) -> Json<Value> {
-    let providers: Vec<Value> = state
+#[utoipa::path(get, path = "/api/providers", tag = "session",
+    responses((status = 200, description = "How users can log in", body = ProvidersResponse)))]
+pub async fn providers(State(state): State<AppState>) -> Json<ProvidersResponse> {
+    let providers = state
         .oidc
         .iter()
         .filter(|p| p.settings.client.is_some())
-        .map(|p| {
-            json!({
-                "name": p.settings.name,
-                "display_name": p.settings.display_name,
-                "login_url": format!("/auth/{}/login", p.settings.name),
-            })
+        .map(|p| ProviderLink {
+            name: p.settings.name.clone(),
+            display_name: p.settings.display_name.clone(),
+            login_url: format!("/auth/{}/login", p.settings.name),
         })
         .collect();
     let local = state.snapshot().settings.users.ids().next().is_some();
-    Json(json!({ "local": local, "providers": providers }))
+    Json(ProvidersResponse { local, providers })
+}
+
+/// `GET /api/providers` answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProvidersResponse {
+    /// Whether the username and password form applies (there are local users).
+    local: bool,
+    /// The identity providers users can log in with.
+    providers: Vec<ProviderLink>,
+}
+
+/// An identity provider the login page can offer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProviderLink {
+    /// Its name in the config (`[oidc.<name>]`).
+    name: String,
+    /// What to call it on a button.
+    display_name: String,
+    /// Starts its sign-in; add `?return_to=/path`.
+    login_url: String,
 }
 
 /// `GET /auth/{provider}/login`: start the flow; the login in progress goes to the browser
 /// in a sealed cookie, nothing to the session store.
+#[utoipa::path(get, path = "/auth/{provider}/login", tag = "session", operation_id = "oidc_login",
+    params(("provider" = String, Path, description = "An `[oidc.<name>]` with a client"),
+        ("return_to" = Option<String>, Query, description = "A path on this site to land on after login")),
+    responses((status = 303, description = "To the provider's sign-in page"),
+        (status = 404, description = "No such provider", body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -93,6 +117,11 @@ fn pending_from(headers: &HeaderMap, name: &str) -> Option<String> {
 /// `GET /auth/{provider}/callback`: finish the flow; a failed exchange is a failed login
 /// (metrics, audit), a malformed callback is just refused. The pending-login cookie is
 /// deleted either way: it is good for one callback.
+#[utoipa::path(get, path = "/auth/{provider}/callback", tag = "session", operation_id = "oidc_callback",
+    params(("provider" = String, Path, description = "The provider the flow started with"),
+        ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)),
+    responses((status = 303, description = "Logged in: to `return_to`"),
+        (status = 400, description = "A malformed or replayed callback", body = crate::error::ErrorBody)))]
 pub async fn callback(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -20,11 +20,16 @@ use super::state::AppState;
 use crate::metrics::Metrics;
 
 /// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "operators",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`.
+#[utoipa::path(get, path = "/readyz", tag = "operators",
+    responses((status = 200, description = "Ready: each check (Redis, the session store, Tinybird per workspace, the usage record) with its detail", body = Object),
+        (status = 503, description = "Not ready: the same report, naming the failing check", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let report = state.health.report(state.redis.as_ref()).await;
     let mut checks = Map::new();

@@ -26,6 +26,17 @@ use crate::tinybird::params::Params;
 use crate::user::User;
 
 /// `GET`/`POST /api/pipes/{pipe}.{format}`.
+#[utoipa::path(method(get, post), path = "/api/pipes/{file}", tag = "proxy",
+    params(("file" = String, Path, description = "`<pipe>.json`, `.csv` or `.ndjson`"),
+        ("X-BFF-CSRF" = Option<String>, Header, description = "`1`, on a POST with the session cookie")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "POST: the pipe's parameters as a form (long parameter lists)"),
+    responses((status = 200, description = "Tinybird's answer as is (`meta`, `data`, `rows`, `statistics` in JSON); the user's fixed params won over any given", body = Object),
+        (status = 400, description = "A parameter Tinybird reserves (`debug`, `template_parameters`, `__tb__*`...): named in the error", body = crate::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 403, description = "No grant for this pipe", body = crate::error::ErrorBody),
+        (status = 404, description = "No such pipe", body = crate::error::ErrorBody),
+        (status = 429, description = "A rate limit or the tenant's budget; `Retry-After`", body = crate::error::ErrorBody),
+        (status = 502, description = "Tinybird could not be reached", body = crate::error::ErrorBody)))]
 pub async fn pipe(
     State(state): State<AppState>,
     ctx: Ctx,

@@ -130,6 +130,7 @@ fn keep_restart_only(current: &Settings, next: &mut Settings) -> Vec<&'static st
         public_url => "public_url",
         trusted_proxies => "trusted_proxies",
         conn_limits => "server",
+        cors => "cors",
         session_store => "session.store",
         session_ttl => "session.ttl",
         cookie_name => "session.cookie_name",

@@ -22,9 +22,9 @@ use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use super::middleware::{csrf, envelope, sessions};
+use super::middleware::{cors, csrf, envelope, sessions};
 use super::state::AppState;
-use super::{admin, keys, login, oidc, ops, pipes, sql, token, web};
+use super::{admin, keys, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use crate::serve::ConnLimits;
@@ -32,14 +32,17 @@ use crate::serve::ConnLimits;
 /// The router.
 pub fn router(state: AppState) -> Router {
     let snapshot = state.snapshot();
-    let public_url = snapshot.settings.public_url.clone();
+    let origins = Arc::new((
+        snapshot.settings.public_url.clone(),
+        snapshot.settings.cors.allowed_origins.clone(),
+    ));
     // The app's JavaScript, on the session cookie.
     // A login body is bounded by the field caps, before it is read whole.
     let login_body = DefaultBodyLimit::max(snapshot.settings.login_caps.body_bytes());
     let session_routes = Router::new()
         .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
-        .route_layer(from_fn_with_state(public_url, csrf::require))
+        .route_layer(from_fn_with_state(Arc::clone(&origins), csrf::require))
         .route("/api/me", get(login::me));
     // The data routes resolve their request once (`super::context::Ctx`: CSRF for a cookie
     // POST, who, limits, budget), counting it as the `Scope` they declare here. A bearer
@@ -70,21 +73,31 @@ pub fn router(state: AppState) -> Router {
     let admin_routes = Router::new()
         .route("/api/admin/usage", get(admin::usage))
         .route("/api/usage/budget", get(admin::budget));
+    // Tenant and platform admins managing API keys (`super::keys`): the session cookie only,
+    // POSTs pass the CSRF check, bodies are small.
+    let key_routes = Router::new()
+        .route("/api/keys", post(keys::create))
+        .route("/api/keys/{id}/roll", post(keys::roll))
+        .route("/api/keys/{id}/revoke", post(keys::revoke))
+        .route_layer(from_fn_with_state(origins, csrf::require))
+        .route("/api/keys", get(keys::list))
+        .layer(DefaultBodyLimit::max(keys::MAX_BODY_BYTES));
     let with_session = Router::new()
         .merge(session_routes)
         .merge(data_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
-        .merge(keys::routes(snapshot.settings.public_url.clone()))
+        .merge(key_routes)
         .layer(sessions::layer(state.sessions.clone(), &snapshot.settings))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))
         .with_state(Arc::clone(&state));
     let operators = Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/readyz", get(ops::readyz))
         .with_state(Arc::clone(&state));
-    Router::new()
+    let router = Router::new()
         .merge(operators)
         .route(
             "/api/{*rest}",
@@ -99,7 +112,13 @@ pub fn router(state: AppState) -> Router {
                 // Path only: query strings may carry tokens.
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             }),
-        )
+        );
+    // Outermost: preflights are answered before anything else, and every answer (errors
+    // included) carries the CORS headers an allowed page needs to read it.
+    match cors::layer(&snapshot.settings.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Every workspace's origin, space-separated: the page may call each user's Tinybird host.

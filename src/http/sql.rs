@@ -23,6 +23,16 @@ use crate::proxy::{MAX_FORM_BYTES, ProxyError};
 use crate::tinybird::mint::MintParams;
 
 /// `GET`/`POST /api/sql`.
+#[utoipa::path(method(get, post), path = "/api/sql", tag = "proxy",
+    params(("q" = Option<String>, Query, description = "GET: the SQL, over the data sources the user's grants give"),
+        ("X-BFF-CSRF" = Option<String>, Header, description = "`1`, on a POST with the session cookie")),
+    request_body(content = String, content_type = "text/plain", description = "POST: the SQL as the body, or a form with `q`"),
+    responses((status = 200, description = "Tinybird's answer as is; each data source read through the user's row filter", body = Object),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter besides `q`: only the query is forwarded", body = crate::error::ErrorBody),
+        (status = 403, description = "No data source granted, or one the query reads is not", body = crate::error::ErrorBody),
+        (status = 429, description = "A rate limit or the tenant's budget; `Retry-After` says until when", body = crate::error::ErrorBody),
+        (status = 501, description = "`[proxy] credentials = \"static\"`: no row filter, so no SQL", body = crate::error::ErrorBody)))]
 pub async fn sql(State(state): State<AppState>, ctx: Ctx, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();

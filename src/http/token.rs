@@ -15,7 +15,7 @@ use crate::tinybird::claims::ScopeType;
 use crate::tinybird::mint::{MintParams, Minted, mint};
 
 /// The token endpoint's JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// The JWT.
     pub token: String,
@@ -37,6 +37,14 @@ pub struct TokenResponse {
 
 /// `POST /api/token`: for the session's user, or the user an `Authorization: Bearer <IdP
 /// access token>` proves (then the session is not consulted at all).
+#[utoipa::path(post, path = "/api/token", tag = "tokens",
+    params(("X-BFF-CSRF" = Option<String>, Header, description = "`1`, required with the session cookie (not with a bearer token)")),
+    responses(
+        (status = 200, description = "A short-lived JWT for the user's workspace, with its scopes and the host to call", body = TokenResponse),
+        (status = 401, description = "No session and no valid bearer token", body = crate::error::ErrorBody),
+        (status = 403, description = "No grant, or a grant needing an attribute the user lacks (names which)", body = crate::error::ErrorBody),
+        (status = 429, description = "A rate limit or the tenant's budget; `Retry-After` says until when", body = crate::error::ErrorBody),
+    ))]
 pub async fn token(State(state): State<AppState>, ctx: Ctx) -> Response {
     let answer = mint_for(&state, &ctx).map(Json);
     ctx.finish(answer.into_response())

@@ -10,7 +10,7 @@ use rusqlite::types::Value;
 use serde_json::{Map, Value as Json, json};
 
 use super::clickhouse::ChType;
-use super::clickhouse::sqlite::text::to_string;
+use super::clickhouse::sqlite::convert::to_string;
 use super::query::QueryOutput;
 
 /// A supported output format, from the path's extension.

@@ -8,16 +8,20 @@
 //! [`LocalEndpoint::serve`] it on any listener (port 0 in tests).
 
 pub mod auth;
+pub mod budget;
 pub mod clickhouse;
 pub mod data;
 pub mod error;
+pub mod execute;
 pub mod format;
 pub mod headers;
+pub mod offload;
 pub mod pipes;
 pub mod project;
 pub mod query;
 pub mod ratelimit;
 pub mod routes;
+pub mod settings;
 pub mod sql;
 pub mod stats;
 pub mod template;
@@ -34,10 +38,15 @@ use crate::serve::ConnLimits;
 
 use crate::tinybird::AdminToken;
 use auth::{Keys, StaticToken};
+use clickhouse::TranslateLimits;
 use data::{Database, DemoData};
 use pipes::{PipeLoadError, PipeSet};
 use query::QueryLimits;
 use stats::{PipeStats, StatsSettings};
+
+/// Translations running at once, each on its own thread (see [`offload`]); more wait for a
+/// free one, within their deadline.
+const TRANSLATION_THREADS: usize = 4;
 
 /// Names of the embedded demo pipes (file stems).
 pub fn embedded_pipe_names() -> Vec<String> {
@@ -64,8 +73,11 @@ pub struct LocalConfig {
     pub data: Option<PathBuf>,
     /// Shape of the generated demo data.
     pub demo: DemoData,
-    /// Per-query time and row budget.
+    /// Per-query time, row, byte and memory budget.
     pub query_limits: QueryLimits,
+    /// How long, deep and large a query the translator takes on (its `deadline` is ignored
+    /// here: each request's comes from `query_limits.timeout`).
+    pub translate_limits: TranslateLimits,
     /// Largest accepted request body (form POSTs, token requests).
     pub max_body: usize,
     /// Static tokens accepted besides the admin token (e.g. one scoped to
@@ -88,6 +100,7 @@ impl LocalConfig {
             data: None,
             demo: DemoData::default(),
             query_limits: QueryLimits::default(),
+            translate_limits: TranslateLimits::default(),
             max_body: 1024 * 1024,
             static_tokens: Vec::new(),
             stats: StatsSettings::default(),
@@ -114,6 +127,10 @@ pub struct LocalState {
     pub stats: PipeStats,
     /// Per-query budget.
     pub query_limits: QueryLimits,
+    /// Translation limits (the deadline is set per request).
+    pub translate_limits: TranslateLimits,
+    /// The threads translations run on.
+    pub offload: offload::Offload,
     /// Body size cap.
     pub max_body: usize,
 }
@@ -207,6 +224,8 @@ impl LocalEndpoint {
             limiter: ratelimit::RpsLimiter::default(),
             stats,
             query_limits: config.query_limits,
+            translate_limits: config.translate_limits,
+            offload: offload::Offload::new(TRANSLATION_THREADS, &config.translate_limits),
             max_body: config.max_body,
         };
         Ok((

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::Value as SqlValue;
 use sha2::{Digest, Sha256};
 
-use super::clickhouse::{OutColumn, TranslateError, Translator};
+use super::clickhouse::{OutColumn, TranslateError, TranslateLimits, Translator};
 use super::template::{ParamError, PipeTemplate};
 use crate::tinybird::names::is_valid_pipe_name;
 use crate::tinybird::params::Params;
@@ -72,6 +72,7 @@ impl PipeError {
     pub fn status(&self) -> u16 {
         match self {
             PipeError::Param(ParamError::Raised { status, .. }) => *status,
+            PipeError::Translate(TranslateError::Timeout) => 408,
             _ => 400,
         }
     }
@@ -100,8 +101,16 @@ impl Pipe {
         names
     }
 
-    /// Renders the endpoint node and the nodes it reads, and translates them into one query.
+    /// Renders the endpoint node and the nodes it reads, and translates them into one query
+    /// within the default limits (tests and benchmarks; the endpoint renders, then
+    /// translates off the async workers).
     pub fn prepare(&self, params: &Params, translator: &Translator) -> Result<Prepared, PipeError> {
+        self.render(params)?
+            .translate(translator, &TranslateLimits::default())
+    }
+
+    /// Renders the endpoint node and the nodes it reads, with the call's parameters.
+    pub fn render(&self, params: &Params) -> Result<RenderedPipe, PipeError> {
         let last = self.nodes.len() - 1;
         let mut rendered: Vec<Option<super::template::RenderedSql>> = vec![None; self.nodes.len()];
         rendered[last] = Some(self.nodes[last].template.render(params)?);
@@ -118,18 +127,65 @@ impl Pipe {
         }
         let mut nodes = Vec::new();
         let mut binds = Vec::new();
-        for (node, r) in self.nodes.iter().zip(&rendered) {
+        for (node, r) in self.nodes.iter().zip(rendered) {
             if let Some(r) = r {
-                binds.extend(r.binds.iter().cloned());
-                nodes.push((node.name.as_str(), r.sql.as_str()));
+                binds.extend(r.binds);
+                nodes.push((node.name.clone(), r.sql));
             }
         }
-        let (endpoint_name, endpoint_sql) = nodes.pop().expect("the endpoint was rendered");
-        let _ = endpoint_name;
-        let translated = translator.pipe(&nodes, endpoint_sql)?;
+        let (_, endpoint) = nodes.pop().expect("the endpoint was rendered");
+        Ok(RenderedPipe {
+            nodes,
+            endpoint,
+            binds,
+        })
+    }
+}
+
+/// A pipe call rendered: the nodes it reads and the endpoint's SQL, still ClickHouse.
+#[derive(Debug, Clone)]
+pub struct RenderedPipe {
+    /// (name, SQL) of each node the endpoint reads, in file order.
+    pub nodes: Vec<(String, String)>,
+    /// The endpoint node's SQL.
+    pub endpoint: String,
+    /// The values of the `?` placeholders, in order.
+    pub binds: Vec<SqlValue>,
+}
+
+impl RenderedPipe {
+    fn node_refs(&self) -> Vec<(&str, &str)> {
+        self.nodes
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect()
+    }
+
+    /// The translation, if this text was translated before (cheap: no thread needed).
+    pub fn cached(&self, translator: &Translator) -> Option<Result<Prepared, PipeError>> {
+        let hit = translator.cached_pipe(&self.node_refs(), &self.endpoint)?;
+        Some(self.prepared(hit))
+    }
+
+    /// Translates into one SQLite query within `limits` (recursive: run it off the async
+    /// workers, see `local::offload`).
+    pub fn translate(
+        &self,
+        translator: &Translator,
+        limits: &TranslateLimits,
+    ) -> Result<Prepared, PipeError> {
+        let translated = translator.pipe_within(&self.node_refs(), &self.endpoint, limits);
+        self.prepared(translated)
+    }
+
+    fn prepared(
+        &self,
+        translated: Result<std::sync::Arc<super::clickhouse::Translated>, TranslateError>,
+    ) -> Result<Prepared, PipeError> {
+        let translated = translated?;
         Ok(Prepared {
             sql: translated.sql.clone(),
-            binds,
+            binds: self.binds.clone(),
             columns: translated.columns.clone(),
         })
     }

@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::types::Value;
+use rusqlite::limits::Limit;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, StatementStatus};
 
+use super::budget::{self, Trip};
 use super::clickhouse::OutColumn;
 use super::template::RenderedSql;
 
@@ -47,25 +49,61 @@ pub enum QueryError {
     /// Returned more rows than allowed.
     #[error("query returned more than {0} rows: add a LIMIT or narrower filters")]
     TooManyRows(usize),
+    /// Its result would be larger than allowed (`max_result_bytes`).
+    #[error(
+        "query result is larger than the {0} bytes allowed: add a LIMIT, narrower filters or fewer columns"
+    )]
+    TooManyBytes(usize),
+    /// A function would have built a value, or held memory, past the query's limits.
+    #[error("{0}: make the values smaller or the query narrower")]
+    TooLarge(String),
     /// SQLite refused the statement (a pipe SQL error, or a write).
     #[error("query failed: {0}")]
     Sql(#[from] rusqlite::Error),
 }
 
 /// Budget for one query.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
-    /// Wall-clock limit, enforced by SQLite's progress handler.
+    /// Wall-clock limit, from the start of translation to the last row: SQLite's progress
+    /// handler between steps, the functions' own checks inside them (`budget::tick`).
     pub timeout: Duration,
-    /// Maximum rows in a result.
+    /// Maximum rows in a result (ClickHouse's `max_result_rows`).
     pub max_rows: usize,
+    /// Maximum bytes of the rows a query returns, as held in memory before rendering
+    /// (ClickHouse's `max_result_bytes`).
+    pub max_result_bytes: usize,
+    /// Largest string or array one function or operator may build (also SQLite's length
+    /// limit on every pooled connection).
+    pub max_value_bytes: usize,
+    /// Bytes the query's functions may hold at once: parsed arrays and JSON documents,
+    /// aggregate states (ClickHouse's `max_memory_usage`, for what the local endpoint adds to
+    /// SQLite).
+    pub max_memory_bytes: usize,
 }
+
+/// The default `max_result_bytes`: 64 MiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
             max_rows: 100_000,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            max_value_bytes: budget::DEFAULT_MAX_VALUE_BYTES,
+            max_memory_bytes: budget::DEFAULT_MAX_MEMORY_BYTES,
+        }
+    }
+}
+
+impl QueryLimits {
+    /// The functions' share of the budget, for a query that must end by `deadline`.
+    pub fn functions(&self, deadline: Instant) -> budget::FunctionLimits {
+        budget::FunctionLimits {
+            deadline: Some(deadline),
+            max_value_bytes: self.max_value_bytes,
+            max_memory_bytes: self.max_memory_bytes,
         }
     }
 }
@@ -85,11 +123,21 @@ pub fn run_prepared(
     prepared: &super::pipes::Prepared,
     limits: QueryLimits,
 ) -> Result<QueryOutput, QueryError> {
+    run_prepared_until(conn, prepared, limits, Instant::now() + limits.timeout)
+}
+
+/// Executes a prepared pipe call to end by `deadline`. Blocking: call from `spawn_blocking`.
+pub fn run_prepared_until(
+    conn: &Connection,
+    prepared: &super::pipes::Prepared,
+    limits: QueryLimits,
+    deadline: Instant,
+) -> Result<QueryOutput, QueryError> {
     let sql = RenderedSql {
         sql: prepared.sql.clone(),
         binds: prepared.binds.clone(),
     };
-    run_typed(conn, &sql, prepared.columns.as_deref(), limits)
+    run_until(conn, &sql, prepared.columns.as_deref(), limits, deadline)
 }
 
 /// Executes `sql`, typing the result with `columns` (the translator's types) where known.
@@ -100,15 +148,49 @@ pub fn run_typed(
     limits: QueryLimits,
 ) -> Result<QueryOutput, QueryError> {
     let started = Instant::now();
-    let deadline = started + limits.timeout;
+    run_until(conn, sql, columns, limits, started + limits.timeout)
+}
+
+/// Executes `sql` to end by `deadline` (a request's, which began before translation).
+pub fn run_until(
+    conn: &Connection,
+    sql: &RenderedSql,
+    columns: Option<&[OutColumn]>,
+    limits: QueryLimits,
+    deadline: Instant,
+) -> Result<QueryOutput, QueryError> {
+    let started = Instant::now();
+    if started > deadline {
+        return Err(QueryError::Timeout(limits.timeout));
+    }
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let result = run_inner(conn, sql, columns, limits, started);
+    let length = i32::try_from(limits.max_value_bytes).unwrap_or(i32::MAX);
+    let previous_length = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length).ok();
+    let result = {
+        let _budget = budget::enter(limits.functions(deadline));
+        run_inner(conn, sql, columns, limits, started).map_err(|e| match (e, budget::take_trip()) {
+            (QueryError::Sql(_), Some(Trip::Deadline)) => QueryError::Timeout(limits.timeout),
+            (QueryError::Sql(_), Some(trip)) => QueryError::TooLarge(trip.to_string()),
+            (e, _) => e,
+        })
+    };
+    if let Some(previous) = previous_length {
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, previous);
+    }
     conn.progress_handler(0, None::<fn() -> bool>);
     result.map_err(|e| match e {
         QueryError::Sql(rusqlite::Error::SqliteFailure(f, _))
             if f.code == rusqlite::ErrorCode::OperationInterrupted =>
         {
             QueryError::Timeout(limits.timeout)
+        }
+        QueryError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::TooBig =>
+        {
+            QueryError::TooLarge(format!(
+                "a value would be larger than the {} bytes allowed per value",
+                limits.max_value_bytes
+            ))
         }
         other => other,
     })
@@ -133,16 +215,27 @@ fn run_inner(
         .collect();
     let mut rows = Vec::new();
     let mut bytes_read = 0u64;
+    // What the rows hold in memory: their values and each value's slot.
+    let mut held = 0usize;
     {
         let mut cursor = stmt.query(rusqlite::params_from_iter(sql.binds.iter()))?;
         while let Some(row) = cursor.next()? {
             if rows.len() == limits.max_rows {
                 return Err(QueryError::TooManyRows(limits.max_rows));
             }
+            // Sized before it is copied out of SQLite.
+            let mut row_bytes = 0u64;
+            for i in 0..names.len() {
+                row_bytes += value_size(&row.get_ref(i)?);
+            }
+            held += row_bytes as usize + names.len() * std::mem::size_of::<Value>();
+            if held > limits.max_result_bytes {
+                return Err(QueryError::TooManyBytes(limits.max_result_bytes));
+            }
             let values: Vec<Value> = (0..names.len())
                 .map(|i| row.get::<_, Value>(i))
                 .collect::<Result<_, _>>()?;
-            bytes_read += values.iter().map(value_size).sum::<u64>();
+            bytes_read += row_bytes;
             rows.push(values);
         }
     }
@@ -172,12 +265,12 @@ fn run_inner(
     })
 }
 
-fn value_size(v: &Value) -> u64 {
+fn value_size(v: &ValueRef<'_>) -> u64 {
     match v {
-        Value::Null => 1,
-        Value::Integer(_) | Value::Real(_) => 8,
-        Value::Text(s) => s.len() as u64,
-        Value::Blob(b) => b.len() as u64,
+        ValueRef::Null => 1,
+        ValueRef::Integer(_) | ValueRef::Real(_) => 8,
+        ValueRef::Text(s) => s.len() as u64,
+        ValueRef::Blob(b) => b.len() as u64,
     }
 }
 

@@ -19,8 +19,10 @@ use axum::response::{IntoResponse, Response};
 use super::LocalState;
 use super::auth::{Caller, authenticate, presented_token};
 use super::error::{Api, ApiError};
+use super::execute;
 use super::format::{self, Format};
 use super::headers::RequestId;
+use super::pipes::PipeError;
 use super::query::{self, QueryError};
 use super::ratelimit::RateHeaders;
 use super::stats::Row;
@@ -34,24 +36,29 @@ pub struct Trace {
     pub row: Row,
     /// Its `X-RateLimit-*` headers, once counted.
     pub rate: Option<RateHeaders>,
+    /// Whether its token verified: only then is the row recorded (see `stats`).
+    pub authenticated: bool,
 }
 
 impl Trace {
     /// A trace for the request `id` to `path`, parameters not read yet.
-    pub fn new(id: &str, path: &str) -> Self {
+    pub fn new(state: &LocalState, id: &str, path: &str) -> Self {
         Self {
-            row: Row::start(id, path, &Params::default()),
+            row: state.stats.row(id, path, &Params::default()),
             rate: None,
+            authenticated: false,
         }
     }
 
-    /// Finishes the answer: rate headers on, the row recorded.
+    /// Finishes the answer: rate headers on, the row recorded if the caller was known.
     pub fn finish(self, state: &LocalState, mut response: Response, started: Instant) -> Response {
         if let Some(rate) = self.rate {
             rate.apply(response.headers_mut());
         }
-        let status = response.status().as_u16();
-        state.stats.record(&self.row, status, started.elapsed());
+        if self.authenticated {
+            let status = response.status().as_u16();
+            state.stats.record(&self.row, status, started.elapsed());
+        }
         response
     }
 }
@@ -67,9 +74,9 @@ pub async fn pipe(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut trace = Trace::new(&id, uri.path());
+    let mut trace = Trace::new(&state, &id, uri.path());
     let request = (&method, &uri, &headers);
-    let response = match run_pipe(&state, &mut trace, file, request, body).await {
+    let response = match run_pipe(&state, &mut trace, (file, started), request, body).await {
         Ok(response) => response,
         Err(e) => e.for_api(Api::Pipes).into_response(),
     };
@@ -79,7 +86,7 @@ pub async fn pipe(
 async fn run_pipe(
     state: &LocalState,
     trace: &mut Trace,
-    file: Result<Path<String>, PathRejection>,
+    (file, started): (Result<Path<String>, PathRejection>, Instant),
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -100,10 +107,11 @@ async fn run_pipe(
     let token = presented_token(&arguments, headers);
     let mut params = arguments.clone();
     params.extend(json);
-    trace.row = Row::start(&trace.row.request_id, uri.path(), &params);
-    trace.row.pipe_name = name.to_owned();
     let caller = authenticate(token, &state.keys(), now())?;
+    trace.row = state.stats.row(&trace.row.request_id, uri.path(), &params);
+    trace.row.pipe_name = name.to_owned();
     (trace.row.token, trace.row.token_name) = caller.stats_identity();
+    trace.authenticated = true;
     let pipe = state
         .pipes
         .get(name)
@@ -129,23 +137,27 @@ async fn run_pipe(
     // Fixed params always win over anything the request sent under the same name.
     params.apply_fixed(&fixed);
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
-    let sql = pipe.prepare(&params, &state.db.translator).map_err(|e| {
+    let pipe_error = |e: PipeError| {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
         ApiError::new(status, e.to_string())
-    })?;
-    let conn = state.db.acquire().await;
+    };
+    let deadline = execute::deadline(state, started);
+    let rendered = pipe.render(&params).map_err(pipe_error)?;
+    let sql = execute::translate_pipe(state, rendered, deadline)
+        .await?
+        .map_err(pipe_error)?;
+    let conn = execute::connection(state, deadline).await?;
     let limits = state.query_limits;
     let pipe_name = pipe.name.clone();
-    let out = tokio::task::spawn_blocking(move || query::run_prepared(&conn, &sql, limits))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
+    let out = execute::blocking(move || query::run_prepared_until(&conn, &sql, limits, deadline))
+        .await?
         .map_err(|e| match e {
             QueryError::Timeout(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string()),
-            QueryError::TooManyRows(_) => ApiError::bad_request(e.to_string()),
             QueryError::Sql(err) => {
                 tracing::warn!(pipe = %pipe_name, error = %err, "pipe query failed");
                 ApiError::bad_request(format!("pipe {pipe_name} failed to run: {err}"))
             }
+            other => ApiError::bad_request(other.to_string()),
         })?;
     trace.row.read_rows = out.rows_read;
     trace.row.read_bytes = out.bytes_read;

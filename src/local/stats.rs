@@ -2,8 +2,17 @@
 //!
 //! Tinybird's own usage record (docs/tinybird.md, "Usage attribution") is the only per-tenant attribution it
 //! gives: for a JWT call `token` is empty and `token_name` is the JWT's `name`. The BFF's
-//! usage view reads it, so the local endpoint keeps it too, for every status (403 and 429
-//! included), 7 days and at most [`StatsSettings::max_rows`] rows.
+//! usage view reads it, so the local endpoint keeps it too, for every request whose token
+//! verified, whatever it answered (a 403 for a pipe outside its scopes, a 429, a 408 are
+//! rows), 7 days and at most [`StatsSettings::max_rows`] rows and
+//! [`StatsSettings::max_bytes`] bytes.
+//!
+//! A request whose token does not verify leaves no row: Tinybird's record belongs to the
+//! workspace a token proves, and such a request proves none (recording it would also let
+//! anyone write into the workspace's usage record, and fill memory: 300 unauthenticated 1 MB
+//! POSTs grew the endpoint by 650 MB when every row kept the request's parameters). The
+//! text a row keeps of its request (`url`, `parameters`, names) is cut to
+//! [`StatsSettings::max_text_bytes`] each.
 //!
 //! The rows live in their own shared-cache in-memory SQLite database, attached to every
 //! pooled connection as `tinybird`, so `SELECT ... FROM tinybird.pipe_stats_rt` works in
@@ -26,12 +35,17 @@ pub const SCHEMA: &str = "tinybird";
 pub const QUERY_API: &str = "query_api";
 
 /// How much is kept.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsSettings {
     /// Rows older than this are dropped (Tinybird: 7 days).
     pub ttl: Duration,
     /// At most this many rows; the oldest go first.
     pub max_rows: usize,
+    /// At most this many bytes of row text in all; the oldest rows go first.
+    pub max_bytes: usize,
+    /// At most this many bytes of each text a row keeps of its request (`url`, `parameters`,
+    /// the pipe and token names).
+    pub max_text_bytes: usize,
 }
 
 impl Default for StatsSettings {
@@ -39,8 +53,22 @@ impl Default for StatsSettings {
         Self {
             ttl: Duration::from_secs(7 * 86_400),
             max_rows: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_text_bytes: 2048,
         }
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text[..cut].to_owned()
 }
 
 /// One request's row, filled in as the request goes.
@@ -71,26 +99,46 @@ pub struct Row {
 }
 
 impl Row {
-    /// A row for a request to `path?query` with `params`, before anything is known of it.
-    pub fn start(request_id: &str, path: &str, params: &Params) -> Self {
-        let mut shown = params.clone();
-        shown.remove("token");
+    /// A row for a request to `path?query` with `params`, before anything is known of it;
+    /// its `url` and `parameters` keep at most `max_text` bytes each.
+    pub fn start(request_id: &str, path: &str, params: &Params, max_text: usize) -> Self {
+        // The shown parameters: `token` removed, each value cut, no more than fit the bound
+        // (a value grows at most threefold when percent-encoded).
+        let mut shown = Params::default();
+        let mut size = path.len();
+        for (name, value) in params.iter().filter(|(name, _)| *name != "token") {
+            if size > max_text {
+                break;
+            }
+            let value = bounded(value, max_text);
+            size += 3 * (name.len() + value.len()) + 2;
+            shown.push(name, value);
+        }
         let query = shown.to_query_string();
         let url = if query.is_empty() {
-            path.to_owned()
+            bounded(path, max_text)
         } else {
-            format!("{path}?{query}")
+            bounded(&format!("{path}?{query}"), max_text)
         };
         let mut parameters = serde_json::Map::new();
+        let mut kept = 2;
         for (name, value) in shown.iter() {
+            // Each name and value counts, with its JSON quotes and separators.
+            let room = max_text.saturating_sub(kept + name.len() + 6);
+            if room == 0 {
+                continue;
+            }
+            let existing = parameters.contains_key(name);
             let entry = parameters
                 .entry(name.to_owned())
                 .or_insert_with(|| serde_json::Value::String(String::new()));
             if let serde_json::Value::String(text) = entry {
-                if !text.is_empty() {
+                let before = text.len();
+                if before > 0 {
                     text.push(',');
                 }
-                text.push_str(value);
+                text.push_str(&bounded(value, room.saturating_sub(1)));
+                kept += text.len() - before + if existing { 0 } else { name.len() + 6 };
             }
         }
         Self {
@@ -107,7 +155,50 @@ impl Row {
             parameters,
         }
     }
+
+    /// Bytes of text the row keeps (what [`StatsSettings::max_bytes`] counts), plus a fixed
+    /// share for its numbers and the table's overhead.
+    fn text_bytes(&self) -> usize {
+        ROW_OVERHEAD
+            + self.pipe_id.len()
+            + self.pipe_name.len()
+            + self.url.len()
+            + self.request_id.len()
+            + self.token.len()
+            + self.token_name.len()
+            + self
+                .parameters
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len) + 6)
+                .sum::<usize>()
+    }
 }
+
+/// The parameters as a JSON object of at most `max` bytes: the longest values are cut
+/// until it fits (escapes can make the text longer than the values), so it stays JSON.
+fn parameters_text(parameters: &serde_json::Map<String, serde_json::Value>, max: usize) -> String {
+    let mut parameters = parameters.clone();
+    loop {
+        let text = serde_json::Value::Object(parameters.clone()).to_string();
+        if text.len() <= max {
+            return text;
+        }
+        let longest = parameters
+            .iter_mut()
+            .filter_map(|(_, v)| match v {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s),
+                _ => None,
+            })
+            .max_by_key(|s| s.len());
+        match longest {
+            Some(value) => *value = bounded(value, value.len() / 2),
+            None => return "{}".to_owned(),
+        }
+    }
+}
+
+/// What a row costs besides its text: numbers, a date, SQLite's cell and index overhead.
+const ROW_OVERHEAD: usize = 128;
 
 /// The recorder: owns the in-memory database and its one writer.
 pub struct PipeStats {
@@ -122,6 +213,8 @@ struct Writer {
     conn: Connection,
     /// Rows in the table (kept in step with inserts and deletes).
     rows: usize,
+    /// Bytes of the rows in the table, as [`Row::text_bytes`] counts them.
+    bytes: usize,
     inserts_since_prune: usize,
 }
 
@@ -163,6 +256,7 @@ impl PipeStats {
             writer: Mutex::new(Writer {
                 conn,
                 rows: 0,
+                bytes: 0,
                 inserts_since_prune: 0,
             }),
             uri,
@@ -177,26 +271,32 @@ impl PipeStats {
         conn.pragma_update(None, "read_uncommitted", true)
     }
 
+    /// A row for a request, its text bounded by [`StatsSettings::max_text_bytes`].
+    pub fn row(&self, request_id: &str, path: &str, params: &Params) -> Row {
+        Row::start(request_id, path, params, self.settings.max_text_bytes)
+    }
+
     /// Records a finished request.
     pub fn record(&self, row: &Row, status: u16, elapsed: Duration) {
+        let max_text = self.settings.max_text_bytes;
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let result = writer.conn.execute(
             "INSERT INTO pipe_stats_rt VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             rusqlite::params![
                 row.start_datetime.format("%Y-%m-%d %H:%M:%S").to_string(),
-                row.pipe_id,
-                row.pipe_name,
+                bounded(&row.pipe_id, max_text),
+                bounded(&row.pipe_name, max_text),
                 elapsed.as_secs_f64(),
                 row.read_bytes as i64,
                 row.read_rows as i64,
                 row.result_rows as i64,
-                row.url,
+                bounded(&row.url, max_text),
                 i64::from(status >= 400),
-                row.request_id,
-                row.token,
-                row.token_name,
+                bounded(&row.request_id, max_text),
+                bounded(&row.token, max_text),
+                bounded(&row.token_name, max_text),
                 i64::from(status),
-                serde_json::Value::Object(row.parameters.clone()).to_string(),
+                parameters_text(&row.parameters, max_text),
             ],
         );
         if let Err(e) = result {
@@ -204,15 +304,22 @@ impl PipeStats {
             return;
         }
         writer.rows += 1;
+        writer.bytes += row.text_bytes().min(ROW_OVERHEAD + 8 * max_text);
         writer.inserts_since_prune += 1;
-        let over_cap = writer.rows > self.settings.max_rows;
+        let over_cap =
+            writer.rows > self.settings.max_rows || writer.bytes > self.settings.max_bytes;
         if over_cap || writer.inserts_since_prune >= PRUNE_EVERY {
             writer.inserts_since_prune = 0;
             match prune(&writer.conn, &self.settings) {
-                Ok(rows) => writer.rows = rows,
+                Ok((rows, bytes)) => (writer.rows, writer.bytes) = (rows, bytes),
                 Err(e) => tracing::warn!(error = %e, "local endpoint: cannot prune pipe_stats_rt"),
             }
         }
+    }
+
+    /// Bytes of row text kept now, as the byte cap counts them.
+    pub fn bytes(&self) -> usize {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
     /// Rows kept now (for tests and the README's bound).
@@ -232,26 +339,51 @@ impl PipeStats {
     }
 }
 
-/// Drops rows past the TTL and, past the row cap, the oldest tenth; returns the rows left.
-fn prune(conn: &Connection, settings: &StatsSettings) -> rusqlite::Result<usize> {
+/// The bytes a stored row counts for (as [`Row::text_bytes`]), in SQL.
+const ROW_BYTES_SQL: &str = "128 + length(pipe_id) + length(pipe_name) + length(url) \
+    + length(request_id) + length(token) + length(token_name) + length(parameters)";
+
+/// Drops rows past the TTL and, past the row or byte cap, the oldest down to 90% of the cap;
+/// returns the rows and bytes left.
+fn prune(conn: &Connection, settings: &StatsSettings) -> rusqlite::Result<(usize, usize)> {
     let cutoff = Utc::now() - chrono::Duration::from_std(settings.ttl).unwrap_or_default();
     conn.execute(
         "DELETE FROM pipe_stats_rt WHERE start_datetime < ?1",
         [cutoff.format("%Y-%m-%d %H:%M:%S").to_string()],
     )?;
-    let rows: i64 = conn.query_row("SELECT count(*) FROM pipe_stats_rt", [], |r| r.get(0))?;
-    let cap = settings.max_rows as i64;
-    if rows > cap {
-        // Down to 90% of the cap, so the next deletes come in batches, not one per insert.
-        let keep = cap - cap / 10;
-        conn.execute(
-            "DELETE FROM pipe_stats_rt WHERE rowid IN
-               (SELECT rowid FROM pipe_stats_rt ORDER BY rowid LIMIT ?1)",
-            [rows - keep],
-        )?;
-        return Ok(keep as usize);
+    let totals = || -> rusqlite::Result<(i64, i64)> {
+        conn.query_row(
+            &format!("SELECT count(*), coalesce(sum({ROW_BYTES_SQL}), 0) FROM pipe_stats_rt"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    };
+    let (rows, bytes) = totals()?;
+    let (cap_rows, cap_bytes) = (settings.max_rows as i64, settings.max_bytes as i64);
+    if rows > cap_rows || bytes > cap_bytes {
+        // Down to 90% of the caps, so the next deletes come in batches, not one per insert.
+        let (keep_rows, keep_bytes) = (cap_rows - cap_rows / 10, cap_bytes - cap_bytes / 10);
+        // The newest rows that fit both caps stay: find the oldest of them by walking back.
+        let mut stmt = conn.prepare(&format!(
+            "SELECT rowid, {ROW_BYTES_SQL} FROM pipe_stats_rt ORDER BY rowid DESC"
+        ))?;
+        let mut walk = stmt.query([])?;
+        let (mut kept_rows, mut kept_bytes, mut oldest_kept) = (0i64, 0i64, i64::MAX);
+        while let Some(row) = walk.next()? {
+            let (rowid, size): (i64, i64) = (row.get(0)?, row.get(1)?);
+            if kept_rows + 1 > keep_rows || kept_bytes + size > keep_bytes {
+                break;
+            }
+            kept_rows += 1;
+            kept_bytes += size;
+            oldest_kept = rowid;
+        }
+        drop(walk);
+        conn.execute("DELETE FROM pipe_stats_rt WHERE rowid < ?1", [oldest_kept])?;
+        let (rows, bytes) = totals()?;
+        return Ok((rows as usize, bytes as usize));
     }
-    Ok(rows as usize)
+    Ok((rows as usize, bytes as usize))
 }
 
 #[cfg(test)]
@@ -268,7 +400,7 @@ mod tests {
     fn rows_are_readable_from_an_attached_reader_and_tokens_never_stored() {
         let stats = PipeStats::new(StatsSettings::default()).unwrap();
         let params = Params::parse("org_id=acme&token=p.secret-token&ids=1&ids=2").unwrap();
-        let mut row = Row::start("01JTEST", "/v0/pipes/top_products.json", &params);
+        let mut row = Row::start("01JTEST", "/v0/pipes/top_products.json", &params, 2048);
         row.pipe_name = "top_products".into();
         row.token_name = "alice@acme".into();
         stats.record(&row, 403, Duration::from_millis(12));
@@ -292,7 +424,7 @@ mod tests {
             ..StatsSettings::default()
         })
         .unwrap();
-        let row = Row::start("id", "/v0/sql", &Params::default());
+        let row = Row::start("id", "/v0/sql", &Params::default(), 2048);
         for _ in 0..35 {
             stats.record(&row, 200, Duration::ZERO);
         }

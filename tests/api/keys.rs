@@ -6,4 +6,5 @@ mod pg;
 mod routes;
 mod service;
 mod store;
+mod usage;
 mod using;

@@ -13,6 +13,11 @@
 //! - `tokens`: the Token API subset (`POST /v0/tokens/`).
 //! - `data`: the demo dataset, `--data` files, and pipe directories with a broken file.
 //! - `bad_input`: malformed tokens, oversized requests, path tricks, invalid UTF-8.
+//! - `resources`: functions linear or stopped by the deadline, connections given back in
+//!   time, a bounded usage record, a linear and bounded translator (issue #25).
+//! - `process`: the real `tinybird-bff local` as a child: no query aborts it, unauthenticated
+//!   floods leave no memory behind, limits set on its command line.
+//! - `tenancy`: the demo's pipes count "the last days" from the tenant's own rows.
 
 mod auth;
 mod bad_input;
@@ -21,6 +26,9 @@ mod fidelity;
 mod formats;
 mod limits;
 mod params;
+pub mod process;
+mod resources;
+mod tenancy;
 mod tokens;
 
 use std::net::SocketAddr;

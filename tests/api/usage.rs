@@ -19,7 +19,7 @@ const USAGE_TOKEN: &str = "p.usage-test-token";
 
 /// Demo settings polling every 200 ms, reading a local endpoint of their own (started here,
 /// so several instances read one record), with `USAGE_TOKEN` scoped to `pipe_stats_rt`.
-async fn usage_settings() -> (Settings, LocalServer) {
+pub(crate) async fn usage_settings() -> (Settings, LocalServer) {
     let mut s = base_settings();
     crate::helpers::one_workspace(&mut s);
     let mut config = LocalConfig::new(s.tinybird.first_mut().signing_key.clone());
@@ -40,7 +40,7 @@ async fn usage_settings() -> (Settings, LocalServer) {
 }
 
 /// Polls `probe` until it returns `Some`, for at most 15 s (the poll interval is 200 ms).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) -> T {
@@ -69,7 +69,7 @@ async fn direct(minted: &Value) -> u16 {
         .as_u16()
 }
 
-fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+pub(crate) fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|t| t[key] == value)
 }
 

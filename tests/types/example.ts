@@ -13,6 +13,7 @@ import {
   ForbiddenError,
   RateLimitedError,
   NetworkError,
+  CorsError,
   QueryError,
   type BackgroundErrorEvent,
   type BffUser,
@@ -65,6 +66,7 @@ const seen: string[] = [];
 
 const options: ClientOptions = {
   bff: '/api',
+  credentials: 'same-origin',
   mode: 'auto',
   proxyStickySeconds: 60,
   refreshMarginSeconds: 30,
@@ -216,6 +218,7 @@ function errors(err: unknown): string {
     const until: number | null = err.resetAt;
     return until === null ? `wait ${err.retryAfter ?? '?'} s` : `until ${new Date(until * 1000).toISOString()}`;
   }
+  if (err instanceof CorsError) return `add this origin to [cors] allowed_origins: ${err.message}`;
   if (err instanceof NetworkError) return `unreachable via ${err.path}`;
   if (err instanceof QueryError) return `query failed: ${err.status} ${JSON.stringify(err.body)}`;
   if (err instanceof TinybirdBffError) return `${err.name}: ${err.message}`;

@@ -91,6 +91,9 @@ test('every runtime error class is a subclass of TinybirdBffError, as declared',
     assert.match(dts, new RegExp(`export class ${name} extends TinybirdBffError \\{\\}`));
     assert.equal(new mod[name]('x').name, name);
   }
+  assert.ok(new mod.CorsError('x') instanceof mod.NetworkError, 'a CORS refusal is a network error too');
+  assert.match(dts, /export class CorsError extends NetworkError \{\}/);
+  assert.equal(new mod.CorsError('x').name, 'CorsError');
   const e = new mod.RateLimitedError('slow', { status: 429, path: 'direct', body: { error: 'x' }, retryAfter: 2 });
   assert.deepEqual([e.status, e.path, e.body, e.retryAfter], [429, 'direct', { error: 'x' }, 2]);
 });

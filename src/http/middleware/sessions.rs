@@ -1,7 +1,8 @@
 //! The session cookie's layer, and the 503 a failing session store answers.
 //!
-//! The cookie is `HttpOnly`, `SameSite=Lax`, `Secure` when the public URL is https, scoped to
-//! `/`, and expires after `session.ttl` of inactivity. A store failure on *save* happens inside
+//! The cookie is `HttpOnly`, `SameSite=Lax` (`SameSite=None; Secure` when `[cors]` allows an
+//! app on another host, whose fetches would not carry a `Lax` cookie), `Secure` when the public
+//! URL is https, scoped to `/`, and expires after `session.ttl` of inactivity. A store failure on *save* happens inside
 //! the session layer after the handler, which answers an empty 500; [`unavailable`] (outside
 //! that layer) turns it into the same 503 JSON a failure on *load* gets.
 
@@ -22,8 +23,14 @@ pub fn layer(store: DynStore, settings: &Settings) -> SessionManagerLayer<DynSto
     SessionManagerLayer::new(store)
         .with_name(settings.cookie_name.clone())
         .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(settings.public_url.scheme() == "https")
+        .with_same_site(if settings.cors.cross_site {
+            SameSite::None
+        } else {
+            SameSite::Lax
+        })
+        // `SameSite=None` is kept by browsers only with `Secure` (on http, loopback only:
+        // `[cors]` validation refuses the rest).
+        .with_secure(settings.public_url.scheme() == "https" || settings.cors.cross_site)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
             settings.session_ttl.as_secs() as i64,

@@ -23,12 +23,20 @@ pub struct E {
 }
 
 impl E {
-    /// An expression built from parts, inheriting their free columns and aggregates.
+    /// An expression built from parts, inheriting their free columns (each once, so a long
+    /// chain over one column does not copy a growing list at every level) and aggregates.
     pub fn from_parts(sql: String, ty: Ty, parts: &[&E]) -> E {
+        let mut free: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for column in parts.iter().flat_map(|p| p.free.iter()) {
+            if seen.insert(column.as_str()) {
+                free.push(column.clone());
+            }
+        }
         E {
             sql,
             ty,
-            free: parts.iter().flat_map(|p| p.free.iter().cloned()).collect(),
+            free,
             agg: parts.iter().any(|p| p.agg),
             literal: None,
         }

@@ -15,9 +15,39 @@ use super::translate::{Ctx, ident, unsupported};
 use super::types::ChType;
 
 impl Ctx<'_> {
-    /// Emits one expression.
+    /// Emits one expression. Every call counts against the translation limits: nesting
+    /// (`max_ast_depth`, also checked on the parsed text, but alias expansion nests too),
+    /// nodes translated (`max_expanded_ast_elements`: each use of an alias translates its
+    /// expression again, so `a+a AS b, b+b AS c, ...` would otherwise double per alias) and
+    /// the deadline.
     pub fn expr(&mut self, expr: &Expr) -> Result<E, TranslateError> {
-        let mut e = self.expr_inner(expr)?;
+        self.steps += 1;
+        if self.steps > self.limits.max_expanded_ast_elements {
+            return Err(TranslateError::TooComplex(format!(
+                "the query has more than {} expression nodes once its aliases are expanded \
+                 (max_expanded_ast_elements): use fewer aliases of aliases",
+                self.limits.max_expanded_ast_elements
+            )));
+        }
+        if self.steps.is_multiple_of(1024)
+            && self
+                .limits
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() > d)
+        {
+            return Err(TranslateError::Timeout);
+        }
+        if self.depth >= self.limits.max_ast_depth {
+            return Err(TranslateError::TooComplex(format!(
+                "the query's expressions nest deeper than {} levels once its aliases are \
+                 expanded (max_ast_depth)",
+                self.limits.max_ast_depth
+            )));
+        }
+        self.depth += 1;
+        let result = self.expr_inner(expr);
+        self.depth -= 1;
+        let mut e = result?;
         if !e.free.is_empty() && self.level().group_keys.contains(&e.sql) {
             e.free.clear();
         }
@@ -69,13 +99,20 @@ impl Ctx<'_> {
                 let not = if *negated { "NOT " } else { "" };
                 match target {
                     sqlparser::ast::InTarget::List(list) => {
-                        let mut parts = vec![e.clone()];
+                        // Each item is made comparable to the tested expression's type; a
+                        // copy without its SQL keeps that linear in the list's length.
+                        let probe = E {
+                            ty: e.ty.clone(),
+                            literal: e.literal.clone(),
+                            ..E::default()
+                        };
+                        let mut parts = vec![e];
                         for item in list {
                             let item = self.expr(item)?;
-                            parts.push(comparable(e.clone(), item)?.1);
+                            parts.push(comparable(probe.clone(), item)?.1);
                         }
                         let items: Vec<&str> = parts[1..].iter().map(|p| p.sql.as_str()).collect();
-                        let sql = format!("{} {not}IN ({})", e.sql, items.join(", "));
+                        let sql = format!("{} {not}IN ({})", parts[0].sql, items.join(", "));
                         let refs: Vec<&E> = parts.iter().collect();
                         Ok(E::from_parts(sql, Some(BOOL_TY), &refs))
                     }
@@ -184,6 +221,13 @@ impl Ctx<'_> {
                 super::functions::arrays::literal(&elems)
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
+                // Each subscript nests one call around the others (a flat list in the AST).
+                if self.depth + access_chain.len() > self.limits.max_ast_depth {
+                    return Err(TranslateError::TooComplex(format!(
+                        "more than {} nested subscripts (max_ast_depth)",
+                        self.limits.max_ast_depth
+                    )));
+                }
                 let mut e = self.expr(root)?;
                 for access in access_chain {
                     let sqlparser::ast::AccessExpr::Subscript(sqlparser::ast::Subscript::Index {

@@ -54,6 +54,51 @@ pub enum TranslateError {
     /// A query ClickHouse itself would refuse (types, grouping).
     #[error("{0}")]
     Invalid(String),
+    /// Past one of the translation limits ([`TranslateLimits`]): too long, too deep, or
+    /// too large once aliases are expanded.
+    #[error("{0}")]
+    TooComplex(String),
+    /// The request's deadline passed while translating (a 408, never cached).
+    #[error("translating the query took longer than the query's time limit")]
+    Timeout,
+}
+
+/// How much of a query the translator takes on, with ClickHouse's names and defaults where
+/// it has them: every limit here keeps one request from holding a thread (or its stack) for
+/// long, so translation stays linear in the query's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TranslateLimits {
+    /// Longest query text, in bytes (ClickHouse's `max_query_size`, 256 KiB).
+    pub max_query_size: usize,
+    /// Deepest expression nesting (ClickHouse's `max_ast_depth`, 1000).
+    pub max_ast_depth: usize,
+    /// Most expression nodes translated, counting each use of an alias
+    /// (ClickHouse's `max_expanded_ast_elements`, 500,000).
+    pub max_expanded_ast_elements: usize,
+    /// When the request must have an answer.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl Default for TranslateLimits {
+    fn default() -> Self {
+        Self {
+            max_query_size: 256 * 1024,
+            max_ast_depth: 1000,
+            max_expanded_ast_elements: 500_000,
+            deadline: None,
+        }
+    }
+}
+
+impl TranslateError {
+    /// Whether the same text can give another answer later (a timeout, or a limit that a
+    /// different configuration would pass): such answers are not cached.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TranslateError::Timeout | TranslateError::TooComplex(_)
+        )
+    }
 }
 
 impl TranslateError {
@@ -108,41 +153,91 @@ impl Translator {
         &self.catalog
     }
 
-    /// Translates one query (`/v0/sql`).
+    /// Translates one query (`/v0/sql`) within the default limits.
     pub fn query(&self, sql: &str) -> Result<Arc<Translated>, TranslateError> {
-        self.cache
-            .get_or_insert_with(sql, || -> Result<_, std::convert::Infallible> {
-                Ok(translate::translate(&[], sql, &self.catalog).map(Arc::new))
-            })
-            .unwrap_or_else(|never| match never {})
+        self.query_within(sql, &TranslateLimits::default())
     }
 
-    /// Translates a pipe: `nodes` (name, SQL) are readable by name from later nodes and from
-    /// `endpoint`, as Tinybird lets a node read the nodes above it.
+    /// Translates one query within `limits`.
+    pub fn query_within(
+        &self,
+        sql: &str,
+        limits: &TranslateLimits,
+    ) -> Result<Arc<Translated>, TranslateError> {
+        self.cached(sql, || {
+            translate::translate(&[], sql, &self.catalog, limits)
+        })
+    }
+
+    /// Translates a pipe within the default limits (see [`Translator::pipe_within`]).
     pub fn pipe(
         &self,
         nodes: &[(&str, &str)],
         endpoint: &str,
     ) -> Result<Arc<Translated>, TranslateError> {
-        let mut key = String::new();
-        for (name, sql) in nodes {
-            key.push_str(name);
-            key.push('\u{0}');
-            key.push_str(sql);
-            key.push('\u{0}');
+        self.pipe_within(nodes, endpoint, &TranslateLimits::default())
+    }
+
+    /// Translates a pipe: `nodes` (name, SQL) are readable by name from later nodes and from
+    /// `endpoint`, as Tinybird lets a node read the nodes above it.
+    pub fn pipe_within(
+        &self,
+        nodes: &[(&str, &str)],
+        endpoint: &str,
+        limits: &TranslateLimits,
+    ) -> Result<Arc<Translated>, TranslateError> {
+        let key = pipe_key(nodes, endpoint);
+        self.cached(&key, || {
+            translate::translate(nodes, endpoint, &self.catalog, limits)
+        })
+    }
+
+    /// A translation already made for `key`, if any (cheap enough for an async task).
+    pub fn cached_query(&self, sql: &str) -> Option<Result<Arc<Translated>, TranslateError>> {
+        self.cache.get(sql)
+    }
+
+    /// A pipe translation already made, if any.
+    pub fn cached_pipe(
+        &self,
+        nodes: &[(&str, &str)],
+        endpoint: &str,
+    ) -> Option<Result<Arc<Translated>, TranslateError>> {
+        self.cache.get(pipe_key(nodes, endpoint).as_str())
+    }
+
+    fn cached(
+        &self,
+        key: &str,
+        translate: impl FnOnce() -> Result<Translated, TranslateError>,
+    ) -> Result<Arc<Translated>, TranslateError> {
+        if let Some(hit) = self.cache.get(key) {
+            return hit;
         }
-        key.push_str(endpoint);
-        self.cache
-            .get_or_insert_with(&key, || -> Result<_, std::convert::Infallible> {
-                Ok(translate::translate(nodes, endpoint, &self.catalog).map(Arc::new))
-            })
-            .unwrap_or_else(|never| match never {})
+        let result = translate().map(Arc::new);
+        if !result.as_ref().is_err_and(TranslateError::is_transient) {
+            self.cache.insert(key.to_owned(), result.clone());
+        }
+        result
     }
 }
 
-/// Translates without a cache (tests, fuzzing, benchmarks).
+/// The cache key of a pipe: every node's name and SQL, then the endpoint's SQL.
+fn pipe_key(nodes: &[(&str, &str)], endpoint: &str) -> String {
+    let mut key = String::new();
+    for (name, sql) in nodes {
+        key.push_str(name);
+        key.push('\u{0}');
+        key.push_str(sql);
+        key.push('\u{0}');
+    }
+    key.push_str(endpoint);
+    key
+}
+
+/// Translates without a cache, within the default limits (tests, fuzzing, benchmarks).
 pub fn translate(sql: &str, catalog: &Catalog) -> Result<Translated, TranslateError> {
-    translate::translate(&[], sql, catalog)
+    translate::translate(&[], sql, catalog, &TranslateLimits::default())
 }
 
 #[cfg(test)]

@@ -73,6 +73,14 @@ impl Ctx<'_> {
             return Ok(e);
         }
         let (a, b) = (self.expr(l)?, self.expr(r)?);
+        let (a, b) = if matches!(op, B::Plus | B::Minus) {
+            match super::functions::dates::temporal_arithmetic(a, b, matches!(op, B::Minus))? {
+                Ok(e) => return Ok(e),
+                Err(sides) => sides,
+            }
+        } else {
+            (a, b)
+        };
         let num = |t: &Ty| {
             t.as_ref()
                 .is_none_or(|t| t.is_number() || *t == ChType::Nothing)

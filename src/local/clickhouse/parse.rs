@@ -2,13 +2,16 @@
 //! reads, and parse errors that say what to write instead where `sqlparser` 0.64 cannot
 //! read a ClickHouse construct (`a DIV b`, `LIMIT n BY x LIMIT m`).
 
-use sqlparser::ast::{Query, Statement};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;
 
 use super::TranslateError;
 
-pub(super) fn parse(sql: &str) -> Result<Query, TranslateError> {
+/// Parses one read-only statement whose expressions nest at most `max_depth` deep.
+pub(super) fn parse(sql: &str, max_depth: usize) -> Result<Query, TranslateError> {
     let lower = sql.to_ascii_lowercase();
     if lower.contains(" asof ") {
         return Err(TranslateError::unsupported("ASOF JOIN"));
@@ -20,6 +23,7 @@ pub(super) fn parse(sql: &str) -> Result<Query, TranslateError> {
             "send one statement at a time".into(),
         ));
     }
+    check_depth(&statements[0], max_depth)?;
     match statements.remove(0) {
         Statement::Query(query) => Ok(*query),
         Statement::Explain { .. } | Statement::ExplainTable { .. } => {
@@ -42,6 +46,39 @@ pub(super) fn parse(sql: &str) -> Result<Query, TranslateError> {
                 "{word} is not allowed: only read-only SELECT statements run here"
             )))
         }
+    }
+}
+
+/// Refuses a statement whose expressions nest deeper than `max`, before anything recurses
+/// over it: the parser's own depth limit does not see chains such as `1 + 1 + ... + 1`,
+/// which it builds in a loop, and every later pass (clone, display, translation) recurses.
+/// The walk stops as soon as it passes `max`, so its own recursion is bounded.
+fn check_depth(statement: &Statement, max: usize) -> Result<(), TranslateError> {
+    struct Depth {
+        now: usize,
+        max: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now += 1;
+            if self.now > self.max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    match statement.visit(&mut Depth { now: 0, max }) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(TranslateError::TooComplex(format!(
+            "the query's expressions nest deeper than {max} levels (max_ast_depth): split long \
+             chains such as a + b + c + ... into a sum() over rows, or into several columns"
+        ))),
     }
 }
 

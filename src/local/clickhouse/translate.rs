@@ -19,7 +19,7 @@ use sqlparser::ast::{
 pub use super::parse::number_placeholders;
 use super::parse::parse;
 use super::types::ChType;
-use super::{Catalog, OutColumn, TranslateError, Translated};
+use super::{Catalog, OutColumn, TranslateError, TranslateLimits, Translated};
 
 /// A type the translator may not know (a table outside the catalog).
 pub type Ty = Option<ChType>;
@@ -71,6 +71,12 @@ pub struct Ctx<'a> {
     pub levels: Vec<Level>,
     /// Counter for generated subquery aliases.
     pub generated: usize,
+    /// Depth, node and time limits.
+    pub limits: TranslateLimits,
+    /// Expressions being translated now, outermost first (the depth of the recursion).
+    pub depth: usize,
+    /// Expression nodes translated so far, each alias use counted again.
+    pub steps: usize,
 }
 
 /// Quotes an identifier for SQLite with backticks: unlike double quotes, an unknown
@@ -79,30 +85,43 @@ pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// Translates `endpoint`, with `nodes` readable by name (pipe nodes become CTEs).
+/// Translates `endpoint`, with `nodes` readable by name (pipe nodes become CTEs), within
+/// `limits`. Recursive: run it where the stack fits `limits.max_ast_depth` (see
+/// `local::offload`).
 pub fn translate(
     nodes: &[(&str, &str)],
     endpoint: &str,
     catalog: &Catalog,
+    limits: &TranslateLimits,
 ) -> Result<Translated, TranslateError> {
+    let size = endpoint.len() + nodes.iter().map(|(_, sql)| sql.len()).sum::<usize>();
+    if size > limits.max_query_size {
+        return Err(TranslateError::TooComplex(format!(
+            "the query is {size} bytes, over the limit of {} bytes (max_query_size): shorten it",
+            limits.max_query_size
+        )));
+    }
     let mut ctx = Ctx {
         catalog,
         ctes: vec![Vec::new()],
         levels: Vec::new(),
         generated: 0,
+        limits: *limits,
+        depth: 0,
+        steps: 0,
     };
     let mut withs = Vec::new();
     let mut offset = 0;
     for (name, sql) in nodes {
         let (numbered, count) = number_placeholders(sql, offset);
         offset += count;
-        let query = parse(&numbered)?;
+        let query = parse(&numbered, limits.max_ast_depth)?;
         let (text, columns) = ctx.query(&query)?;
         withs.push(format!("{} AS ({text})", ident(name)));
         ctx.ctes[0].push(((*name).to_owned(), columns));
     }
     let (numbered, _) = number_placeholders(endpoint, offset);
-    let query = parse(&numbered)?;
+    let query = parse(&numbered, limits.max_ast_depth)?;
     let (text, columns) = ctx.query(&query)?;
     let sql = if withs.is_empty() {
         text

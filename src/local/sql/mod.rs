@@ -55,11 +55,12 @@ use axum::response::{IntoResponse, Response};
 use super::LocalState;
 use super::auth::{Caller, StaticScope, authenticate, presented_token};
 use super::error::{Api, ApiError};
+use super::execute;
 use super::format::{self, Format};
 use super::headers::RequestId;
 use super::query::{QueryError, QueryOutput};
 use super::routes::Trace;
-use super::stats::{QUERY_API, Row, SCHEMA};
+use super::stats::{QUERY_API, SCHEMA};
 use crate::tinybird::claims::{Scope, ScopeType};
 use crate::tinybird::params::Params;
 use policy::Denial;
@@ -186,6 +187,9 @@ impl SqlError {
             SqlError::Scopes(_) => StatusCode::FORBIDDEN,
             SqlError::Denied(d) if d.is_access() => StatusCode::FORBIDDEN,
             SqlError::Query(QueryError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            SqlError::Translate(crate::local::clickhouse::TranslateError::Timeout) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             SqlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -209,9 +213,10 @@ pub async fn sql(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut trace = Trace::new(&id, uri.path());
+    let mut trace = Trace::new(&state, &id, uri.path());
     trace.row.pipe_name = QUERY_API.to_owned();
-    let response = match run_sql(&state, &mut trace, &method, &uri, &headers, body).await {
+    let request = (&method, &uri, &headers, started);
+    let response = match run_sql(&state, &mut trace, request, body).await {
         Ok(response) => response,
         Err(e) => e.for_api(Api::Query).into_response(),
     };
@@ -221,17 +226,16 @@ pub async fn sql(
 async fn run_sql(
     state: &LocalState,
     trace: &mut Trace,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    (method, uri, headers, started): (&Method, &Uri, &HeaderMap, Instant),
     body: Body,
 ) -> Result<Response, ApiError> {
     let (params, raw) = request(state, method, uri, headers, body).await?;
-    trace.row = Row::start(&trace.row.request_id, uri.path(), &params);
-    trace.row.pipe_name = QUERY_API.to_owned();
     let now = chrono::Utc::now().timestamp();
     let caller = authenticate(presented_token(&params, headers), &state.keys(), now)?;
+    trace.row = state.stats.row(&trace.row.request_id, uri.path(), &params);
+    trace.row.pipe_name = QUERY_API.to_owned();
     (trace.row.token, trace.row.token_name) = caller.stats_identity();
+    trace.authenticated = true;
     let access = SqlAccess::for_caller(&caller)?;
     trace.rate = match state
         .limiter
@@ -254,21 +258,24 @@ async fn run_sql(
             )
         })?;
     let (sql, format) = split_format(&query).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let translated = state.db.translator.query(sql).map_err(SqlError::from)?;
+    let deadline = execute::deadline(state, started);
+    let translated = execute::translate_query(state, sql, deadline)
+        .await?
+        .map_err(SqlError::from)?;
     let quote_64bit = params.first("output_format_json_quote_64bit_integers") != Some("0");
-    let conn = state.db.acquire().await;
+    let conn = execute::connection(state, deadline).await?;
     let limits = state.query_limits;
-    let out = tokio::task::spawn_blocking(move || {
+    let out = execute::blocking(move || {
         sandbox::run_typed(
             &conn,
             &translated.sql,
             translated.columns.as_deref(),
             &access,
             limits,
+            deadline,
         )
     })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))?
+    .await?
     .map_err(|e| {
         tracing::info!(status = e.status().as_u16(), error = %e, "/v0/sql refused");
         ApiError::from(e)

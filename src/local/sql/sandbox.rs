@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::{Connection, ErrorCode};
@@ -18,9 +19,6 @@ use crate::local::clickhouse::OutColumn;
 use crate::local::query::{self, QueryError, QueryLimits, QueryOutput};
 use crate::local::template::RenderedSql;
 
-/// Largest string or blob a statement may build: stops `s || s` doubling from eating memory.
-const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
-
 /// Executes `sql` (SQLite SQL) for `access`. Blocking: call from `spawn_blocking`.
 pub fn run(
     conn: &Connection,
@@ -28,16 +26,19 @@ pub fn run(
     access: &SqlAccess,
     limits: QueryLimits,
 ) -> Result<QueryOutput, SqlError> {
-    run_typed(conn, sql, None, access, limits)
+    let deadline = Instant::now() + limits.timeout;
+    run_typed(conn, sql, None, access, limits, deadline)
 }
 
-/// Same, typing the result with the translator's `columns` where known.
+/// Same, typing the result with the translator's `columns` where known, to end by
+/// `deadline` (the request's: its translation counts too).
 pub fn run_typed(
     conn: &Connection,
     sql: &str,
     columns: Option<&[OutColumn]>,
     access: &SqlAccess,
     limits: QueryLimits,
+    deadline: Instant,
 ) -> Result<QueryOutput, SqlError> {
     let session = Session::open(conn)?;
     match access {
@@ -45,7 +46,7 @@ pub fn run_typed(
             session.lock()?;
             let denial = session.authorize(Policy::admin());
             check_statement(conn, sql, &denial)?;
-            session.execute(sql, columns, limits, &denial, "")
+            session.execute(sql, columns, (limits, deadline), &denial, "")
         }
         SqlAccess::Filtered(scopes) => {
             let schema = MainSchema::read(conn)?;
@@ -77,7 +78,7 @@ pub fn run_typed(
                 )
                 .with_service(service.iter().copied()),
             );
-            session.execute(sql, columns, limits, &denial, &secret)
+            session.execute(sql, columns, (limits, deadline), &denial, &secret)
         }
     }
 }
@@ -222,22 +223,21 @@ impl<'c> Session<'c> {
             .map_err(internal)
     }
 
-    /// Runs the user's statement with the time, row and length limits.
+    /// Runs the user's statement with the time, row and byte limits (the per-value length
+    /// limit stops `s || s` doubling from eating memory).
     fn execute(
         &self,
         sql: &str,
         columns: Option<&[OutColumn]>,
-        limits: QueryLimits,
+        (limits, deadline): (QueryLimits, Instant),
         denial: &DenialSlot,
         secret: &str,
     ) -> Result<QueryOutput, SqlError> {
-        let previous = set_length_limit(self.conn, MAX_VALUE_BYTES);
         let rendered = RenderedSql {
             sql: sql.to_owned(),
             binds: Vec::new(),
         };
-        let result = query::run_typed(self.conn, &rendered, columns, limits);
-        set_length_limit(self.conn, previous);
+        let result = query::run_until(self.conn, &rendered, columns, limits, deadline);
         result.map_err(|e| match e {
             QueryError::Sql(err) => sql_error(&err, denial, secret),
             other => SqlError::Query(other),
@@ -398,10 +398,4 @@ fn sql_error(err: &rusqlite::Error, denial: &DenialSlot, secret: &str) -> SqlErr
 
 fn internal(err: rusqlite::Error) -> SqlError {
     SqlError::Internal(err.to_string())
-}
-
-/// Sets SQLite's per-value length limit on `conn`, returning the previous one.
-fn set_length_limit(conn: &Connection, bytes: i32) -> i32 {
-    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, bytes)
-        .unwrap_or(bytes)
 }

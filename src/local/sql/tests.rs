@@ -41,6 +41,7 @@ async fn run(db: &Arc<Database>, access: &SqlAccess, sql: &str) -> Result<QueryO
         columns,
         access,
         QueryLimits::default(),
+        std::time::Instant::now() + QueryLimits::default().timeout,
     )
 }
 
@@ -173,6 +174,7 @@ async fn budgets_apply() {
     let quick = QueryLimits {
         timeout: Duration::from_millis(50),
         max_rows: 10,
+        ..QueryLimits::default()
     };
     let slow =
         "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r";
@@ -182,7 +184,11 @@ async fn budgets_apply() {
     assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{err}");
     let doubling = "WITH RECURSIVE r(s, n) AS (SELECT 'x', 0 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) SELECT max(length(s)) FROM r";
     let err = sandbox::run(&conn, doubling, &tenant("acme"), QueryLimits::default()).unwrap_err();
-    assert!(err.to_string().contains("too big"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("larger than the 16777216 bytes allowed per value"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

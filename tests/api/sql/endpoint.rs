@@ -142,6 +142,7 @@ async fn time_and_row_budgets_apply() {
     config.query_limits = QueryLimits {
         timeout: std::time::Duration::from_secs(2),
         max_rows: 5,
+        ..QueryLimits::default()
     };
     let server = spawn_local_with(config).await;
     let token = acme();

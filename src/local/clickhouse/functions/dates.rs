@@ -72,7 +72,7 @@ fn shift(x: &E, n_sql: &str, unit: &str, n: &E) -> Result<E, TranslateError> {
     Ok(E::from_parts(sql, Some(out), &[x, n]))
 }
 
-/// `x ± INTERVAL`, `Date ± n`, `DateTime - DateTime`; `None` when no side is a date.
+/// `x ± INTERVAL`: `Some` when one side is an `INTERVAL` (the only sides translated here).
 pub fn interval_arithmetic(
     ctx: &mut Ctx<'_>,
     l: &Expr,
@@ -83,43 +83,51 @@ pub fn interval_arithmetic(
     let (date, interval, sign) = match (l, r) {
         (x, Expr::Interval(i)) => (x, i, if minus { "-" } else { "" }),
         (Expr::Interval(i), x) if !minus => (x, i, ""),
-        _ => {
-            let (a, b) = (ctx.expr(l)?, ctx.expr(r)?);
-            let temporal = |e: &E| e.ty.as_ref().is_some_and(ChType::is_temporal);
-            let integer = |e: &E| e.ty.as_ref().is_none_or(ChType::is_integer);
-            if temporal(&a) && temporal(&b) && minus {
-                let unit = match a.ty.as_ref().map(ChType::base) {
-                    Some(ChType::Date) => "day",
-                    _ => "second",
-                };
-                let sql = format!("ch_date_diff('{unit}', {}, {})", b.sql, a.sql);
-                return Ok(Some(E::from_parts(
-                    sql,
-                    nullable_like(ChType::Int(32), &[a.clone(), b.clone()]),
-                    &[&a, &b],
-                )));
-            }
-            let (x, n) = match (temporal(&a), temporal(&b)) {
-                (true, false) if integer(&b) => (a, b),
-                (false, true) if integer(&a) && !minus => (b, a),
-                _ => return Ok(None),
-            };
-            let unit = match x.ty.as_ref().map(ChType::base) {
-                Some(ChType::Date) => "day",
-                _ => "second",
-            };
-            let n_sql = if minus {
-                format!("-({})", n.sql)
-            } else {
-                n.sql.clone()
-            };
-            return shift(&x, &n_sql, unit, &n).map(Some);
-        }
+        _ => return Ok(None),
     };
     let x = ctx.expr(date)?;
     let (n, unit) = interval_parts(ctx, interval)?;
     let n_sql = format!("{sign}({})", n.sql);
     shift(&x, &n_sql, unit, &n).map(Some)
+}
+
+/// `Date ± n`, `DateTime ± n`, `DateTime - DateTime` over sides already translated (each
+/// side is translated once: translating them again here made `1 + 1 + ... + 1` take 2^n
+/// steps). Gives the sides back when neither is a date.
+pub fn temporal_arithmetic(a: E, b: E, minus: bool) -> Result<Result<E, (E, E)>, TranslateError> {
+    let temporal = |e: &E| e.ty.as_ref().is_some_and(ChType::is_temporal);
+    let integer = |e: &E| e.ty.as_ref().is_none_or(ChType::is_integer);
+    if temporal(&a) && temporal(&b) && minus {
+        let unit = match a.ty.as_ref().map(ChType::base) {
+            Some(ChType::Date) => "day",
+            _ => "second",
+        };
+        let sql = format!("ch_date_diff('{unit}', {}, {})", b.sql, a.sql);
+        let nullable = [&a, &b]
+            .iter()
+            .any(|e| e.ty.as_ref().is_some_and(ChType::is_nullable));
+        let ty = if nullable {
+            ChType::Int(32).nullable()
+        } else {
+            ChType::Int(32)
+        };
+        return Ok(Ok(E::from_parts(sql, Some(ty), &[&a, &b])));
+    }
+    let (x, n) = match (temporal(&a), temporal(&b)) {
+        (true, false) if integer(&b) => (a, b),
+        (false, true) if integer(&a) && !minus => (b, a),
+        _ => return Ok(Err((a, b))),
+    };
+    let unit = match x.ty.as_ref().map(ChType::base) {
+        Some(ChType::Date) => "day",
+        _ => "second",
+    };
+    let n_sql = if minus {
+        format!("-({})", n.sql)
+    } else {
+        n.sql.clone()
+    };
+    shift(&x, &n_sql, unit, &n).map(Ok)
 }
 
 fn interval_parts(ctx: &mut Ctx<'_>, i: &Interval) -> Result<(E, &'static str), TranslateError> {

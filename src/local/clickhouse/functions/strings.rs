@@ -122,7 +122,7 @@ pub fn call(name: &str, args: &[E]) -> Result<Option<E>, TranslateError> {
         }
         "replaceAll" | "replace" => {
             arity(name, args, 3, 3)?;
-            simple("replace", args, string_ty(args))
+            simple("ch_replace_all", args, string_ty(args))
         }
         "replaceOne" => {
             arity(name, args, 3, 3)?;

@@ -2,14 +2,42 @@
 //! `groupUniqArray`, `quantile` (linear interpolation, as ClickHouse's exact-for-small-sets
 //! reservoir), `quantileExact`, `quantiles`, `topK` (by count, then first seen) and the
 //! variance family. NULL inputs are skipped, as ClickHouse skips them.
+//!
+//! What an aggregate keeps between rows is held against the query's memory budget
+//! ([`crate::local::budget`]): every kept value's bytes, given back when the group's state is
+//! dropped. `any`, `anyLast`, `argMin` and `argMax` keep one row, not all of them; `topK` and
+//! `groupUniqArray` count with hashed keys; answers are built with the value limit checked.
+
+use std::collections::HashMap;
 
 use rusqlite::functions::{Aggregate, Context};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Result};
 use serde_json::Value as Json;
 
-use super::arrays::{compare, to_json};
+use super::arrays::{ArrayText, Key, compare, to_json};
 use super::{fail, flags};
+use crate::local::budget::{self, Held};
+
+/// Bytes of a call's arguments (the work a step does is proportional to them).
+fn argument_bytes(ctx: &Context<'_>) -> usize {
+    (0..ctx.len())
+        .map(|i| match ctx.get_raw(i) {
+            ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+            _ => 8,
+        })
+        .sum()
+}
+
+/// What keeping one value costs: its bytes plus its slot.
+fn kept_size(v: &Value) -> usize {
+    let payload = match v {
+        Value::Text(t) => t.len(),
+        Value::Blob(b) => b.len(),
+        _ => 0,
+    };
+    payload + std::mem::size_of::<Value>()
+}
 
 /// Which aggregate a [`Collect`] computes.
 #[derive(Clone, Copy)]
@@ -29,12 +57,47 @@ enum Kind {
 /// Collects the values, then computes at the end (sets here are small: demo and CI data).
 struct Collect(Kind);
 
-/// The rows seen: value, optional key, and the last constant argument.
+/// The rows seen: the values kept (all, or the one `any`/`argMax`... needs), the best key so
+/// far for `argMin`/`argMax`, the last constant argument, and the memory they hold.
 #[derive(Default)]
 struct Acc {
     values: Vec<Value>,
-    keys: Vec<Value>,
+    best: Option<Json>,
     param: Option<Value>,
+    held: Held,
+}
+
+impl Acc {
+    fn keep(&mut self, kind: Kind, value: Value) -> Result<()> {
+        budget::tick()?;
+        self.held.grow(kind.name(), kept_size(&value))?;
+        self.values.push(value);
+        Ok(())
+    }
+
+    /// Replaces the one kept value (`anyLast`, `argMax`): the old one's bytes stay counted,
+    /// a bound that is fine for one row.
+    fn replace(&mut self, kind: Kind, value: Value) -> Result<()> {
+        self.values.clear();
+        self.keep(kind, value)
+    }
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Any => "any",
+            Kind::AnyLast => "anyLast",
+            Kind::ArgMax => "argMax",
+            Kind::ArgMin => "argMin",
+            Kind::GroupArray => "groupArray",
+            Kind::GroupUniqArray => "groupUniqArray",
+            Kind::Quantile => "quantile",
+            Kind::QuantileExact => "quantileExact",
+            Kind::TopK => "topK",
+            Kind::Var => "varPop",
+        }
+    }
 }
 
 impl Aggregate<Acc, Value> for Collect {
@@ -43,21 +106,38 @@ impl Aggregate<Acc, Value> for Collect {
     }
 
     fn step(&self, ctx: &mut Context<'_>, acc: &mut Acc) -> Result<()> {
+        // A step's work grows with its arguments (a key compared as text): counted, so a few
+        // rows of megabytes cannot slip between the progress handler's checks.
+        budget::tick_n(argument_bytes(ctx))?;
         let value: Value = ctx.get_raw(0).into();
         if ctx.len() > 1 {
             acc.param = Some(ctx.get_raw(ctx.len() - 1).into());
         }
-        match self.0 {
+        let kind = self.0;
+        match kind {
             Kind::ArgMax | Kind::ArgMin => {
-                let key: Value = ctx.get_raw(1).into();
-                if matches!(key, Value::Null) {
+                let key = to_json(ctx.get_raw(1));
+                if key.is_null() {
                     return Ok(());
                 }
-                acc.values.push(value);
-                acc.keys.push(key);
+                // The first row with the best key wins, as ClickHouse's does.
+                let better = acc.best.as_ref().is_none_or(|best| {
+                    let ord = compare(&key, best);
+                    if matches!(kind, Kind::ArgMax) {
+                        ord.is_gt()
+                    } else {
+                        ord.is_lt()
+                    }
+                });
+                if better {
+                    acc.best = Some(key);
+                    acc.replace(kind, value)?;
+                }
             }
             _ if matches!(value, Value::Null) => {}
-            _ => acc.values.push(value),
+            Kind::Any if !acc.values.is_empty() => {}
+            Kind::AnyLast => acc.replace(kind, value)?,
+            _ => acc.keep(kind, value)?,
         }
         Ok(())
     }
@@ -70,8 +150,11 @@ impl Aggregate<Acc, Value> for Collect {
     }
 }
 
-fn json(v: &Value) -> Json {
-    to_json(ValueRef::from(v))
+/// A kept value as a JSON element, its conversion counted against the deadline (a nested
+/// array is parsed: work proportional to its text).
+fn json(v: &Value) -> Result<Json> {
+    budget::tick_n(kept_size(v))?;
+    Ok(to_json(ValueRef::from(v)))
 }
 
 fn number(v: &Value) -> f64 {
@@ -99,10 +182,14 @@ fn interpolated(sorted: &[f64], p: f64) -> f64 {
     sorted[left] + (sorted[right] - sorted[left]) * (index - left as f64)
 }
 
-fn sorted_values(values: &[Value]) -> Vec<Value> {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| compare(&json(a), &json(b)));
-    v
+/// The values in ClickHouse's order, each converted once (not once per comparison).
+fn sorted_values(values: &[Value]) -> Result<Vec<Value>> {
+    let mut keyed = values
+        .iter()
+        .map(|v| Ok((json(v)?, v)))
+        .collect::<Result<Vec<_>>>()?;
+    keyed.sort_by(|(a, _), (b, _)| compare(a, b));
+    Ok(keyed.into_iter().map(|(_, v)| v.clone()).collect())
 }
 
 fn exact(sorted: &[Value], p: f64) -> Value {
@@ -110,37 +197,39 @@ fn exact(sorted: &[Value], p: f64) -> Value {
     sorted[i].clone()
 }
 
+/// An array answer's text, each element checked against the value limit.
+fn array_value<'a>(kind: Kind, items: impl IntoIterator<Item = &'a Json>) -> Result<Value> {
+    let mut out = ArrayText::new(kind.name());
+    for item in items {
+        out.push(item)?;
+    }
+    Ok(Value::Text(out.finish()))
+}
+
 fn finish(kind: Kind, acc: Acc) -> Result<Value> {
     let values = acc.values;
     if values.is_empty() && !matches!(kind, Kind::Var) {
         return Ok(Value::Null);
     }
+    if !matches!(
+        kind,
+        Kind::Any | Kind::AnyLast | Kind::ArgMax | Kind::ArgMin
+    ) {
+        budget::tick_n(
+            values
+                .len()
+                .saturating_mul(values.len().max(2).ilog2() as usize),
+        )?;
+    }
     Ok(match kind {
-        Kind::Any => values[0].clone(),
-        Kind::AnyLast => values[values.len() - 1].clone(),
-        Kind::ArgMax | Kind::ArgMin => {
-            let mut best = 0;
-            for i in 1..acc.keys.len() {
-                let ord = compare(&json(&acc.keys[i]), &json(&acc.keys[best]));
-                let better = if matches!(kind, Kind::ArgMax) {
-                    ord.is_gt()
-                } else {
-                    ord.is_lt()
-                };
-                if better {
-                    best = i;
-                }
-            }
-            values[best].clone()
-        }
+        Kind::Any | Kind::AnyLast | Kind::ArgMax | Kind::ArgMin => values[0].clone(),
         Kind::GroupArray | Kind::GroupUniqArray => {
             let limit = acc.param.as_ref().map_or(0, |p| number(p) as usize);
+            let mut seen = std::collections::HashSet::new();
             let mut out: Vec<Json> = Vec::new();
             for v in &values {
-                let j = json(v);
-                if matches!(kind, Kind::GroupUniqArray)
-                    && out.iter().any(|o| compare(o, &j).is_eq())
-                {
+                let j = json(v)?;
+                if matches!(kind, Kind::GroupUniqArray) && !seen.insert(Key::of(&j)) {
                     continue;
                 }
                 if limit > 0 && out.len() == limit {
@@ -148,27 +237,25 @@ fn finish(kind: Kind, acc: Acc) -> Result<Value> {
                 }
                 out.push(j);
             }
-            Value::Text(Json::Array(out).to_string())
+            array_value(kind, &out)?
         }
         Kind::Quantile => {
             let mut nums: Vec<f64> = values.iter().map(number).collect();
             nums.sort_by(f64::total_cmp);
             Value::Real(interpolated(&nums, level(&acc.param)?))
         }
-        Kind::QuantileExact => exact(&sorted_values(&values), level(&acc.param)?),
+        Kind::QuantileExact => exact(&sorted_values(&values)?, level(&acc.param)?),
         Kind::TopK => {
             let k = acc.param.as_ref().map_or(10, |p| number(p) as usize);
-            let mut counts: Vec<(Json, usize)> = Vec::new();
-            for v in &values {
-                let j = json(v);
-                match counts.iter_mut().find(|(x, _)| compare(x, &j).is_eq()) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((j, 1)),
-                }
+            // Count per key, then by count, ties in order of first appearance.
+            let mut counts: HashMap<Key, (usize, usize, Json)> = HashMap::new();
+            for (i, v) in values.iter().enumerate() {
+                let j = json(v)?;
+                counts.entry(Key::of(&j)).or_insert((0, i, j)).0 += 1;
             }
-            counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-            let out: Vec<Json> = counts.into_iter().take(k).map(|(j, _)| j).collect();
-            Value::Text(Json::Array(out).to_string())
+            let mut ranked: Vec<(usize, usize, Json)> = counts.into_values().collect();
+            ranked.sort_by_key(|(n, first, _)| (std::cmp::Reverse(*n), *first));
+            array_value(kind, ranked.iter().take(k).map(|(_, _, j)| j))?
         }
         Kind::Var => {
             let kind = match &acc.param {
@@ -222,31 +309,29 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
 /// `quantiles(levels)(x)`: the levels arrive as JSON text, exactness as the last argument.
 struct Quantiles;
 
-impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
-    fn init(&self, _: &mut Context<'_>) -> Result<(Vec<Value>, Option<String>, bool)> {
-        Ok((Vec::new(), None, false))
+/// The values seen, the levels, exactness, and the memory the values hold.
+type QuantilesAcc = (Vec<Value>, Option<String>, bool, Held);
+
+impl Aggregate<QuantilesAcc, Value> for Quantiles {
+    fn init(&self, _: &mut Context<'_>) -> Result<QuantilesAcc> {
+        Ok((Vec::new(), None, false, Held::none()))
     }
 
-    fn step(
-        &self,
-        ctx: &mut Context<'_>,
-        acc: &mut (Vec<Value>, Option<String>, bool),
-    ) -> Result<()> {
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut QuantilesAcc) -> Result<()> {
+        budget::tick_n(argument_bytes(ctx))?;
         let v: Value = ctx.get_raw(0).into();
         acc.1 = ctx.get::<Option<String>>(1)?;
         acc.2 = ctx.get::<Option<i64>>(2)? == Some(1);
         if !matches!(v, Value::Null) {
+            budget::tick()?;
+            acc.3.grow("quantiles", kept_size(&v))?;
             acc.0.push(v);
         }
         Ok(())
     }
 
-    fn finalize(
-        &self,
-        _: &mut Context<'_>,
-        acc: Option<(Vec<Value>, Option<String>, bool)>,
-    ) -> Result<Value> {
-        let Some((values, levels, is_exact)) = acc else {
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<QuantilesAcc>) -> Result<Value> {
+        let Some((values, levels, is_exact, _held)) = acc else {
             return Ok(Value::Text("[]".into()));
         };
         let levels: Vec<f64> = serde_json::from_str(levels.as_deref().unwrap_or("[]"))
@@ -256,9 +341,17 @@ impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
                 Json::Array(levels.iter().map(|_| Json::Null).collect()).to_string(),
             ));
         }
+        budget::tick_n(
+            values
+                .len()
+                .saturating_mul(values.len().max(2).ilog2() as usize),
+        )?;
         let out: Vec<Json> = if is_exact {
-            let sorted = sorted_values(&values);
-            levels.iter().map(|p| json(&exact(&sorted, *p))).collect()
+            let sorted = sorted_values(&values)?;
+            levels
+                .iter()
+                .map(|p| json(&exact(&sorted, *p)))
+                .collect::<Result<Vec<_>>>()?
         } else {
             let mut nums: Vec<f64> = values.iter().map(number).collect();
             nums.sort_by(f64::total_cmp);
@@ -267,6 +360,6 @@ impl Aggregate<(Vec<Value>, Option<String>, bool), Value> for Quantiles {
                 .map(|p| Json::from(interpolated(&nums, *p)))
                 .collect()
         };
-        Ok(Value::Text(Json::Array(out).to_string()))
+        array_value(Kind::Quantile, &out)
     }
 }

@@ -8,6 +8,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Result};
 
 use super::{fail, flags, int_arg, text_arg};
+use crate::local::budget;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
 
@@ -322,7 +323,11 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
         let Some(dt) = read(ctx, 0)? else {
             return Ok(None);
         };
-        format(&dt, &unit_text(ctx, 1)).map(Some).map_err(fail)
+        let pattern = unit_text(ctx, 1);
+        // The widest piece (`%M`, `%W`: "September", "Wednesday") is 4.5 times its pattern.
+        budget::value_u128("formatDateTime", pattern.len() as u128 * 5)?;
+        budget::tick_n(pattern.len())?;
+        format(&dt, &pattern).map(Some).map_err(fail)
     })?;
     Ok(())
 }

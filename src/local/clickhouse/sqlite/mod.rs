@@ -3,11 +3,15 @@
 //! [`register`] installs them on a connection (every pooled connection, before any query);
 //! [`FUNCTIONS`] lists their names so the `/v0/sql` authorizer can allow exactly these on
 //! top of SQLite's own allow-list. They are pure (no I/O, no connection state), so they
-//! widen nothing a query can reach.
+//! widen nothing a query can reach. Each one keeps to the query's budget
+//! ([`crate::local::budget`]): output sized before it is allocated, memory held counted,
+//! loops counted against the deadline.
 
 pub mod aggregates;
 pub mod arrays;
+pub mod convert;
 pub mod dates;
+pub mod like;
 pub mod text;
 pub mod web;
 
@@ -19,7 +23,7 @@ use rusqlite::{Connection, Error, Result};
 #[rustfmt::skip]
 pub const FUNCTIONS: &[&str] = &[
     "ch_like", "ch_ilike", "ch_fmod", "ch_to_date", "ch_to_datetime", "ch_to_datetime64",
-    "ch_substring", "ch_position", "ch_starts_with", "ch_ends_with", "ch_replace_one",
+    "ch_substring", "ch_position", "ch_starts_with", "ch_ends_with", "ch_replace_all", "ch_replace_one",
     "ch_replace_regexp", "ch_match", "ch_extract", "ch_extract_all", "ch_split", "ch_reverse",
     "ch_repeat", "ch_pad", "ch_to_string", "ch_to_int", "ch_to_float", "ch_round", "ch_floor",
     "ch_ceil", "ch_int_div", "ch_math", "ch_json", "ch_url", "ch_has", "ch_has_any", "ch_has_all",
@@ -34,6 +38,7 @@ pub const FUNCTIONS: &[&str] = &[
 /// Installs every `ch_*` function on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
     text::register(conn)?;
+    convert::register(conn)?;
     dates::register(conn)?;
     arrays::register(conn)?;
     web::register(conn)?;
@@ -45,9 +50,22 @@ pub(crate) fn flags() -> FunctionFlags {
     FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
 }
 
-/// A function error the query's caller reads (as ClickHouse would throw it).
+/// The longest function error message: one quotes its argument, which may be megabytes.
+const MAX_MESSAGE: usize = 512;
+
+/// A function error the query's caller reads (as ClickHouse would throw it), cut to
+/// [`MAX_MESSAGE`] bytes.
 pub(crate) fn fail(message: impl Into<String>) -> Error {
-    Error::UserFunctionError(message.into().into())
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE {
+        let cut = (0..=MAX_MESSAGE)
+            .rev()
+            .find(|i| message.is_char_boundary(*i))
+            .unwrap_or(0);
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    Error::UserFunctionError(message.into())
 }
 
 /// Argument `i` as text (numbers formatted), `None` for NULL.

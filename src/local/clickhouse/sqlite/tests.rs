@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-use super::text::{like, round_float, substring};
+use super::convert::round_float;
+use super::text::{like, substring};
 use super::web::url_part;
 use super::*;
 
@@ -28,12 +29,12 @@ fn text(c: &Connection, sql: &str) -> String {
 
 #[test]
 fn strings_follow_clickhouse() {
-    assert!(like("Trail Runner", "Trail%", false));
-    assert!(!like("trail", "T%", false));
-    assert!(like("trail", "T%", true));
-    assert!(like("a%c", "a\\%c", false));
-    assert!(!like("abc", "a\\%c", false));
-    assert!(like("abc", "a_c", false));
+    assert!(like("Trail Runner", "Trail%", false).unwrap());
+    assert!(!like("trail", "T%", false).unwrap());
+    assert!(like("trail", "T%", true).unwrap());
+    assert!(like("a%c", "a\\%c", false).unwrap());
+    assert!(!like("abc", "a\\%c", false).unwrap());
+    assert!(like("abc", "a_c", false).unwrap());
     assert_eq!(substring("hello", 2, Some(3)), "ell");
     assert_eq!(substring("hello", -3, None), "llo");
     assert_eq!(substring("hello", 0, Some(2)), "");
@@ -142,4 +143,91 @@ fn arrays_and_aggregates() {
         "[1,2,3,4,10]"
     );
     assert_eq!(text(&c, "SELECT ch_top_k(x % 2, 1) FROM v"), "[0]");
+}
+
+/// `sql_functions`, `fuzz/regressions/sql_functions/argmax-over-large-array-keys`: a few rows
+/// whose `argMax` keys were large arrays took seconds per row (each key parsed and compared as
+/// text), and no step counted that work, so neither the deadline nor SQLite's progress
+/// handler (every 10,000 steps) stopped it.
+#[test]
+fn aggregate_steps_count_their_work_against_the_deadline() {
+    use crate::local::budget::{self, FunctionLimits, Trip};
+    let c = conn();
+    c.execute_batch("CREATE TABLE big (v INTEGER, k TEXT)")
+        .unwrap();
+    let key = format!("[{}]", vec!["\"a\""; 20_000].join(","));
+    for v in 0..3 {
+        c.execute("INSERT INTO big VALUES (?1, ?2)", rusqlite::params![v, key])
+            .unwrap();
+    }
+    let _scope = budget::enter(FunctionLimits {
+        deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+        ..FunctionLimits::default()
+    });
+    for function in [
+        "ch_arg_max(v, k)",
+        "ch_any(k)",
+        "ch_quantiles(k, '[0.5]', 0)",
+    ] {
+        let result = c.query_row(&format!("SELECT {function} FROM big"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        });
+        assert!(result.is_err(), "{function} ran past its deadline");
+        assert_eq!(budget::take_trip(), Some(Trip::Deadline), "{function}");
+    }
+}
+
+/// `sql_functions`, `fuzz/regressions/sql_functions/topk-over-rows-of-large-arrays`:
+/// finishing `topK` (and `groupUniqArray`, `quantileExact`) over a few hundred large arrays
+/// parsed each one, seconds of work in one call, none of it counted against the deadline.
+/// The work a final does is now counted: at least the bytes it converts, on top of what the
+/// steps counted.
+#[test]
+fn aggregate_finals_count_their_work_against_the_deadline() {
+    use crate::local::budget::{self, FunctionLimits};
+    let c = conn();
+    c.execute_batch("CREATE TABLE arrays (k TEXT)").unwrap();
+    let array = format!("[{}]", vec!["\"\""; 2_000].join(","));
+    let rows = 3;
+    for _ in 0..rows {
+        c.execute("INSERT INTO arrays VALUES (?1)", [&array])
+            .unwrap();
+    }
+    let input = (rows * array.len()) as u64;
+    for function in [
+        "ch_top_k(k, 10)",
+        "ch_group_uniq_array(k, 0)",
+        "ch_quantile_exact(k, 0.5)",
+    ] {
+        let _scope = budget::enter(FunctionLimits::default());
+        c.query_row(&format!("SELECT {function} FROM arrays"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .unwrap();
+        let work = budget::work_done();
+        assert!(
+            work >= 2 * input,
+            "{function} counted {work} units for {input} bytes, steps and final"
+        );
+    }
+}
+
+/// `sql_functions`, `fuzz/regressions/sql_functions/regex-compile-memory-of-a-long-pattern`:
+/// compiling a 196 KB pattern took 74 MB before the regex size limit said no; the compile
+/// is now held against the query's memory first.
+#[test]
+fn compiling_a_long_pattern_is_held_against_the_memory_budget() {
+    use crate::local::budget::{self, FunctionLimits, Trip};
+    let c = conn();
+    let _scope = budget::enter(FunctionLimits {
+        max_memory_bytes: 8 << 20,
+        ..FunctionLimits::default()
+    });
+    let pattern = format!("[{}]", vec!["\"\""; 65_535].join(","));
+    let result = c.query_row("SELECT ch_extract('', ?1)", [&pattern], |r| {
+        r.get::<_, String>(0)
+    });
+    assert!(result.is_err());
+    assert!(matches!(budget::take_trip(), Some(Trip::Memory { .. })));
+    assert_eq!(text(&c, "SELECT ch_extract('a1b22', '([0-9]+)')"), "1");
 }

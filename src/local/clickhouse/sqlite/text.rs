@@ -1,64 +1,22 @@
-//! String, regex, JSON and URL functions and conversions, with ClickHouse's semantics:
-//! byte positions, case-sensitive `LIKE`, `toInt32` wrapping and refusing bad text,
-//! `round` to even, floats printed without a trailing `.0`.
+//! String, regex, JSON and URL functions with ClickHouse's semantics: byte positions,
+//! case-sensitive `LIKE` (see [`super::like`]), ClickHouse's `\1` replacements. Conversions
+//! and rounding live in [`super::convert`].
+//!
+//! Every function that can answer more than it was given (`repeat`, the pads, the
+//! replacements, `splitBy*`, `extractAll`) works out its output's size and asks the query's
+//! budget ([`crate::local::budget`]) before it allocates, and counts its loops against the
+//! deadline.
 
+use std::sync::Arc;
+
+use super::arrays::ArrayText;
+use super::{flags, int_arg, text_arg};
+use crate::local::budget;
 use rusqlite::functions::Context;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Result};
-use serde_json::Value as Json;
 
-use super::{fail, flags, format_float, int_arg, text_arg};
-
-/// `LIKE` matching with `%`, `_` and backslash escapes, on characters.
-pub fn like(text: &str, pattern: &str, fold: bool) -> bool {
-    let (t, p): (Vec<char>, Vec<char>) = if fold {
-        (
-            text.to_lowercase().chars().collect(),
-            pattern.to_lowercase().chars().collect(),
-        )
-    } else {
-        (text.chars().collect(), pattern.chars().collect())
-    };
-    // Iterative wildcard matching with one backtrack point (linear for `%` patterns).
-    let (mut ti, mut pi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        let (literal, width) = match p.get(pi) {
-            Some('\\') if pi + 1 < p.len() => (Some(p[pi + 1]), 2),
-            Some('%') => (None, 1),
-            Some('_') => (Some('\u{0}'), 1),
-            Some(c) => (Some(*c), 1),
-            None => (Some('\u{1}'), 0),
-        };
-        match (p.get(pi), literal) {
-            (Some('%'), _) => {
-                star = Some((pi + 1, ti));
-                pi += 1;
-                continue;
-            }
-            (Some('_'), _) => {
-                ti += 1;
-                pi += 1;
-                continue;
-            }
-            (Some(_), Some(c)) if c == t[ti] => {
-                ti += 1;
-                pi += width;
-                continue;
-            }
-            _ => {}
-        }
-        match star {
-            Some((sp, st)) => {
-                pi = sp;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == '%')
-}
+pub use super::like::like;
 
 /// ClickHouse's `substring` on bytes: 1-based, negative offsets count from the end, a
 /// negative length stops that many bytes before the end.
@@ -82,153 +40,163 @@ pub fn substring(s: &str, offset: i64, len: Option<i64>) -> String {
     String::from_utf8_lossy(&bytes[start..end]).into_owned()
 }
 
-/// Rounds to `digits` decimals as ClickHouse does for floats: half to even on the shortest
-/// decimal form (so `round(2.5)` is 2 and `round(2.675, 2)` is 2.68).
-pub fn round_float(x: f64, digits: i64) -> f64 {
-    if !x.is_finite() || digits > 15 {
-        return x;
-    }
-    if digits < 0 {
-        let scale = 10f64.powi((-digits).min(300) as i32);
-        return (x / scale).round_ties_even() * scale;
-    }
-    // Rust prints the shortest decimal that reads back as `x`: round that text.
-    let text = format!("{}", x.abs());
-    let (int_part, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let digits = digits as usize;
-    if frac.len() <= digits {
-        return x;
-    }
-    let kept = format!("{int_part}{}", &frac[..digits]);
-    let next = frac.as_bytes()[digits];
-    let rest_nonzero = frac[digits + 1..].bytes().any(|b| b != b'0');
-    let last_odd = kept.bytes().last().is_some_and(|b| (b - b'0') % 2 == 1);
-    let up = next > b'5' || (next == b'5' && (rest_nonzero || last_odd));
-    let mut n: f64 = kept.parse().unwrap_or(0.0);
-    if up {
-        n += 1.0;
-    }
-    let r = n / 10f64.powi(digits as i32);
-    if x < 0.0 { -r } else { r }
+/// The compiled size a regular expression may reach (the `regex` crate's own default is
+/// 10 MiB): matching takes time proportional to text × program in the worst case, so a
+/// smaller program keeps one call short.
+const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// Memory compiling a regular expression may take per byte of its pattern.
+const COMPILE_BYTES_PER_BYTE: usize = 1024;
+
+/// A compiled pattern and its NFA's state count: in the worst case (when the lazy DFA gives
+/// up) matching visits every state for every byte of the text, so `states × text bytes` is
+/// the work one call may do, checked against the budget before matching
+/// ([`budget::work`]). Compiled once per statement when the pattern is a constant.
+pub struct Compiled {
+    re: regex::Regex,
+    states: usize,
 }
 
-fn round_int(x: i64, digits: i64, mode: &str) -> i64 {
-    if digits >= 0 {
-        return x;
+fn compile(pattern: &str) -> std::result::Result<Compiled, String> {
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("bad regular expression: {e}"))?;
+    let states = regex_automata::nfa::thompson::NFA::compiler()
+        .configure(
+            regex_automata::nfa::thompson::Config::new().nfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+        )
+        .build(pattern)
+        .map_or(REGEX_SIZE_LIMIT, |nfa| nfa.states().len());
+    Ok(Compiled { re, states })
+}
+
+/// Argument `i` as a compiled pattern (`None` for NULL), cleared to run over `text_len`
+/// bytes for `what`.
+fn regex_arg(
+    ctx: &Context<'_>,
+    i: usize,
+    what: &str,
+    text_len: usize,
+) -> Result<Option<Arc<Compiled>>> {
+    if matches!(ctx.get_raw(i), ValueRef::Null) {
+        return Ok(None);
     }
-    let step = 10i64.saturating_pow((-digits) as u32);
-    let floor = x.div_euclid(step) * step;
-    match mode {
-        "floor" => floor,
-        "ceil" if floor == x => x,
-        "ceil" => floor + step,
-        _ => {
-            let rem = x - floor;
-            if rem * 2 >= step && x >= 0 || rem * 2 > step {
-                floor + step
-            } else {
-                floor
+    let compiled = ctx.get_or_create_aux(i as i32, |v| {
+        let pattern = String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned();
+        budget::tick_n(pattern.len()).map_err(|e| e.to_string())?;
+        // Parsing and compiling take a few hundred bytes per byte of pattern before the size
+        // limit can say no (376 measured for a 196 KB class): held while compiling.
+        let _compiling = budget::hold(what, pattern.len().saturating_mul(COMPILE_BYTES_PER_BYTE))
+            .map_err(|e| e.to_string())?;
+        compile(&pattern)
+    })?;
+    budget::work(what, compiled.states as u128 * text_len as u128)?;
+    Ok(Some(compiled))
+}
+
+/// One piece of a ClickHouse replacement: text, or capture group `\N`.
+enum Piece {
+    Text(String),
+    Group(usize),
+}
+
+/// Reads a `replaceRegexp*` replacement as ClickHouse does: `\0`..`\9` are groups, a
+/// backslash before anything else stands for that character.
+fn replacement(to: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = to.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(d) if d.is_ascii_digit() => {
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Group(usize::from(d as u8 - b'0')));
             }
+            Some(other) => text.push(other),
+            None => text.push('\\'),
         }
     }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    pieces
 }
 
-fn to_int(ctx: &Context<'_>) -> Result<Option<i64>> {
-    let bits = int_arg(ctx, 1).unwrap_or(64);
-    let signed = int_arg(ctx, 2).unwrap_or(1) == 1;
-    let mode = text_arg(ctx, 3).unwrap_or_default();
-    let wrap = |n: i128| -> i64 {
-        if bits == 1 {
-            return i64::from(n != 0);
-        }
-        if bits >= 64 {
-            return n as i64;
-        }
-        let modulus = 1i128 << bits;
-        let v = n.rem_euclid(modulus);
-        (if signed && v >= modulus / 2 {
-            v - modulus
-        } else {
-            v
-        }) as i64
+/// `replaceRegexpAll`/`One`, each replacement sized and counted before it is appended.
+fn replace_regexp(s: &str, re: &regex::Regex, to: &str, all: bool) -> Result<String> {
+    let what = if all {
+        "replaceRegexpAll"
+    } else {
+        "replaceRegexpOne"
     };
-    let fallback = |what: &str| match mode.as_str() {
-        "zero" => Ok(Some(0)),
-        "null" => Ok(None),
-        _ => Err(fail(format!("cannot parse '{what}' as an integer"))),
-    };
-    match ctx.get_raw(0) {
-        ValueRef::Null => Ok(None),
-        ValueRef::Integer(n) => Ok(Some(wrap(n.into()))),
-        ValueRef::Real(f) if f.is_finite() => Ok(Some(wrap(f.trunc() as i128))),
-        ValueRef::Real(_) => fallback("nan"),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            let text = String::from_utf8_lossy(t);
-            match text.parse::<i128>() {
-                Ok(n) => Ok(Some(wrap(n))),
-                Err(_) => match super::dates::parse_datetime(&text) {
-                    Some(dt) if text.len() >= 10 && mode.is_empty() => {
-                        Ok(Some(dt.and_utc().timestamp()))
-                    }
-                    _ => fallback(&text),
-                },
+    // ClickHouse leaves the text alone for an empty pattern.
+    if re.as_str().is_empty() {
+        return Ok(s.to_owned());
+    }
+    let pieces = replacement(to);
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(s) {
+        budget::tick()?;
+        let whole = caps.get(0).expect("group 0 is the match");
+        let size: usize = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Group(g) => caps.get(*g).map_or(0, |m| m.len()),
+            })
+            .sum();
+        let before = &s[last..whole.start()];
+        budget::value(
+            what,
+            out.len() + before.len() + size + (s.len() - whole.end()),
+        )?;
+        out.push_str(before);
+        for piece in &pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Group(g) => out.push_str(caps.get(*g).map_or("", |m| m.as_str())),
             }
         }
-    }
-}
-
-fn to_float(ctx: &Context<'_>) -> Result<Option<f64>> {
-    let mode = text_arg(ctx, 1).unwrap_or_default();
-    match ctx.get_raw(0) {
-        ValueRef::Null => Ok(None),
-        ValueRef::Integer(n) => Ok(Some(n as f64)),
-        ValueRef::Real(f) => Ok(Some(f)),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            let text = String::from_utf8_lossy(t);
-            match text.parse::<f64>() {
-                Ok(f) => Ok(Some(f)),
-                Err(_) => match mode.as_str() {
-                    "zero" => Ok(Some(0.0)),
-                    "null" => Ok(None),
-                    _ => Err(fail(format!("cannot parse '{text}' as a Float64"))),
-                },
-            }
+        last = whole.end();
+        if !all {
+            break;
         }
     }
+    out.push_str(&s[last..]);
+    Ok(out)
 }
 
-/// A value as ClickHouse's `toString` prints it; `hint` is the ClickHouse type when known.
-pub fn to_string(v: ValueRef<'_>, hint: &str) -> Option<String> {
-    Some(match v {
-        ValueRef::Null => return None,
-        ValueRef::Integer(n) if hint == "Bool" => (if n != 0 { "true" } else { "false" }).into(),
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(f) => format_float(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            let text = String::from_utf8_lossy(t).into_owned();
-            if hint.starts_with("Array(") {
-                return Some(array_text(&serde_json::from_str(&text).ok()?));
-            }
-            text
-        }
-    })
+/// `repeat(s, n)`: refused before allocation when `s × n` is over the value limit.
+fn repeat(s: &str, n: i64) -> Result<String> {
+    let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+    budget::value_u128("repeat", s.len() as u128 * n as u128)?;
+    Ok(s.repeat(n))
 }
 
-/// ClickHouse's text form of an array: `[1,2]`, `['a','b']`.
-fn array_text(v: &Json) -> String {
-    match v {
-        Json::Array(items) => format!(
-            "[{}]",
-            items.iter().map(array_text).collect::<Vec<_>>().join(",")
-        ),
-        Json::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Json::Null => "NULL".into(),
-        other => other.to_string(),
+/// `leftPad`/`rightPad` to `len` characters (ClickHouse's `*UTF8` count characters; the
+/// byte-counting variants agree on ASCII).
+fn pad(s: String, len: i64, fill: &str, left: bool) -> Result<String> {
+    let len = usize::try_from(len.max(0)).unwrap_or(usize::MAX);
+    let have = s.chars().count();
+    if have >= len || fill.is_empty() {
+        let cut = s.char_indices().nth(len).map_or(s.len(), |(i, _)| i);
+        return Ok(s[..cut].to_owned());
     }
-}
-
-fn regex(pattern: &str) -> Result<regex::Regex> {
-    regex::Regex::new(pattern).map_err(|e| fail(format!("bad regular expression: {e}")))
+    let widest = fill.chars().map(char::len_utf8).max().unwrap_or(1);
+    budget::value_u128(
+        if left { "leftPad" } else { "rightPad" },
+        s.len() as u128 + (len - have) as u128 * widest as u128,
+    )?;
+    let padding: String = fill.chars().cycle().take(len - have).collect();
+    Ok(if left { padding + &s } else { s + &padding })
 }
 
 pub(super) fn register(conn: &Connection) -> Result<()> {
@@ -236,7 +204,7 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
     for (name, fold) in [("ch_like", false), ("ch_ilike", true)] {
         conn.create_scalar_function(name, 2, f, move |ctx| {
             Ok(match (text_arg(ctx, 0), text_arg(ctx, 1)) {
-                (Some(t), Some(p)) => Some(i64::from(like(&t, &p, fold))),
+                (Some(t), Some(p)) => Some(i64::from(like(&t, &p, fold)?)),
                 _ => None,
             })
         })?;
@@ -267,186 +235,120 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             })
         })?;
     }
+    conn.create_scalar_function("ch_replace_all", 3, f, |ctx| {
+        let (Some(s), Some(from), Some(to)) =
+            (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2))
+        else {
+            return Ok(None);
+        };
+        if from.is_empty() {
+            return Ok(Some(s));
+        }
+        // Two-way search: linear, unlike SQLite's `replace` (a memcmp at every position).
+        let count = s.matches(from.as_str()).count();
+        budget::tick_n(s.len())?;
+        budget::value_u128(
+            "replaceAll",
+            (s.len() - count * from.len()) as u128 + count as u128 * to.len() as u128,
+        )?;
+        Ok(Some(s.replace(from.as_str(), &to)))
+    })?;
     conn.create_scalar_function("ch_replace_one", 3, f, |ctx| {
         let (Some(s), Some(from), Some(to)) =
             (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2))
         else {
             return Ok(None);
         };
-        Ok(Some(if from.is_empty() {
-            s
-        } else {
-            s.replacen(&from, &to, 1)
-        }))
+        if from.is_empty() || !s.contains(from.as_str()) {
+            return Ok(Some(s));
+        }
+        budget::value("replaceOne", s.len() - from.len() + to.len())?;
+        Ok(Some(s.replacen(&from, &to, 1)))
     })?;
     conn.create_scalar_function("ch_replace_regexp", 4, f, |ctx| {
-        let (Some(s), Some(re), Some(to)) = (text_arg(ctx, 0), text_arg(ctx, 1), text_arg(ctx, 2))
-        else {
+        let (Some(s), Some(to)) = (text_arg(ctx, 0), text_arg(ctx, 2)) else {
             return Ok(None);
         };
-        // ClickHouse writes groups as \1; the regex crate as ${1}.
-        let mut replacement = to.replace('$', "$$");
-        for d in 0..10 {
-            replacement = replacement.replace(&format!("\\{d}"), &format!("${{{d}}}"));
-        }
-        let re = regex(&re)?;
         let all = int_arg(ctx, 3) == Some(1);
-        Ok(Some(
-            if all {
-                re.replace_all(&s, replacement.as_str())
-            } else {
-                re.replace(&s, replacement.as_str())
-            }
-            .into_owned(),
-        ))
+        let what = if all {
+            "replaceRegexpAll"
+        } else {
+            "replaceRegexpOne"
+        };
+        let Some(re) = regex_arg(ctx, 1, what, s.len())? else {
+            return Ok(None);
+        };
+        replace_regexp(&s, &re.re, &to, all).map(Some)
     })?;
     conn.create_scalar_function("ch_match", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let Some(s) = text_arg(ctx, 0) else {
             return Ok(None);
         };
-        Ok(Some(i64::from(regex(&re)?.is_match(&s))))
+        let Some(re) = regex_arg(ctx, 1, "match", s.len())? else {
+            return Ok(None);
+        };
+        Ok(Some(i64::from(re.re.is_match(&s))))
     })?;
     conn.create_scalar_function("ch_extract", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let Some(s) = text_arg(ctx, 0) else {
             return Ok(None);
         };
-        let re = regex(&re)?;
+        let Some(re) = regex_arg(ctx, 1, "extract", s.len())? else {
+            return Ok(None);
+        };
         Ok(Some(
-            re.captures(&s)
+            re.re
+                .captures(&s)
                 .and_then(|c| c.get(1).or_else(|| c.get(0)))
                 .map_or(String::new(), |m| m.as_str().to_owned()),
         ))
     })?;
     conn.create_scalar_function("ch_extract_all", 2, f, |ctx| {
-        let (Some(s), Some(re)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let Some(s) = text_arg(ctx, 0) else {
             return Ok(None);
         };
-        let re = regex(&re)?;
-        let found: Vec<Json> = re
-            .captures_iter(&s)
-            .filter_map(|c| {
-                c.get(1)
-                    .or_else(|| c.get(0))
-                    .map(|m| Json::String(m.as_str().into()))
-            })
-            .collect();
-        Ok(Some(Json::Array(found).to_string()))
+        let Some(re) = regex_arg(ctx, 1, "extractAll", s.len())? else {
+            return Ok(None);
+        };
+        let mut found = ArrayText::new("extractAll");
+        for caps in re.re.captures_iter(&s) {
+            if let Some(m) = caps.get(1).or_else(|| caps.get(0)) {
+                found.push_str(m.as_str())?;
+            }
+        }
+        Ok(Some(found.finish()))
     })?;
     conn.create_scalar_function("ch_split", 2, f, |ctx| {
         let (Some(sep), Some(s)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
             return Ok(None);
         };
-        let parts: Vec<Json> = if sep.is_empty() {
-            s.chars().map(|c| Json::String(c.to_string())).collect()
+        let what = "splitByString";
+        let mut parts = ArrayText::new(what);
+        if sep.is_empty() {
+            let mut buf = [0u8; 4];
+            for c in s.chars() {
+                parts.push_str(c.encode_utf8(&mut buf))?;
+            }
         } else {
-            s.split(sep.as_str())
-                .map(|p| Json::String(p.into()))
-                .collect()
-        };
-        Ok(Some(Json::Array(parts).to_string()))
+            for part in s.split(sep.as_str()) {
+                parts.push_str(part)?;
+            }
+        }
+        Ok(Some(parts.finish()))
     })?;
     conn.create_scalar_function("ch_reverse", 1, f, |ctx| {
         Ok(text_arg(ctx, 0).map(|s| s.chars().rev().collect::<String>()))
     })?;
     conn.create_scalar_function("ch_repeat", 2, f, |ctx| {
-        let n = int_arg(ctx, 1).unwrap_or(0).clamp(0, 1 << 20) as usize;
-        Ok(text_arg(ctx, 0).map(|s| s.repeat(n)))
+        let n = int_arg(ctx, 1).unwrap_or(0);
+        text_arg(ctx, 0).map(|s| repeat(&s, n)).transpose()
     })?;
     conn.create_scalar_function("ch_pad", 4, f, |ctx| {
         let (Some(s), Some(fill)) = (text_arg(ctx, 0), text_arg(ctx, 2)) else {
             return Ok(None);
         };
-        let len = int_arg(ctx, 1).unwrap_or(0).clamp(0, 1 << 20) as usize;
-        let chars: Vec<char> = s.chars().collect();
-        if chars.len() >= len || fill.is_empty() {
-            return Ok(Some(
-                chars[..len.min(chars.len())].iter().collect::<String>(),
-            ));
-        }
-        let pad: String = fill.chars().cycle().take(len - chars.len()).collect();
-        Ok(Some(if int_arg(ctx, 3) == Some(1) {
-            pad + &s
-        } else {
-            s + &pad
-        }))
-    })?;
-    conn.create_scalar_function("ch_to_string", 2, f, |ctx| {
-        let hint = text_arg(ctx, 1).unwrap_or_default();
-        Ok(to_string(ctx.get_raw(0), &hint))
-    })?;
-    conn.create_scalar_function("ch_to_int", 4, f, to_int)?;
-    conn.create_scalar_function("ch_to_float", 2, f, to_float)?;
-    for name in ["ch_round", "ch_floor", "ch_ceil"] {
-        conn.create_scalar_function(name, 2, f, move |ctx| {
-            let digits = int_arg(ctx, 1).unwrap_or(0);
-            let mode = &name[3..];
-            Ok(match ctx.get_raw(0) {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::Integer(round_int(n, digits, mode)),
-                other => {
-                    let x = match other {
-                        ValueRef::Real(x) => x,
-                        v => text_arg(ctx, 0)
-                            .and_then(|t| t.parse().ok())
-                            .unwrap_or_else(|| {
-                                let _ = v;
-                                0.0
-                            }),
-                    };
-                    let scale = 10f64.powi(digits.clamp(-15, 15) as i32);
-                    Value::Real(match mode {
-                        "floor" => (x * scale).floor() / scale,
-                        "ceil" => (x * scale).ceil() / scale,
-                        _ => round_float(x, digits),
-                    })
-                }
-            })
-        })?;
-    }
-    conn.create_scalar_function("ch_int_div", 3, f, |ctx| {
-        let (a, b) = (ctx.get_raw(0), ctx.get_raw(1));
-        if matches!(a, ValueRef::Null) || matches!(b, ValueRef::Null) {
-            return Ok(None);
-        }
-        let as_f = |v: ValueRef<'_>| match v {
-            ValueRef::Integer(n) => n as f64,
-            ValueRef::Real(f) => f,
-            _ => f64::NAN,
-        };
-        if as_f(b) == 0.0 {
-            return if int_arg(ctx, 2) == Some(1) {
-                Ok(Some(0))
-            } else {
-                Err(fail("division by zero in intDiv"))
-            };
-        }
-        Ok(Some(match (a, b) {
-            (ValueRef::Integer(x), ValueRef::Integer(y)) => x.wrapping_div(y),
-            _ => (as_f(a) / as_f(b)).trunc() as i64,
-        }))
-    })?;
-    conn.create_scalar_function("ch_fmod", 2, f, |ctx| {
-        let a: Option<f64> = ctx.get(0)?;
-        let b: Option<f64> = ctx.get(1)?;
-        Ok(a.zip(b).map(|(a, b)| a % b))
-    })?;
-    conn.create_scalar_function("ch_math", 3, f, |ctx| {
-        let name = text_arg(ctx, 0).unwrap_or_default();
-        let x: Option<f64> = ctx.get(1)?;
-        let y: Option<f64> = ctx.get(2)?;
-        let Some(x) = x else { return Ok(None) };
-        let r = match name.as_str() {
-            "sqrt" => x.sqrt(),
-            "exp" => x.exp(),
-            "ln" | "log" => x.ln(),
-            "log2" => x.log2(),
-            "log10" => x.log10(),
-            _ => match y {
-                Some(y) => x.powf(y),
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(r))
+        let len = int_arg(ctx, 1).unwrap_or(0);
+        pad(s, len, &fill, int_arg(ctx, 3) == Some(1)).map(Some)
     })?;
     Ok(())
 }

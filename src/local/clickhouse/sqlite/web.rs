@@ -1,5 +1,7 @@
 //! JSON and URL functions: `JSONExtract*`, `JSONHas`, `JSONLength`, and ClickHouse's
 //! lenient URL parts (`domain`, `path`, `cutQueryString`, `extractURLParameter`, ...).
+//! A document is parsed within the query's memory budget; every answer is a part of its
+//! input, so no output check is needed.
 
 use rusqlite::functions::Context;
 use rusqlite::types::Value;
@@ -29,9 +31,12 @@ fn json_path<'a>(doc: &'a Json, keys: &[Value]) -> Option<&'a Json> {
 
 fn json(ctx: &Context<'_>) -> Result<Value> {
     let kind = text_arg(ctx, 0).unwrap_or_default();
-    let doc = text_arg(ctx, 1).and_then(|t| serde_json::from_str::<Json>(&t).ok());
+    let parsed = match text_arg(ctx, 1) {
+        Some(text) => super::arrays::parse_held(&kind, &text)?,
+        None => None,
+    };
     let keys: Vec<Value> = (2..ctx.len()).map(|i| ctx.get_raw(i).into()).collect();
-    let found = doc.as_ref().and_then(|d| json_path(d, &keys));
+    let found = parsed.as_ref().and_then(|(d, _held)| json_path(d, &keys));
     Ok(match kind.as_str() {
         "JSONHas" => Value::Integer(i64::from(found.is_some())),
         "JSONExtractString" => Value::Text(match found {
