@@ -54,6 +54,8 @@ pub enum AuditOutput {
     Off,
     /// Standard output, one line each.
     Stdout,
+    /// Standard error (the CLI, whose standard output is its answer; never from the config).
+    Stderr,
     /// Appended to this file.
     File(PathBuf),
 }
@@ -117,6 +119,7 @@ pub fn validate_log(raw: &LogConfig) -> Result<LogFormat, Problem> {
 enum Sink {
     Off,
     Stdout,
+    Stderr,
     /// Guarded so one line is one `write_all` even with many tasks.
     File(Mutex<File>),
 }
@@ -144,6 +147,7 @@ impl Audit {
         let sink = match output {
             AuditOutput::Off => Sink::Off,
             AuditOutput::Stdout => Sink::Stdout,
+            AuditOutput::Stderr => Sink::Stderr,
             AuditOutput::File(path) => {
                 let mut options = OpenOptions::new();
                 options.create(true).append(true);
@@ -190,6 +194,7 @@ impl Audit {
         let result = match &self.sink {
             Sink::Off => Ok(()),
             Sink::Stdout => std::io::stdout().lock().write_all(&text),
+            Sink::Stderr => std::io::stderr().lock().write_all(&text),
             Sink::File(file) => file
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -199,6 +204,12 @@ impl Audit {
             self.metrics.audit_write_error();
             tracing::error!(error = %e, event, "cannot write the audit log");
         }
+    }
+
+    /// Any event a service words itself (`key.created`, ...; see `crate::keys::audit`): one
+    /// line with `user` and `tenant` when there is a user, then `fields`.
+    pub fn event(&self, event: &'static str, user: Option<&User>, fields: impl Serialize) {
+        self.write(event, user, fields);
     }
 
     /// `usage.budget_warning`: a tenant's spending crossed `threshold` (a fraction) of its

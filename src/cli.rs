@@ -103,6 +103,9 @@ pub async fn check(config: &Path) -> anyhow::Result<()> {
     if let Some(usage) = &settings.usage {
         check_usage_token(&settings, usage).await?;
     }
+    if let Some(keys) = &settings.keys {
+        check_key_store(keys).await?;
+    }
     let workspaces: Vec<String> = settings
         .tinybird
         .workspaces
@@ -119,6 +122,26 @@ pub async fn check(config: &Path) -> anyhow::Result<()> {
         workspaces.join(", "),
         settings.token_ttl.as_secs()
     );
+    Ok(())
+}
+
+/// `check` with `[keys]`: the key store answers (a SQLite file is created if missing; the
+/// migrations run when the server starts).
+async fn check_key_store(settings: &crate::keys::KeysSettings) -> anyhow::Result<()> {
+    crate::redact::register_log_secrets(settings.secrets());
+    let metrics = crate::metrics::Metrics::new();
+    let audit = std::sync::Arc::new(crate::audit::Audit::open(
+        &crate::audit::AuditOutput::Off,
+        metrics.clone(),
+    )?);
+    let keys = crate::keys::Keys::new(settings.clone(), audit, metrics)?;
+    keys.ping().await.map_err(|e| {
+        anyhow::anyhow!(
+            "keys: the {} key store does not answer: {e}",
+            settings.store_kind()
+        )
+    })?;
+    println!("keys: the {} key store answers", settings.store_kind());
     Ok(())
 }
 

@@ -29,7 +29,7 @@ daily_requests = 40
 pub const USERS: &str = include_str!("../demo/users.toml");
 /// `(login, password, what they see)`, printed at start.
 pub const LOGINS: &[(&str, &str, &str)] = &[
-    ("alice", "alice-demo", "tenant acme"),
+    ("alice", "alice-demo", "tenant acme, manages its API keys"),
     ("bob", "bob-demo", "tenant globex"),
     ("carol", "carol-demo", "tenant initech"),
     (
@@ -89,6 +89,10 @@ pub fn settings(options: &DemoOptions) -> anyhow::Result<Settings> {
     })?;
     // The demo's key changes every run, so its sessions would not outlive it anyway.
     settings.session_store = SessionStoreKind::Memory;
+    // Its API keys live as long as the demo too: no file left behind.
+    if let Some(keys) = &mut settings.keys {
+        keys.store = crate::keys::StoreSettings::Sqlite(":memory:".into());
+    }
     // Its logins are shared by everyone trying it: five typos lock one for a minute, not the
     // 15 minutes the example config (and a real deployment) uses.
     settings.throttle.lockout = DEMO_LOCKOUT;

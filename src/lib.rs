@@ -12,7 +12,8 @@
 //!   identity-provider bearer tokens), [`proxy`] (the pass-through that calls Tinybird
 //!   server-side), [`ratelimit`] (per-user and per-tenant limits), [`metrics`], [`audit`],
 //!   [`health`] (readiness), [`redis`] (the shared store) and [`usage`] (Tinybird's own usage
-//!   record, read server-side, and the per-tenant budgets counted from it).
+//!   record, read server-side, and the per-tenant budgets counted from it), [`keys`] (tenant
+//!   API keys and their store).
 //! - Rules: [`grants`] (which pipes and data sources a user may read, pure), [`tinybird`]
 //!   (the Tinybird contract: claims, minting, names, parameters, the GCRA rule, the upstream
 //!   client) and [`local`] (the Tinybird-compatible local endpoint, on [`tinybird`] alone).
@@ -20,8 +21,8 @@
 //!   (credentials out of whatever is relayed or logged), [`serve`] (the accept loop with
 //!   timeouts and a connection cap, for every listener).
 //!
-//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`] and
-//! [`init`] (the files to start a deployment from).
+//! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`],
+//! [`keys_cli`] (`tinybird-bff keys ...`) and [`init`] (the files to start a deployment from).
 
 pub mod audit;
 pub mod auth;
@@ -34,6 +35,8 @@ pub mod grants;
 pub mod health;
 pub mod http;
 pub mod init;
+pub mod keys;
+pub mod keys_cli;
 pub mod local;
 pub mod metrics;
 pub mod proxy;

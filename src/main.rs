@@ -64,6 +64,8 @@ enum Command {
     Local(tinybird_bff::cli::LocalArgs),
     /// Write a config for one workspace, a users file and a .env template to start from.
     Init(tinybird_bff::init::InitArgs),
+    /// Manage tenant API keys: create, list, revoke, roll (docs/api-keys.md).
+    Keys(tinybird_bff::keys_cli::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
             Command::HashPassword => cli::hash_password(),
             Command::Local(args) => cli::local(args).await,
             Command::Init(args) => tinybird_bff::init::init(&args),
+            Command::Keys(args) => tinybird_bff::keys_cli::run(args).await,
         }
     });
     match result {

@@ -12,6 +12,7 @@
 //!
 //! The proxy records each forwarded call with [`Metrics::proxy_request`].
 
+mod keys;
 pub mod labels;
 mod read_usage;
 pub mod usage;
@@ -96,6 +97,7 @@ struct Inner {
     audit_errors: Counter,
     usage: UsageRing,
     read_usage: read_usage::UsageFamilies,
+    keys: keys::KeyFamilies,
 }
 
 /// This instance's counters; cheap to clone (shared).
@@ -137,6 +139,8 @@ impl Metrics {
         let read_usage = read_usage::UsageFamilies::default();
         let r = &mut registry;
         read_usage.register(r);
+        let keys = keys::KeyFamilies::default();
+        keys.register(r);
         r.register("tokens_minted", "Tokens minted, by tenant", tokens.clone());
         r.register(
             "proxy_requests",
@@ -201,6 +205,7 @@ impl Metrics {
             audit_errors,
             usage: UsageRing::new(),
             read_usage,
+            keys,
         }))
     }
 

@@ -108,6 +108,9 @@ impl Running {
         for task in self.tasks {
             task.await??;
         }
+        if let Some(keys) = &self.state.keys {
+            keys.close().await;
+        }
         Ok(())
     }
 }
@@ -197,6 +200,10 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
     }
     let public_url = settings.public_url.clone();
     let state = App::new(settings, workspaces_in_force)?;
+    if let Some(keys) = &state.keys {
+        keys.migrate().await.context("keys: the key store")?;
+        keys.start();
+    }
     if let Some(listener) = admin_listener {
         tasks.push(tokio::spawn(http::ops::serve_admin(
             state.clone(),
@@ -247,7 +254,8 @@ fn register_log_secrets(settings: &Settings) {
             .iter()
             .filter_map(|p| p.client.as_ref()?.client_secret.as_ref()),
     );
-    crate::redact::register_log_secrets(secrets.into_iter().map(|s| s.expose_secret()));
+    let keys = settings.keys.iter().flat_map(|k| k.secrets());
+    crate::redact::register_log_secrets(secrets.into_iter().map(|s| s.expose_secret()).chain(keys));
 }
 
 /// A configured workspace as it runs: called at `url`, its key loaded at `now`.

@@ -102,6 +102,9 @@ pub struct FileConfig {
     /// Tinybird's usage record (`pipe_stats_rt`) and budgets; off when absent.
     #[serde(default)]
     pub usage: Option<crate::usage::UsageConfig>,
+    /// Tenant API keys (docs/api-keys.md); off when absent.
+    #[serde(default)]
+    pub keys: Option<crate::keys::KeysConfig>,
 }
 
 fn default_listen() -> String {
@@ -169,6 +172,8 @@ pub struct Settings {
     pub sources: Vec<std::path::PathBuf>,
     /// Usage polling and budgets, when `[usage]` is configured.
     pub usage: Option<crate::usage::UsageSettings>,
+    /// Tenant API keys, when `[keys]` is configured.
+    pub keys: Option<crate::keys::KeysSettings>,
 }
 
 /// Keeps a validator's settings, or its problems.
@@ -274,6 +279,10 @@ impl Settings {
             Some(u) => keep(crate::usage::config::validate(u, base, env, &workspaces), p).map(Some),
             None => Some(None),
         };
+        let keys = match &raw.keys {
+            Some(k) => keep(crate::keys::config::validate(k, base, env), p).map(Some),
+            None => Some(None),
+        };
         let (
             Some(server),
             Some(conn_limits),
@@ -285,6 +294,7 @@ impl Settings {
             Some(proxy),
             Some(ops),
             Some(usage),
+            Some(keys),
         ) = (
             server,
             conn_limits,
@@ -296,6 +306,7 @@ impl Settings {
             proxy,
             ops,
             usage,
+            keys,
         )
         else {
             return Err(problems);
@@ -351,6 +362,7 @@ impl Settings {
             reload_watch: ops.reload_watch,
             sources,
             usage,
+            keys,
         })
     }
 }

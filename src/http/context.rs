@@ -13,6 +13,11 @@
 //! reads it, so every route answers its refusals in the same order.
 //!
 //! Other routes (`/api/me`, the admin pages) only need the caller: [`CurrentUser`].
+//!
+//! **Who** is one of three: an API key (`Authorization: Bearer tbk_...`, `crate::keys`: the
+//! key's principal, its scopes of its tenant's grants, its own rps limit and quota, and a
+//! token named after the key), else an identity provider's bearer token, else the session
+//! cookie. A key is accepted here only: [`who`], which the cookie routes use, refuses one.
 
 use std::sync::Arc;
 
@@ -27,7 +32,9 @@ use crate::auth::session::{self, Lifetime};
 use crate::auth::{bearer, csrf};
 use crate::config::Settings;
 use crate::error::AppError;
-use crate::grants::{Access, GrantError};
+use crate::grants::Access;
+use crate::keys::Keys;
+use crate::keys::caller::{self, KeyCaller};
 use crate::ratelimit::{RateInfo, Scope};
 use crate::tinybird::mint::{NameError, TokenPlan};
 use crate::tinybird::workspaces::{Workspace, WorkspaceError};
@@ -41,7 +48,7 @@ pub struct Ctx {
     /// Who is calling.
     pub user: User,
     /// What they may read, or why nothing.
-    access: Result<Arc<Access>, GrantError>,
+    access: Result<Arc<Access>, String>,
     /// Their workspace, or why none.
     workspace: Result<Arc<Workspace>, WorkspaceError>,
     /// Their tenant's budget standing (what the token plan was adjusted by).
@@ -50,6 +57,8 @@ pub struct Ctx {
     plan: Result<TokenPlan, NameError>,
     /// The bucket that counted this request, for the answer's `X-RateLimit-*` headers.
     rate: Option<RateInfo>,
+    /// The API key the request came with, and the service counting its answers.
+    pub key: Option<(Arc<Keys>, KeyCaller)>,
 }
 
 impl Ctx {
@@ -62,7 +71,7 @@ impl Ctx {
     pub fn access(&self) -> Result<&Arc<Access>, AppError> {
         self.access
             .as_ref()
-            .map_err(|e| AppError::Forbidden(e.to_string()))
+            .map_err(|e| AppError::Forbidden(e.clone()))
     }
 
     /// The caller's workspace, or the 403 naming the rule.
@@ -82,6 +91,9 @@ impl Ctx {
     /// `response` with the rate-limit headers of the bucket that counted the request (a
     /// relayed 429 keeps Tinybird's own).
     pub fn finish(&self, mut response: Response) -> Response {
+        if let Some((keys, caller)) = &self.key {
+            keys.answered(&caller.key, response.status().as_u16());
+        }
         if let Some(info) = self
             .rate
             .filter(|_| response.status() != StatusCode::TOO_MANY_REQUESTS)
@@ -116,13 +128,22 @@ impl FromRequestParts<AppState> for Ctx {
             };
             checked.map_err(IntoResponse::into_response)?;
         }
-        let session = session_of(parts, app)
+        let key = key_caller(app, &snapshot, parts)
             .await
             .map_err(IntoResponse::into_response)?;
-        let user = who(app, &snapshot, &session, &parts.headers)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let access = settings.grants.evaluate_cached(&user);
+        let (user, access) = match &key {
+            Some((_, caller)) => (caller.user.clone(), caller.access.clone()),
+            None => {
+                let session = session_of(parts, app)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+                let user = who(app, &snapshot, &session, &parts.headers)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+                let access = settings.grants.evaluate_cached(&user);
+                (user, access.map_err(|e| e.to_string()))
+            }
+        };
         let grant_names = access.as_ref().map_or(&[][..], |a| a.grant_names());
         let rate = app
             .limits
@@ -136,14 +157,22 @@ impl FromRequestParts<AppState> for Ctx {
                 AppError::from(refused).into_response()
             })?,
         };
+        // Last, so only requests every other check let through count against its quota.
+        if let Some((keys, caller)) = &key {
+            let now = chrono::Utc::now().timestamp();
+            keys.admit(&caller.key, now)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        }
         Ok(Ctx {
             workspace: snapshot.workspaces.for_user(&user),
-            plan: token_plan(settings, app.usage.as_deref(), &user, &budget),
+            plan: token_plan(settings, app.usage.as_deref(), &user, &budget, key.as_ref()),
             access,
             budget,
             rate,
             user,
             snapshot,
+            key,
         })
     }
 }
@@ -151,21 +180,53 @@ impl FromRequestParts<AppState> for Ctx {
 /// The token `user` gets on either path: the configured name, lifetime and `limits.rps`,
 /// with their plan's `rps` and, near a budget, the shorter and slower ones (`crate::usage`),
 /// so a JWT that cannot be revoked overshoots the budget by less.
+/// A key's tokens are named after the key and live `keys.token_ttl`, with its own rps.
 fn token_plan(
     settings: &Settings,
     usage: Option<&Usage>,
     user: &User,
     budget: &Budget,
+    key: Option<&(Arc<Keys>, KeyCaller)>,
 ) -> Result<TokenPlan, NameError> {
-    let (ttl, rps) = match usage {
-        Some(usage) => usage.mint_adjust(budget, settings.token_ttl, settings.token_rps),
-        None => (settings.token_ttl, settings.token_rps),
+    let (name, ttl, rps) = match key {
+        Some((keys, caller)) => {
+            let (ttl, rps) = caller.token_limits(keys, settings.token_rps);
+            (caller.token_name(), ttl, rps)
+        }
+        None => (
+            settings.token_name.render(user)?,
+            settings.token_ttl,
+            settings.token_rps,
+        ),
     };
-    Ok(TokenPlan {
-        name: settings.token_name.render(user)?,
-        ttl,
-        rps,
-    })
+    let (ttl, rps) = match usage {
+        Some(usage) => usage.mint_adjust(budget, ttl, rps),
+        None => (ttl, rps),
+    };
+    Ok(TokenPlan { name, ttl, rps })
+}
+
+/// The API key the request presents, resolved (`None` without one): a 401 for an unknown,
+/// revoked or expired key, and for any key when `[keys]` is off.
+async fn key_caller(
+    app: &App,
+    snapshot: &Snapshot,
+    parts: &Parts,
+) -> Result<Option<(Arc<Keys>, KeyCaller)>, AppError> {
+    let Some(presented) = caller::presented(&parts.headers) else {
+        return Ok(None);
+    };
+    let keys = app.keys.clone().ok_or_else(|| {
+        AppError::Unauthorized("this BFF accepts no API keys (no [keys] section)".into())
+    })?;
+    let settings = &snapshot.settings;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| crate::client_ip::client_ip(c.0.ip(), &parts.headers, &settings.trusted_proxies));
+    let now = chrono::Utc::now().timestamp();
+    let caller = keys.caller(&settings.grants, presented, peer, now).await?;
+    Ok(Some((keys, caller)))
 }
 
 /// The request's session handle (the session layer puts it there).
@@ -184,6 +245,9 @@ pub async fn who(
     session: &Session,
     headers: &HeaderMap,
 ) -> Result<User, AppError> {
+    if caller::presented(headers).is_some() {
+        return Err(caller::not_here());
+    }
     if let Some(user) = bearer::user_from_request(&app.oidc, headers).await? {
         return Ok(user);
     }

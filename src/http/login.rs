@@ -185,7 +185,8 @@ pub async fn logout(
 }
 
 /// `GET /api/me`: the user, what their grants give them (pipes with their fixed params, data
-/// sources with their rendered filters) and the workspace their tokens are for.
+/// sources with their rendered filters) and the workspace their tokens are for. An API key is
+/// refused here, even next to a session cookie (keys never open the cookie routes).
 #[utoipa::path(get, path = "/api/me", tag = "session",
     responses(
         (status = 200, description = "The user and what they may read", body = MeResponse),
@@ -194,7 +195,11 @@ pub async fn logout(
 pub async fn me(
     State(state): State<AppState>,
     session: Session,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<MeResponse>, AppError> {
+    if crate::keys::caller::presented(&headers).is_some() {
+        return Err(crate::keys::caller::not_here());
+    }
     let snapshot = state.snapshot();
     let settings = &snapshot.settings;
     let lifetime = Lifetime {

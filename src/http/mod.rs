@@ -7,11 +7,12 @@
 //!
 //! A request goes: [`router`] (which route, which layers: [`middleware`]) → [`context`] (the
 //! request resolved once: CSRF, who, what, workspace, limits, budget, token plan) → the route
-//! group's file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`ops`],
+//! group's file ([`login`], [`oidc`], [`token`], [`pipes`], [`sql`], [`admin`], [`keys`], [`ops`],
 //! [`web`]) → the services → the response.
 
 pub(crate) mod admin;
 pub mod context;
+pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod middleware;
 pub(crate) mod oidc;

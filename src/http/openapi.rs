@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{admin, login, oidc, ops, pipes, sql, token};
+use super::{admin, keys, login, oidc, ops, pipes, sql, token};
 
 /// The document's source: every annotated route and the schemas they use.
 #[derive(OpenApi)]
@@ -19,6 +19,7 @@ use super::{admin, login, oidc, ops, pipes, sql, token};
     paths(
         login::login, login::logout, login::me, oidc::providers, oidc::login, oidc::callback,
         token::token, pipes::pipe, sql::sql, admin::usage, admin::budget,
+        keys::list, keys::create, keys::roll, keys::revoke,
         ops::healthz, ops::readyz, document,
     ),
     modifiers(&DistinctOperationIds),
@@ -27,6 +28,7 @@ use super::{admin, login, oidc, ops, pipes, sql, token};
         (name = "tokens", description = "Short-lived Tinybird JWTs for the direct path"),
         (name = "proxy", description = "Tinybird through the BFF, with no token in the browser"),
         (name = "usage", description = "Usage across both paths, and budgets"),
+        (name = "keys", description = "Tenant API keys, managed by tenant and platform admins (docs/api-keys.md)"),
         (name = "operators", description = "Health and readiness"),
     )
 )]

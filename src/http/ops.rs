@@ -54,6 +54,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             json!({ "ok": status.ok && !usage.stale(), "detail": detail, "required": false }),
         );
     }
+    // Reported, not required either: without the key store only API-key requests fail (503),
+    // browser users go on; when every instance shares the database, all would leave at once.
+    if let Some(keys) = &state.keys {
+        let ok = keys.ping().await.is_ok();
+        let detail = if ok {
+            keys.settings().store_kind()
+        } else {
+            "unreachable"
+        };
+        checks.insert(
+            "key_store".to_owned(),
+            json!({ "ok": ok, "detail": detail, "required": false }),
+        );
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -146,6 +146,7 @@ fn keep_restart_only(current: &Settings, next: &mut Settings) -> Vec<&'static st
         log_format => "log",
         reload_watch => "reload",
         usage => "usage",
+        keys => "keys",
     );
     changed.dedup();
     changed

@@ -3,10 +3,12 @@
 //! - the browser page: `GET /` and its assets (`web/`, embedded in the binary);
 //! - the app's JavaScript, with the session cookie: `/api/login`, `/api/logout`, `/api/me`,
 //!   `/api/token` and the proxy (`/api/pipes/...`, `/api/sql`); POSTs pass the CSRF check,
-//!   except with `Authorization: Bearer <IdP token>`, which has no cookie to ride on;
+//!   except with `Authorization: Bearer <IdP token or API key>`, which has no cookie to ride
+//!   on (API keys, `Bearer tbk_...`, work on these routes only);
 //! - browsers sent to and back from identity providers: `/api/providers`,
 //!   `/auth/{provider}/login`, `/auth/{provider}/callback`;
-//! - admins in the web app: `/api/admin/usage` (role `admin`);
+//! - admins in the web app: `/api/admin/usage` (role `admin`); tenant and platform admins:
+//!   `/api/keys` (API keys, the session cookie only: [`super::keys`]);
 //! - operators: `/healthz`, `/readyz` (also on the admin listener, with `/metrics`: see
 //!   [`super::ops`]).
 
@@ -22,7 +24,7 @@ use tower_http::trace::TraceLayer;
 
 use super::middleware::{cors, csrf, envelope, sessions};
 use super::state::AppState;
-use super::{admin, login, oidc, openapi, ops, pipes, sql, token, web};
+use super::{admin, keys, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use crate::serve::ConnLimits;
@@ -40,7 +42,7 @@ pub fn router(state: AppState) -> Router {
     let session_routes = Router::new()
         .route("/api/login", post(login::login).layer(login_body))
         .route("/api/logout", post(login::logout))
-        .route_layer(from_fn_with_state(origins, csrf::require))
+        .route_layer(from_fn_with_state(Arc::clone(&origins), csrf::require))
         .route("/api/me", get(login::me));
     // The data routes resolve their request once (`super::context::Ctx`: CSRF for a cookie
     // POST, who, limits, budget), counting it as the `Scope` they declare here. A bearer
@@ -71,11 +73,21 @@ pub fn router(state: AppState) -> Router {
     let admin_routes = Router::new()
         .route("/api/admin/usage", get(admin::usage))
         .route("/api/usage/budget", get(admin::budget));
+    // Tenant and platform admins managing API keys (`super::keys`): the session cookie only,
+    // POSTs pass the CSRF check, bodies are small.
+    let key_routes = Router::new()
+        .route("/api/keys", post(keys::create))
+        .route("/api/keys/{id}/roll", post(keys::roll))
+        .route("/api/keys/{id}/revoke", post(keys::revoke))
+        .route_layer(from_fn_with_state(origins, csrf::require))
+        .route("/api/keys", get(keys::list))
+        .layer(DefaultBodyLimit::max(keys::MAX_BODY_BYTES));
     let with_session = Router::new()
         .merge(session_routes)
         .merge(data_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
+        .merge(key_routes)
         .layer(sessions::layer(state.sessions.clone(), &snapshot.settings))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))

@@ -56,6 +56,8 @@ pub struct App {
     pub health: crate::health::Health,
     /// Identity providers: discovery, keys, login and bearer-token verification.
     pub oidc: crate::auth::oidc::OidcProviders,
+    /// Tenant API keys, when `[keys]` is set (migrated and started by `crate::run`).
+    pub keys: Option<Arc<crate::keys::Keys>>,
 }
 
 /// Handler state.
@@ -134,7 +136,16 @@ impl App {
             }
             None => None,
         };
+        let keys = match &settings.keys {
+            Some(k) => Some(crate::keys::Keys::new(
+                k.clone(),
+                Arc::clone(&audit),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
         Ok(Arc::new(App {
+            keys,
             oidc,
             proxy,
             account_throttle: SharedThrottle::new(

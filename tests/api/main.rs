@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod helpers;
 mod init;
 mod interop;
+mod keys;
 mod local;
 mod oidc;
 mod openapi;

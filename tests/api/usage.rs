@@ -19,7 +19,7 @@ const USAGE_TOKEN: &str = "p.usage-test-token";
 
 /// Demo settings polling every 200 ms, reading a local endpoint of their own (started here,
 /// so several instances read one record), with `USAGE_TOKEN` scoped to `pipe_stats_rt`.
-async fn usage_settings() -> (Settings, LocalServer) {
+pub(crate) async fn usage_settings() -> (Settings, LocalServer) {
     let mut s = base_settings();
     crate::helpers::one_workspace(&mut s);
     let mut config = LocalConfig::new(s.tinybird.first_mut().signing_key.clone());
