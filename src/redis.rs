@@ -1,6 +1,9 @@
 //! The shared Redis (or Valkey) connection: sessions and rate limits of every instance live
 //! there, so N instances behind a load balancer act as one.
 //!
+//! Plain `redis://` or TLS (`rediss://`, verified with the platform's roots or `ca_file`), with an
+//! ACL user in the URL and the password from the environment.
+//!
 //! One multiplexed connection per instance (`redis::aio::ConnectionManager`), created lazily
 //! so the BFF starts even while Redis is down, and reconnected by the manager after an outage.
 //! Every operation has a short timeout: when Redis is gone, requests fail fast (503 for
@@ -47,6 +50,10 @@ pub struct RedisConfig {
     /// Per-operation timeout, e.g. `"500ms"`.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// With `rediss://`: a PEM file of the CA that signed the server's certificate (a private
+    /// CA); unset, the platform's roots verify it.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 fn default_password_env() -> String {
@@ -63,6 +70,8 @@ fn default_timeout() -> String {
 #[derive(Clone)]
 pub struct RedisSettings {
     url: Url,
+    /// With `rediss://`, the PEM of a configured CA (else the platform's roots).
+    ca: Option<Vec<u8>>,
     /// Key prefix.
     pub key_prefix: String,
     /// Per-operation (and connect) timeout.
@@ -74,6 +83,8 @@ impl std::fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("host", &self.url.host_str())
             .field("port", &self.url.port())
+            .field("tls", &(self.url.scheme() == "rediss"))
+            .field("ca_file", &self.ca.is_some())
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
             .finish()
@@ -86,6 +97,7 @@ impl RedisSettings {
         let url = Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         Ok(Self {
             url,
+            ca: None,
             key_prefix: default_prefix(),
             timeout: Duration::from_secs(1),
         })
@@ -115,21 +127,45 @@ pub fn validate(
         })
     };
     let mut url = match Url::parse(&raw.url) {
-        Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => Some(u),
-        Ok(u) if u.scheme() == "rediss" => {
-            push("url", "rediss:// (TLS) is not built in: run a TLS tunnel (stunnel, a sidecar) and point url at it with redis://".into());
+        Ok(u) if u.fragment().is_some_and(|f| f.contains("insecure")) => {
+            push("url", "#insecure turns off the check of the server's certificate, so anyone on the path could read every session: remove it and set redis.ca_file to the CA that signed the certificate".into());
             None
         }
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => Some(u),
         _ => {
             push(
                 "url",
                 format!(
-                    "{:?} is not a Redis URL; write e.g. \"redis://127.0.0.1:6379/0\"",
+                    "{:?} is not a Redis URL; write e.g. \"redis://127.0.0.1:6379/0\", or \"rediss://user@cache.example.com:6380/0\" for TLS",
                     raw.url
                 ),
             );
             None
         }
+    };
+    let ca = match (&raw.ca_file, &url) {
+        (None, _) => None,
+        (Some(_), Some(u)) if u.scheme() != "rediss" => {
+            push(
+                "ca_file",
+                "a CA is only used with TLS: write the url as rediss://".into(),
+            );
+            None
+        }
+        (Some(file), _) => match std::fs::read(base.join(file)) {
+            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
+            Ok(_) => {
+                push(
+                    "ca_file",
+                    format!("{file:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+                );
+                None
+            }
+            Err(e) => {
+                push("ca_file", format!("{file:?} cannot be read: {e}"));
+                None
+            }
+        },
     };
     if let Some(u) = &url
         && u.password().is_some()
@@ -163,6 +199,7 @@ pub fn validate(
     if problems.is_empty() {
         Ok(RedisSettings {
             url: url.expect("no problems"),
+            ca,
             key_prefix: raw.key_prefix.clone(),
             timeout: timeout.expect("no problems"),
         })
@@ -207,8 +244,18 @@ impl Redis {
     /// Prepares the connection; nothing is sent until the first operation. Needs a Tokio
     /// runtime (the manager spawns its reconnect task).
     pub fn new(settings: &RedisSettings, metrics: Metrics) -> anyhow::Result<Self> {
-        let client = ::redis::Client::open(settings.url.as_str())
-            .map_err(|e| anyhow::anyhow!("redis.url {}: {e}", settings.display_addr()))?;
+        // `rediss://` verifies the server with the platform's roots, or the configured CA.
+        let client = match &settings.ca {
+            None => ::redis::Client::open(settings.url.as_str()),
+            Some(pem) => ::redis::Client::build_with_tls(
+                settings.url.as_str(),
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(|e| anyhow::anyhow!("redis.url {}: {e}", settings.display_addr()))?;
         // Few, quick reconnect attempts: a request waiting on a dead Redis should fail within
         // about one timeout, and the next request starts a fresh attempt anyway.
         let config = ConnectionManagerConfig::new()
@@ -294,6 +341,7 @@ mod tests {
             password_env: default_password_env(),
             key_prefix: default_prefix(),
             timeout: default_timeout(),
+            ca_file: None,
         }
     }
 
@@ -327,7 +375,25 @@ mod tests {
         assert!(p[0].message.contains("REDIS_PASSWORD"), "{p:?}");
         let p = validate(&raw("http://cache"), std::path::Path::new("."), &none).unwrap_err();
         assert_eq!(p[0].key, "redis.url");
-        let p = validate(&raw("rediss://cache"), std::path::Path::new("."), &none).unwrap_err();
-        assert!(p[0].message.contains("TLS"), "{p:?}");
+        let p = validate(
+            &raw("rediss://cache#insecure"),
+            std::path::Path::new("."),
+            &none,
+        )
+        .unwrap_err();
+        assert!(p[0].message.contains("ca_file"), "{p:?}");
+        let tls = validate(
+            &raw("rediss://bff@cache:6380/0"),
+            std::path::Path::new("."),
+            &none,
+        );
+        assert!(tls.is_ok(), "rediss:// with an ACL user");
+        let mut with_ca = raw("redis://cache");
+        with_ca.ca_file = Some("ca.pem".into());
+        let p = validate(&with_ca, std::path::Path::new("."), &none).unwrap_err();
+        assert!(
+            p[0].key == "redis.ca_file" && p[0].message.contains("rediss://"),
+            "{p:?}"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Scale-out and visibility: two instances sharing one real Redis (sessions, limits, login
 //! throttling) here; Redis outages in `outage`; metrics, usage, the audit log, readiness and
-//! graceful shutdown in `visibility`.
+//! graceful shutdown in `visibility`; Redis over TLS with an ACL user in `tls`.
 //!
 //! Tests that need Redis start their own `redis-server` on a free port (see `support`).
 
 mod outage;
 pub(crate) mod support;
+mod tls;
 mod visibility;
 
 use serde_json::Value;
