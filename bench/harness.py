@@ -78,7 +78,9 @@ def users_toml():
     return text
 
 
-def bff_config(tmp, name, listen, upstream, store):
+def bff_config(tmp, name, listen, upstream, store, keys):
+    # API keys for this build only (a baseline from before them would refuse the section).
+    keys = f'[keys]\npath = "{tmp}/keys-{name}.db"\nroles = ["viewer"]' if keys else ""
     session = f'store = "file"\ndir = "{tmp}/sessions-{name}"' if store == "file" else 'store = "memory"'
     path = os.path.join(tmp, f"{name}.toml")
     with open(path, "w") as f:
@@ -94,6 +96,7 @@ rps = 20
 {session}
 [users]
 file = "users.toml"
+{keys}
 [[grants]]
 name = "tenant-dashboards"
 pipes = ["top_products", "sales_by_day", "recent_orders"]
@@ -112,6 +115,26 @@ def login(port):
     with urllib.request.urlopen(req) as r:
         cookie = r.headers["set-cookie"].split(";")[0]
     return cookie
+
+
+def create_key(port, cookie):
+    """A key of acme for top_products, made by alice (its tenant admin) from her session."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/keys", method="POST",
+                                 data=json.dumps({"name": "bench", "pipes": ["top_products"]}).encode(),
+                                 headers={"content-type": "application/json", "x-bff-csrf": "1", "cookie": cookie})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())["secret"]
+
+
+def keys_vs_cookie(port, cookie, key, rounds_n, duration, api_path):
+    """Section 6: the same routes with a cookie session and with an API key, interleaved."""
+    post, get, key_lua = (os.path.join(ROOT, "bench", f) for f in ("post.lua", "get.lua", "key.lua"))
+    base = f"http://127.0.0.1:{port}"
+    return rounds([("token-cookie", f"{base}/api/token", post, cookie),
+                   ("token-key", f"{base}/api/token", key_lua, "", {"BENCH_KEY": key, "BENCH_METHOD": "POST"}),
+                   ("proxy-cookie", f"{base}{api_path}", get, cookie),
+                   ("proxy-key", f"{base}{api_path}", key_lua, "", {"BENCH_KEY": key})],
+                  rounds_n, duration, 32)
 
 
 def nginx_conf(tmp, proxy_port, static_port):
@@ -208,6 +231,8 @@ def main():
                     "rounds through the same BFF scenarios (token, /healthz, proxy, RSS), reported side by side")
     ap.add_argument("--quick", action="store_true", help="2 s runs, 1 round: checks the harness, numbers meaningless")
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--only-keys", action="store_true", help="only section 6 (API key vs cookie session on the same "
+                    "routes), printed; docs/benchmarks.md is left as it is")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 2, 1
@@ -231,7 +256,7 @@ def main():
         ports, started = {}, {}
         for binary, name, store in servers:
             ports[name] = free_port()
-            started[name] = procs.start([binary, "serve", "--config", bff_config(tmp, name, ports[name], static_port, store)], env=env, cwd=tmp)
+            started[name] = procs.start([binary, "serve", "--config", bff_config(tmp, name, ports[name], static_port, store, binary == BIN)], env=env, cwd=tmp)
         local_port = free_port()
         started["local"] = procs.start([BIN, "local", "--listen", f"127.0.0.1:{local_port}"], env=env, cwd=tmp)
         ports["node"], ports["node-proxy"] = free_port(), free_port()
@@ -258,6 +283,12 @@ def main():
         cores = os.cpu_count()
         print(f"machine: {cores} cores; {args.rounds} interleaved rounds of {args.duration} s each"
               + (f"; baseline {args.baseline}" if args.baseline else ""), flush=True)
+        key = create_key(ports["bff-memory"], cookies["bff-memory"])
+        if args.only_keys:
+            print("6. API key vs cookie session on the same routes (1 thread, 32 connections)", flush=True)
+            keyed = keys_vs_cookie(ports["bff-memory"], cookies["bff-memory"], key, args.rounds, args.duration, api_path)
+            print("\n".join(report.keys_section(keyed, args.rounds)))
+            return
 
         print("1. token endpoint (1 thread, 32 connections)", flush=True)
         tok = rounds([b["token"] for b in builds] + [token("bff-file"), token("node")], args.rounds, args.duration, 32)
@@ -280,11 +311,13 @@ def main():
         local = rounds([("sql-repeated-text", sql_url, sql_script, "", {"BENCH_TOKEN": KEY}),
                         ("sql-new-text", sql_url, sql_script, "", {"BENCH_TOKEN": KEY, "BENCH_FRESH": "1"})],
                        report.sql_rounds(args.rounds), args.duration, 8)
+        print("6. API key vs cookie session on the same routes (1 thread, 32 connections)", flush=True)
+        keyed = keys_vs_cookie(ports["bff-memory"], cookies["bff-memory"], key, args.rounds, args.duration, api_path)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     names = [{"label": b["label"], "token": b["token"][0], "healthz": b["healthz"][0], "proxy": b["proxy"][0]} for b in builds]
-    report.write(args, cores, names, tok, ceiling, prx, mem, scaling, local)
+    report.write(args, cores, names, tok, ceiling, prx, mem, scaling, local, keyed)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,29 @@ def this_commit():
         return "unknown"
 
 
-def write(args, cores, builds, tok, ceiling, prx, mem, scaling, local):
+def keys_section(keyed, rounds_n):
+    """Section 6: what verifying an API key costs per request, against a cookie session."""
+    m = med
+    ratio = lambda a, b: m(keyed[a], "rps") / m(keyed[b], "rps")
+    return [
+        "",
+        "## 6. API keys vs a cookie session on the same routes",
+        "",
+        "The same BFF, the same user's rows: `POST /api/token` and the proxy (`GET /api/pipes/top_products.json`) with",
+        "alice's session cookie (memory sessions) and with an API key of her tenant (`Authorization: Bearer tbk_...`,",
+        f"SQLite store; the key is cached, re-read from the store twice a second; `bench/key.lua`). {rounds_n} interleaved rounds.",
+        "",
+        *table(keyed),
+        "",
+        f"- Token route, key / cookie: **{ratio('token-key', 'token-cookie'):.2f}** of the throughput; "
+        f"p50 key - cookie **{m(keyed['token-key'], 'p50') - m(keyed['token-cookie'], 'p50'):+.2f} ms**.",
+        f"- Proxy, key / cookie: **{ratio('proxy-key', 'proxy-cookie'):.2f}** of the throughput; "
+        f"p50 key - cookie **{m(keyed['proxy-key'], 'p50') - m(keyed['proxy-cookie'], 'p50'):+.2f} ms**.",
+        "",
+    ]
+
+
+def write(args, cores, builds, tok, ceiling, prx, mem, scaling, local, keyed):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     mem_total = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0) / 1024 / 1024
     m = med
@@ -194,6 +216,9 @@ def write(args, cores, builds, tok, ceiling, prx, mem, scaling, local):
         f"- New text / repeated text: **{m(new, 'rps') / m(rep, 'rps'):.2f}** of the throughput: what parsing and translating costs "
         "a call that runs the query too.",
         "",
+    ]
+    lines += keys_section(keyed, args.rounds)
+    lines += [
         "Micro-benchmarks of the hot functions: `cargo bench` (divan; `benches/hot_paths.rs`).",
         "",
     ]
