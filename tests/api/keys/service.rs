@@ -64,22 +64,30 @@ async fn a_key_revoked_on_one_instance_is_refused_on_the_other_within_a_second()
     a.revoke(Actor::Operator("ops"), &key.id, now())
         .await
         .unwrap();
-    let revoked_at = Instant::now();
-    let refused = loop {
+    let revoked = Instant::now();
+    // B asks every 10 ms; what counts is when an accepted ask began (a lookup's own time in
+    // the database, long on a loaded machine, is the store's, not the delay the cache adds).
+    let mut last_accepted = None;
+    let why = loop {
+        let asked = revoked.elapsed();
         match b.authenticate(&issued.secret, None, now()).await {
-            Ok(_) if revoked_at.elapsed() < Duration::from_secs(3) => {
+            Ok(_) if asked < Duration::from_secs(3) => {
+                last_accepted = Some(asked);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Ok(_) => panic!("still accepted 3 s after the revocation"),
-            Err(e) => break (revoked_at.elapsed(), e.to_string()),
+            Err(e) => break e.to_string(),
         }
     };
-    assert!(refused.1.contains("revoked"), "{}", refused.1);
-    assert!(
-        refused.0 <= Duration::from_millis(1_020),
-        "refused after {:?}: keys.revocation_delay is 1 s",
-        refused.0
-    );
+    assert!(why.contains("revoked"), "{why}");
+    // None: refused at the first ask (a refresh read the revocation first), as good.
+    if let Some(last_accepted) = last_accepted {
+        assert!(
+            last_accepted <= Duration::from_millis(1_005),
+            "still accepted when asked {last_accepted:?} after the revocation: \
+             keys.revocation_delay is 1 s"
+        );
+    }
 }
 
 #[tokio::test]
