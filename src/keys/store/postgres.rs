@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::{
@@ -133,6 +134,20 @@ impl Postgres {
                     humantime::format_duration(self.timeout)
                 ))
             })?
+    }
+
+    /// The rows of one statement, on a pooled connection, within the timeout.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.within(async {
+            let mut guard = self.conn().await?;
+            let client = guard.as_mut().expect("opened by conn()");
+            client.query(sql, params).await.map_err(unavailable)
+        })
+        .await
     }
 }
 
@@ -273,47 +288,27 @@ impl KeyStore for Postgres {
     }
 
     async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            let rows = client
-                .query(&format!("{GET} WHERE id = $1"), &[&id])
-                .await
-                .map_err(unavailable)?;
-            Ok(records(&rows)?.into_iter().next())
-        })
-        .await
+        let rows = self.query(&format!("{GET} WHERE id = $1"), &[&id]).await?;
+        Ok(records(&rows)?.into_iter().next())
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<KeyRecord>, StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            let rows = client
-                .query(&format!("{GET} WHERE id = ANY($1)"), &[&ids])
-                .await
-                .map_err(unavailable)?;
-            records(&rows)
-        })
-        .await
+        let rows = self
+            .query(&format!("{GET} WHERE id = ANY($1)"), &[&ids])
+            .await?;
+        records(&rows)
     }
 
     async fn list(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            let rows = client
-                .query(
-                    &format!(
-                        "{GET} WHERE $1::TEXT IS NULL OR tenant = $1 ORDER BY created_at DESC, id"
-                    ),
-                    &[&tenant],
-                )
-                .await
-                .map_err(unavailable)?;
-            records(&rows)
-        })
-        .await
+        let rows = self
+            .query(
+                &format!(
+                    "{GET} WHERE $1::TEXT IS NULL OR tenant = $1 ORDER BY created_at DESC, id"
+                ),
+                &[&tenant],
+            )
+            .await?;
+        records(&rows)
     }
 
     async fn revoke(&self, id: &str, at: i64, by: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -343,23 +338,17 @@ impl KeyStore for Postgres {
         previous_until: i64,
         at: i64,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            let rows = client
-                .query(
-                    &format!(
-                        "UPDATE api_keys SET previous_sha256 = secret_sha256, previous_until = $3, \
-                         secret_sha256 = $2, rolled_at = $4 WHERE id = $1 AND revoked_at IS NULL \
-                         RETURNING {COLUMNS}"
-                    ),
-                    &[&id, &secret.to_hex(), &previous_until, &at],
-                )
-                .await
-                .map_err(unavailable)?;
-            Ok(records(&rows)?.into_iter().next())
-        })
-        .await
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE api_keys SET previous_sha256 = secret_sha256, previous_until = $3, \
+                     secret_sha256 = $2, rolled_at = $4 WHERE id = $1 AND revoked_at IS NULL \
+                     RETURNING {COLUMNS}"
+                ),
+                &[&id, &secret.to_hex(), &previous_until, &at],
+            )
+            .await?;
+        Ok(records(&rows)?.into_iter().next())
     }
 
     async fn record(&self, used: &[Used]) -> Result<Vec<Counted>, StoreError> {
@@ -397,31 +386,16 @@ impl KeyStore for Postgres {
     }
 
     async fn counts(&self, ids: &[String], periods: &[String]) -> Result<Vec<Counted>, StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            let rows = client
-                .query(
-                    "SELECT key_id, period, requests, errors FROM api_key_usage WHERE key_id = ANY($1) AND period = ANY($2)",
-                    &[&ids, &periods],
-                )
-                .await
-                .map_err(unavailable)?;
-            rows.iter().map(counted).collect()
-        })
-        .await
+        let rows = self
+            .query(
+                "SELECT key_id, period, requests, errors FROM api_key_usage WHERE key_id = ANY($1) AND period = ANY($2)",
+                &[&ids, &periods],
+            )
+            .await?;
+        rows.iter().map(counted).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.within(async {
-            let mut guard = self.conn().await?;
-            let client = guard.as_mut().expect("opened by conn()");
-            client
-                .query_one("SELECT 1", &[])
-                .await
-                .map(|_| ())
-                .map_err(unavailable)
-        })
-        .await
+        self.query("SELECT 1", &[]).await.map(|_| ())
     }
 }
