@@ -7,7 +7,7 @@
 //! pace. Forgetting a key whose TAT is in the past loses nothing, which keeps memory bounded.
 //!
 //! [`decide`] is the whole algorithm as a pure function; the in-memory buckets below and the
-//! Redis script (`crate::ratelimit::redis_gcra`, which mirrors it line by line in Lua) both use
+//! Redis script (the BFF's `ratelimit::redis_gcra`, which mirrors it line by line in Lua) both use
 //! its rules, with times in microseconds. It lives with the Tinybird contract because
 //! Tinybird's server counts `limits.rps` this way too: the local endpoint's buckets are these.
 

@@ -21,9 +21,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::tinybird::AdminToken;
-use crate::tinybird::claims::{Claims, ScopeType};
-use crate::tinybird::params::Params;
+use tinybird_contract::AdminToken;
+use tinybird_contract::claims::{Claims, ScopeType};
+use tinybird_contract::params::Params;
 
 /// Tinybird's prefix of every authentication refusal.
 pub const INVALID_AUTH: &str = "invalid authentication token";

@@ -184,7 +184,7 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::query::Column;
+    use crate::query::Column;
     use std::time::Duration;
 
     fn out() -> QueryOutput {

@@ -34,15 +34,15 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::serve::ConnLimits;
+use tinybird_contract::serve::ConnLimits;
 
-use crate::tinybird::AdminToken;
 use auth::{Keys, StaticToken};
 use clickhouse::TranslateLimits;
 use data::{Database, DemoData};
 use pipes::{PipeLoadError, PipeSet};
 use query::QueryLimits;
 use stats::{PipeStats, StatsSettings};
+use tinybird_contract::AdminToken;
 
 /// Translations running at once, each on its own thread (see [`offload`]); more wait for a
 /// free one, within their deadline.
@@ -277,12 +277,12 @@ impl LocalEndpoint {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests; slow and idle
-    /// clients are cut and connections capped as `conn_limits` says (see `crate::serve`).
+    /// clients are cut and connections capped as `conn_limits` says (see `tinybird_contract::serve`).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        crate::serve::serve(listener, self.router(), self.conn_limits, shutdown).await
+        tinybird_contract::serve::serve(listener, self.router(), self.conn_limits, shutdown).await
     }
 }

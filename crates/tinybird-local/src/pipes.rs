@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::clickhouse::{OutColumn, TranslateError, TranslateLimits, Translator};
 use super::template::{ParamError, PipeTemplate};
-use crate::tinybird::names::is_valid_pipe_name;
-use crate::tinybird::params::Params;
+use tinybird_contract::names::is_valid_pipe_name;
+use tinybird_contract::params::Params;
 
 /// One servable pipe.
 #[derive(Debug)]
@@ -490,7 +490,7 @@ fn read_block(lines: &[&str], start: usize) -> (String, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tinybird::params::Params;
+    use tinybird_contract::params::Params;
 
     const TOP: &str = "DESCRIPTION >
     Top products by revenue for one organisation

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::tinybird::claims::{Claims, Limits};
-use crate::tinybird::gcra::{Decision, MemoryBuckets};
+use tinybird_contract::claims::{Claims, Limits};
+use tinybird_contract::gcra::{Decision, MemoryBuckets};
 
 /// The rps buckets of one local endpoint.
 #[derive(Debug, Default)]

@@ -26,9 +26,9 @@ use super::pipes::PipeError;
 use super::query::{self, QueryError};
 use super::ratelimit::RateHeaders;
 use super::stats::Row;
-use crate::tinybird::claims::{Claims, Limits, Scope, sign};
-use crate::tinybird::names::is_valid_pipe_name;
-use crate::tinybird::params::Params;
+use tinybird_contract::claims::{Claims, Limits, Scope, sign};
+use tinybird_contract::names::is_valid_pipe_name;
+use tinybird_contract::params::Params;
 
 /// What a request learnt about itself on the way, for its stats row and headers.
 pub struct Trace {

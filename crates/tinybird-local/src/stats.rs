@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::tinybird::params::Params;
+use tinybird_contract::params::Params;
 
 /// The schema name Tinybird's service data sources live in.
 pub const SCHEMA: &str = "tinybird";

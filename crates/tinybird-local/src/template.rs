@@ -32,7 +32,7 @@ use minijinja::value::{Object, ObjectRepr, Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use rusqlite::types::Value as SqlValue;
 
-use crate::tinybird::params::Params;
+use tinybird_contract::params::Params;
 
 /// Name of the one template in each environment.
 const TEMPLATE_NAME: &str = "pipe";

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 
 use super::*;
-use crate::local::data::{Database, DemoData};
-use crate::local::query::{self, QueryLimits};
-use crate::local::template::RenderedSql;
+use crate::data::{Database, DemoData};
+use crate::query::{self, QueryLimits};
+use crate::template::RenderedSql;
 
 fn demo() -> Arc<Database> {
     Database::generate(&DemoData {

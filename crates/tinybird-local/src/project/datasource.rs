@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::local::clickhouse::ChType;
-use crate::local::clickhouse::catalog::CatalogColumn;
-use crate::local::pipes::PipeLoadError;
-use crate::tinybird::names::is_valid_pipe_name;
+use crate::clickhouse::ChType;
+use crate::clickhouse::catalog::CatalogColumn;
+use crate::pipes::PipeLoadError;
+use tinybird_contract::names::is_valid_pipe_name;
 
 /// One data source: its table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ mod tests {
     fn reads_the_demo_orders() {
         let ds = parse(
             Path::new("orders.datasource"),
-            include_str!("../../../demo/datasources/orders.datasource"),
+            include_str!("../../../../demo/datasources/orders.datasource"),
         )
         .unwrap();
         assert_eq!(ds.name, "orders");

@@ -8,9 +8,9 @@ use rusqlite::types::Value;
 use serde_json::Value as Json;
 
 use super::datasource::Datasource;
-use crate::local::clickhouse::ChType;
-use crate::local::clickhouse::sqlite::dates::parse_datetime;
-use crate::local::clickhouse::translate::ident;
+use crate::clickhouse::ChType;
+use crate::clickhouse::sqlite::dates::parse_datetime;
+use crate::clickhouse::translate::ident;
 
 /// Fixture text and its format.
 #[derive(Debug, Clone)]

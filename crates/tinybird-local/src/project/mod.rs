@@ -21,31 +21,31 @@ use super::pipes::PipeLoadError;
 pub const DEMO_FILES: &[(&str, &str)] = &[
     (
         "datasources/orders.datasource",
-        include_str!("../../../demo/datasources/orders.datasource"),
+        include_str!("../../../../demo/datasources/orders.datasource"),
     ),
     (
         "datasources/products.datasource",
-        include_str!("../../../demo/datasources/products.datasource"),
+        include_str!("../../../../demo/datasources/products.datasource"),
     ),
     (
         "datasources/orgs.datasource",
-        include_str!("../../../demo/datasources/orgs.datasource"),
+        include_str!("../../../../demo/datasources/orgs.datasource"),
     ),
     (
         "endpoints/top_products.pipe",
-        include_str!("../../../demo/endpoints/top_products.pipe"),
+        include_str!("../../../../demo/endpoints/top_products.pipe"),
     ),
     (
         "endpoints/sales_by_day.pipe",
-        include_str!("../../../demo/endpoints/sales_by_day.pipe"),
+        include_str!("../../../../demo/endpoints/sales_by_day.pipe"),
     ),
     (
         "endpoints/recent_orders.pipe",
-        include_str!("../../../demo/endpoints/recent_orders.pipe"),
+        include_str!("../../../../demo/endpoints/recent_orders.pipe"),
     ),
     (
         "endpoints/orgs_overview.pipe",
-        include_str!("../../../demo/endpoints/orgs_overview.pipe"),
+        include_str!("../../../../demo/endpoints/orgs_overview.pipe"),
     ),
 ];
 

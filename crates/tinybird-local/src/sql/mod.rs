@@ -61,10 +61,10 @@ use super::headers::RequestId;
 use super::query::{QueryError, QueryOutput};
 use super::routes::Trace;
 use super::stats::{QUERY_API, SCHEMA};
-use crate::tinybird::claims::{Scope, ScopeType};
-use crate::tinybird::params::Params;
 use policy::Denial;
 use statement::{SqlFormat, split_format};
+use tinybird_contract::claims::{Scope, ScopeType};
+use tinybird_contract::params::Params;
 
 /// What a caller may read with SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub enum SqlError {
     Denied(Denial),
     /// Outside the ClickHouse the local endpoint runs (400).
     #[error("{0}")]
-    Translate(#[from] crate::local::clickhouse::TranslateError),
+    Translate(#[from] crate::clickhouse::TranslateError),
     /// Not one plain read, or a function off the allow-list (400).
     #[error("{0}")]
     Statement(String),
@@ -187,7 +187,7 @@ impl SqlError {
             SqlError::Scopes(_) => StatusCode::FORBIDDEN,
             SqlError::Denied(d) if d.is_access() => StatusCode::FORBIDDEN,
             SqlError::Query(QueryError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
-            SqlError::Translate(crate::local::clickhouse::TranslateError::Timeout) => {
+            SqlError::Translate(crate::clickhouse::TranslateError::Timeout) => {
                 StatusCode::REQUEST_TIMEOUT
             }
             SqlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

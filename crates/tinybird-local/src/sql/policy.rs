@@ -118,8 +118,7 @@ impl Policy {
             AuthAction::Function { function_name } => {
                 let name = function_name.to_ascii_lowercase();
                 // The ClickHouse translation's own pure functions are allowed too.
-                let clickhouse =
-                    crate::local::clickhouse::sqlite::FUNCTIONS.contains(&name.as_str());
+                let clickhouse = crate::clickhouse::sqlite::FUNCTIONS.contains(&name.as_str());
                 if ALLOWED_FUNCTIONS.contains(&name.as_str()) || clickhouse {
                     Ok(())
                 } else {

@@ -15,9 +15,9 @@ use rusqlite::{Connection, ErrorCode};
 
 use super::policy::{Denial, Mode, Policy};
 use super::{SqlAccess, SqlError};
-use crate::local::clickhouse::OutColumn;
-use crate::local::query::{self, QueryError, QueryLimits, QueryOutput};
-use crate::local::template::RenderedSql;
+use crate::clickhouse::OutColumn;
+use crate::query::{self, QueryError, QueryLimits, QueryOutput};
+use crate::template::RenderedSql;
 
 /// Executes `sql` (SQLite SQL) for `access`. Blocking: call from `spawn_blocking`.
 pub fn run(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use rusqlite::types::Value;
 
 use super::*;
-use crate::local::data::{DEMO_ORGS, Database, DemoData};
-use crate::local::query::{self, QueryLimits};
-use crate::local::template::RenderedSql;
+use crate::data::{DEMO_ORGS, Database, DemoData};
+use crate::query::{self, QueryLimits};
+use crate::template::RenderedSql;
 
 async fn db() -> Arc<Database> {
     Database::generate(&DemoData {

@@ -6,10 +6,10 @@
 //! series (at most `ARRAY_JOIN_MAX` elements per array).
 
 use super::{arity, nullable_like, simple};
-use crate::local::clickhouse::TranslateError;
-use crate::local::clickhouse::emitted::E;
-use crate::local::clickhouse::translate::Ctx;
-use crate::local::clickhouse::types::{self, ChType};
+use crate::clickhouse::TranslateError;
+use crate::clickhouse::emitted::E;
+use crate::clickhouse::translate::Ctx;
+use crate::clickhouse::types::{self, ChType};
 
 fn element_type(e: &E) -> Option<ChType> {
     match e.ty.as_ref().map(ChType::base) {

@@ -9,10 +9,10 @@
 use sqlparser::ast::{BinaryOperator, DateTimeField, Expr, Interval, Value};
 
 use super::{arity, nullable_like, simple};
-use crate::local::clickhouse::TranslateError;
-use crate::local::clickhouse::emitted::{E, quote};
-use crate::local::clickhouse::translate::{Ctx, unsupported};
-use crate::local::clickhouse::types::ChType;
+use crate::clickhouse::TranslateError;
+use crate::clickhouse::emitted::{E, quote};
+use crate::clickhouse::translate::{Ctx, unsupported};
+use crate::clickhouse::types::ChType;
 
 /// The unit of an interval, as the SQLite functions spell it.
 fn unit_name(name: &str) -> Option<&'static str> {

@@ -3,10 +3,10 @@
 //! `ch_*` SQLite functions they map to do too (see `super::super::sqlite::text`).
 
 use super::{arity, nullable_like, simple};
-use crate::local::clickhouse::TranslateError;
-use crate::local::clickhouse::emitted::E;
-use crate::local::clickhouse::translate::unsupported;
-use crate::local::clickhouse::types::ChType;
+use crate::clickhouse::TranslateError;
+use crate::clickhouse::emitted::E;
+use crate::clickhouse::translate::unsupported;
+use crate::clickhouse::types::ChType;
 
 fn string_ty(args: &[E]) -> Option<ChType> {
     nullable_like(ChType::String, args)

@@ -4,7 +4,7 @@
 //! variance family. NULL inputs are skipped, as ClickHouse skips them.
 //!
 //! What an aggregate keeps between rows is held against the query's memory budget
-//! ([`crate::local::budget`]): every kept value's bytes, given back when the group's state is
+//! ([`crate::budget`]): every kept value's bytes, given back when the group's state is
 //! dropped. `any`, `anyLast`, `argMin` and `argMax` keep one row, not all of them; `topK` and
 //! `groupUniqArray` count with hashed keys; answers are built with the value limit checked.
 
@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 
 use super::arrays::{ArrayText, Key, compare, to_json};
 use super::{fail, flags};
-use crate::local::budget::{self, Held};
+use crate::budget::{self, Held};
 
 /// Bytes of a call's arguments (the work a step does is proportional to them).
 fn argument_bytes(ctx: &Context<'_>) -> usize {

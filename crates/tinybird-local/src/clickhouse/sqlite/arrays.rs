@@ -15,7 +15,7 @@ use rusqlite::{Connection, Result};
 use serde_json::Value as Json;
 
 use super::{fail, flags, int_arg, text_arg};
-use crate::local::budget::{self, Held};
+use crate::budget::{self, Held};
 
 /// At most the bytes a parsed JSON document takes: its text, plus 128 per value (a
 /// `serde_json::Value` is 32 bytes, doubled by vector growth, more in an object).

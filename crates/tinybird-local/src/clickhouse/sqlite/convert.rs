@@ -9,7 +9,7 @@ use rusqlite::{Connection, Result};
 use serde_json::Value as Json;
 
 use super::{fail, flags, format_float, int_arg, text_arg};
-use crate::local::budget;
+use crate::budget;
 
 /// Rounds to `digits` decimals as ClickHouse does for floats: half to even on the shortest
 /// decimal form (so `round(2.5)` is 2 and `round(2.675, 2)` is 2.68).

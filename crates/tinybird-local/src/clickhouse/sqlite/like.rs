@@ -9,9 +9,9 @@
 //! previous (greedy is optimal when `%` is the only wildcard of variable length). A segment
 //! without `_` is found with `str::find` (two-way search: linear); one with `_` is tried at
 //! each position, which can be quadratic, so that search counts its work against the deadline
-//! ([`crate::local::budget::tick_n`]).
+//! ([`crate::budget::tick_n`]).
 
-use crate::local::budget;
+use crate::budget;
 
 /// One character of a segment: itself, or `_` (any one character).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_long_pattern_over_a_long_text_is_linear() {
-        use crate::local::budget;
+        use crate::budget;
         // The textbook matcher takes ~n²/4 steps here (minutes at these sizes); the work
         // counted must stay a small multiple of the input.
         let text = "a".repeat(4_000_000);
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_pattern_with_inner_underscores_stops_at_the_deadline() {
-        use crate::local::budget;
+        use crate::budget;
         use std::time::{Duration, Instant};
         let text = "a".repeat(1_000_000);
         let pattern = format!("%{}_b%", "a".repeat(100_000));

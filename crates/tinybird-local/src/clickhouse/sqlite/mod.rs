@@ -4,7 +4,7 @@
 //! [`FUNCTIONS`] lists their names so the `/v0/sql` authorizer can allow exactly these on
 //! top of SQLite's own allow-list. They are pure (no I/O, no connection state), so they
 //! widen nothing a query can reach. Each one keeps to the query's budget
-//! ([`crate::local::budget`]): output sized before it is allocated, memory held counted,
+//! ([`crate::budget`]): output sized before it is allocated, memory held counted,
 //! loops counted against the deadline.
 
 pub mod aggregates;

@@ -151,7 +151,7 @@ fn arrays_and_aggregates() {
 /// handler (every 10,000 steps) stopped it.
 #[test]
 fn aggregate_steps_count_their_work_against_the_deadline() {
-    use crate::local::budget::{self, FunctionLimits, Trip};
+    use crate::budget::{self, FunctionLimits, Trip};
     let c = conn();
     c.execute_batch("CREATE TABLE big (v INTEGER, k TEXT)")
         .unwrap();
@@ -184,7 +184,7 @@ fn aggregate_steps_count_their_work_against_the_deadline() {
 /// steps counted.
 #[test]
 fn aggregate_finals_count_their_work_against_the_deadline() {
-    use crate::local::budget::{self, FunctionLimits};
+    use crate::budget::{self, FunctionLimits};
     let c = conn();
     c.execute_batch("CREATE TABLE arrays (k TEXT)").unwrap();
     let array = format!("[{}]", vec!["\"\""; 2_000].join(","));
@@ -217,7 +217,7 @@ fn aggregate_finals_count_their_work_against_the_deadline() {
 /// is now held against the query's memory first.
 #[test]
 fn compiling_a_long_pattern_is_held_against_the_memory_budget() {
-    use crate::local::budget::{self, FunctionLimits, Trip};
+    use crate::budget::{self, FunctionLimits, Trip};
     let c = conn();
     let _scope = budget::enter(FunctionLimits {
         max_memory_bytes: 8 << 20,

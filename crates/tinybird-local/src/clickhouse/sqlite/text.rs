@@ -4,14 +4,14 @@
 //!
 //! Every function that can answer more than it was given (`repeat`, the pads, the
 //! replacements, `splitBy*`, `extractAll`) works out its output's size and asks the query's
-//! budget ([`crate::local::budget`]) before it allocates, and counts its loops against the
+//! budget ([`crate::budget`]) before it allocates, and counts its loops against the
 //! deadline.
 
 use std::sync::Arc;
 
 use super::arrays::ArrayText;
 use super::{flags, int_arg, text_arg};
-use crate::local::budget;
+use crate::budget;
 use rusqlite::functions::Context;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Result};
