@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::auth::{StaticScope, StaticToken};
+use tinybird_local::LocalConfig;
+use tinybird_local::auth::{StaticScope, StaticToken};
 
 use super::{Reply, get, send};
 use crate::helpers::{admin_key, admin_key_text, client, jwt_for, spawn_local_with};
