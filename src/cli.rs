@@ -398,7 +398,9 @@ impl LocalLimitArgs {
             },
         };
         let mut problems = limits.problems();
-        problems.extend(tinybird_local::events::max_body_problem(self.max_events_body));
+        problems.extend(tinybird_local::events::max_body_problem(
+            self.max_events_body,
+        ));
         if !problems.is_empty() {
             bail!("{}", problems.join("\n"));
         }
