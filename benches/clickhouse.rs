@@ -11,12 +11,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tinybird_bff::local::clickhouse::translate;
-use tinybird_bff::local::data::{Database, DemoData};
-use tinybird_bff::local::pipes::PipeSet;
-use tinybird_bff::local::query::{self, QueryLimits};
-use tinybird_bff::local::template::{PipeTemplate, RenderedSql};
 use tinybird_bff::tinybird::params::Params;
+use tinybird_local::clickhouse::translate;
+use tinybird_local::data::{Database, DemoData};
+use tinybird_local::pipes::PipeSet;
+use tinybird_local::query::{self, QueryLimits};
+use tinybird_local::template::{PipeTemplate, RenderedSql};
 
 fn main() {
     divan::main();

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::config::Settings;
-use crate::local::settings as local_settings;
-use crate::local::{LocalConfig, LocalEndpoint};
 use crate::tinybird::AdminToken;
 use crate::tinybird::mint::mint as mint_token;
+use tinybird_local::settings as local_settings;
+use tinybird_local::{LocalConfig, LocalEndpoint};
 
 /// The log output, swappable once the config (`[log] format`) has been read.
 type FormatLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
@@ -370,7 +370,9 @@ pub struct LocalLimitArgs {
 impl LocalLimitArgs {
     /// The limits these flags set, or every problem with them.
     pub fn limits(&self) -> anyhow::Result<local_settings::Limits> {
-        use crate::local::{clickhouse::TranslateLimits, query::QueryLimits, stats::StatsSettings};
+        use tinybird_local::{
+            clickhouse::TranslateLimits, query::QueryLimits, stats::StatsSettings,
+        };
         let limits = local_settings::Limits {
             query: QueryLimits {
                 timeout: self.query_timeout,
@@ -401,8 +403,8 @@ impl LocalLimitArgs {
 }
 
 /// Reads `VAR=SCOPE,SCOPE` into a static token whose value is `$VAR` and whose name is VAR.
-fn static_token(spec: &str) -> anyhow::Result<crate::local::auth::StaticToken> {
-    use crate::local::auth::{StaticScope, StaticToken};
+fn static_token(spec: &str) -> anyhow::Result<tinybird_local::auth::StaticToken> {
+    use tinybird_local::auth::{StaticScope, StaticToken};
     let (var, scopes) = spec.split_once('=').with_context(|| {
         format!("--static-token-env {spec:?}: write VAR=SCOPE[,SCOPE], e.g. TB_USAGE_TOKEN=DATASOURCES:READ:tinybird.pipe_stats_rt")
     })?;
@@ -442,13 +444,13 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
     config.pipes_dir = args.pipes;
     config.data = args.data;
     config.workspace_id = args.workspace_id;
-    config.conn_limits = crate::serve::ConnLimits {
+    config.conn_limits = tinybird_contract::serve::ConnLimits {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
         keep_alive_timeout: args.keep_alive_timeout,
         max_connections: args.max_connections as usize,
     }
-    .within(crate::serve::raise_fd_limit(), 1);
+    .within(tinybird_contract::serve::raise_fd_limit(), 1);
     for spec in &args.static_tokens {
         let token = static_token(spec)?;
         crate::redact::register_log_secrets([secrecy::ExposeSecret::expose_secret(&token.token)]);

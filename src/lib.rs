@@ -16,10 +16,14 @@
 //!   API keys and their store).
 //! - Rules: [`grants`] (which pipes and data sources a user may read, pure), [`tinybird`]
 //!   (the Tinybird contract: claims, minting, names, parameters, the GCRA rule, the upstream
-//!   client) and [`local`] (the Tinybird-compatible local endpoint, on [`tinybird`] alone).
+//!   client, with the shared part from the `tinybird_contract` crate).
 //! - Leaves: [`user`], [`error`] (the JSON error envelope), [`client_ip`], [`redact`]
-//!   (credentials out of whatever is relayed or logged), [`serve`] (the accept loop with
-//!   timeouts and a connection cap, for every listener).
+//!   (credentials out of whatever is relayed or logged).
+//!
+//! Workspace crates below all of it (crates/): `tinybird_contract` (claims, the admin token,
+//! names, parameters, GCRA, and `serve`, the accept loop with timeouts and a connection cap
+//! for every listener) and `tinybird_local` (the Tinybird-compatible local endpoint, which
+//! depends on the contract alone, so Cargo keeps it from importing the BFF).
 //!
 //! Around them: [`demo`] (the offline demo), [`run`] (listeners and shutdown), [`cli`],
 //! [`keys_cli`] (`tinybird-bff keys ...`) and [`init`] (the files to start a deployment from).
@@ -37,14 +41,12 @@ pub mod http;
 pub mod init;
 pub mod keys;
 pub mod keys_cli;
-pub mod local;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redact;
 pub mod redis;
 pub mod run;
-pub mod serve;
 pub mod tinybird;
 pub mod usage;
 pub mod user;

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::config::{Problem, Settings, TinybirdHost, WorkspaceSettings};
 use crate::http::{self, App};
-use crate::local::{LocalConfig, LocalEndpoint};
 use crate::tinybird::workspaces::{Workspace, Workspaces};
+use tinybird_local::{LocalConfig, LocalEndpoint};
 
 /// Addresses actually bound (ports resolved when 0 was asked for).
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +143,7 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
             .count();
     let limits = settings
         .conn_limits
-        .within(crate::serve::raise_fd_limit(), listeners);
+        .within(tinybird_contract::serve::raise_fd_limit(), listeners);
     let mut tasks = Vec::new();
     let mut local_addr = None;
     let mut list = Vec::new();
@@ -165,13 +165,15 @@ pub async fn start(mut settings: Settings, fallback_ports: bool) -> anyhow::Resu
                     .flat_map(|u| &u.sources)
                     .find(|s| s.workspace == ws.name && !s.token_is_admin);
                 if let Some(source) = source {
-                    config.static_tokens.push(crate::local::auth::StaticToken {
-                        name: source.token_env.clone(),
-                        token: source.token.clone(),
-                        scopes: vec![crate::local::auth::StaticScope::DatasourcesRead(
-                            "tinybird.pipe_stats_rt".into(),
-                        )],
-                    });
+                    config
+                        .static_tokens
+                        .push(tinybird_local::auth::StaticToken {
+                            name: source.token_env.clone(),
+                            token: source.token.clone(),
+                            scopes: vec![tinybird_local::auth::StaticScope::DatasourcesRead(
+                                "tinybird.pipe_stats_rt".into(),
+                            )],
+                        });
                 }
                 let (endpoint, problems) = LocalEndpoint::new(config)?;
                 for p in problems {

@@ -1,7 +1,8 @@
 // The demo page: log in (password or an identity provider), then three one-click proofs
 // (web/proofs.js), the direct-vs-proxy comparison (web/compare.js), the tenant's budget
 // (web/budget.js), a tenant dashboard served through web/tinybird-bff.js, an SQL console over
-// the tenant's data sources on both paths, and the current token laid bare.
+// the tenant's data sources on both paths, its API keys (web/keys.js, for tenant admins) and
+// the current token laid bare.
 // No framework and no build step; all DOM writes use textContent (never
 // innerHTML with data) and classes (never inline styles), so a strict CSP holds.
 import { createClient, SignedOutError, RateLimitedError } from './tinybird-bff.js';
@@ -9,6 +10,7 @@ import { clearCharts } from './charts.js';
 import { RENDERERS } from './cards.js';
 import { createSqlConsole } from './sql-console.js';
 import { createUsageView } from './usage.js';
+import { createKeysView } from './keys.js';
 import { createBudgetMeter, refusalText } from './budget.js';
 import { createCompare } from './compare.js';
 import { createProofs } from './proofs.js';
@@ -45,6 +47,7 @@ async function fetchJson(path) {
   return body;
 }
 const usageView = createUsageView(document.getElementById('usage-section'), { fetchJson });
+const keysView = createKeysView($('keys-section'), { log: (k, t) => log(k, t), onSignedOut: (err) => signedOut(err) });
 const sqlConsole = createSqlConsole(tb, { onSignedOut: (err) => signedOut(err) });
 const budget = createBudgetMeter($('budget-meter'), { fetchJson, onView: showRefusal });
 const compare = createCompare({ log: (k, t) => log(k, t), onSignedOut: (err) => signedOut(err) });
@@ -181,6 +184,7 @@ function showDashboard(me) {
   tokenView.exposure();
   sqlConsole.show(me.datasources ?? []);
   if ((user.roles ?? []).includes('admin')) usageView.show();
+  if (me.manages_keys) keysView.show();
   clearInterval(state.budgetTicker);
   state.budgetTicker = setInterval(() => budget.refresh(), 15_000);
   // The dashboard first, then the comparison (it would compete for the same rps bucket).
@@ -289,6 +293,7 @@ function resetDashboard() {
   renderRegion(null);
   sqlConsole.reset();
   usageView.hide();
+  keysView.hide();
   hide($('fallback-banner'));
   clearCharts();
 }

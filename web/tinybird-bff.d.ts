@@ -304,6 +304,8 @@ export interface MeResponse {
   datasources: DatasourceAccess[];
   /** Why the grants give nothing (e.g. a missing attribute), or null. */
   grant_error: string | null;
+  /** Whether they manage API keys (a tenant admin or platform admin, with `[keys]` on). */
+  manages_keys: boolean;
 }
 
 /** An identity provider the login page can offer. */

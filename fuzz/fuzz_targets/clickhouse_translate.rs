@@ -1,4 +1,4 @@
-//! Fuzzes the ClickHouse-to-SQLite translator (`tinybird_bff::local::clickhouse`).
+//! Fuzzes the ClickHouse-to-SQLite translator (`tinybird_local::clickhouse`).
 //!
 //! Input: ClickHouse SQL text. `translate` must never panic or overflow its stack, whatever it
 //! is given (the depth and node limits hold). What it
@@ -12,10 +12,10 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value;
-use tinybird_bff::local::clickhouse::TranslateLimits;
-use tinybird_bff::local::data::{Database, DemoData};
-use tinybird_bff::local::query::QueryLimits;
-use tinybird_bff::local::sql::{SqlAccess, sandbox};
+use tinybird_local::clickhouse::TranslateLimits;
+use tinybird_local::data::{Database, DemoData};
+use tinybird_local::query::QueryLimits;
+use tinybird_local::sql::{SqlAccess, sandbox};
 
 fn db() -> &'static Arc<Database> {
     static DB: OnceLock<Arc<Database>> = OnceLock::new();

@@ -1,4 +1,4 @@
-//! Fuzzes `.pipe` datafile loading (`tinybird_bff::local::pipes::PipeSet::from_sources`).
+//! Fuzzes `.pipe` datafile loading (`tinybird_local::pipes::PipeSet::from_sources`).
 //!
 //! Input layout (so seeds are plain text): `name\0contents\0name\0contents...`. Nothing may
 //! panic; every pipe that loads must be found by its name and by its id (`t_` + 32 hex
@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinybird_bff::local::pipes::PipeSet;
+use tinybird_local::pipes::PipeSet;
 use tinybird_bff::tinybird::names::is_valid_pipe_name;
 
 /// Whitespace a copy-pasted `.pipe` file may indent with.

@@ -1,4 +1,4 @@
-//! Fuzzes the local endpoint's template engine (`tinybird_bff::local::template`).
+//! Fuzzes the local endpoint's template engine (`tinybird_local::template`).
 //!
 //! Input layout (so seeds are plain text): the template source, a NUL byte, then a query
 //! string for the request params. `PipeTemplate::compile` runs on the source; if it
@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinybird_bff::local::template::PipeTemplate;
+use tinybird_local::template::PipeTemplate;
 use tinybird_bff::tinybird::params::Params;
 
 /// Long and odd enough that no template reassembles it from its own text by accident.

@@ -1,4 +1,4 @@
-//! Fuzzes the local endpoint's SQL functions (`tinybird_bff::local::clickhouse::sqlite`, the
+//! Fuzzes the local endpoint's SQL functions (`tinybird_local::clickhouse::sqlite`, the
 //! `ch_*` functions every translated query calls) with an oracle on memory and time.
 //!
 //! Input: a function (every name in `sqlite::FUNCTIONS`, scalar or aggregate), its arguments
@@ -23,8 +23,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
-use tinybird_bff::local::budget::{self, FunctionLimits};
-use tinybird_bff::local::clickhouse::sqlite;
+use tinybird_local::budget::{self, FunctionLimits};
+use tinybird_local::clickhouse::sqlite;
 
 /// Counts the bytes live on the heap and their peak.
 struct Counting;

@@ -121,7 +121,7 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client (see `crate::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Client timeouts and the connection cap of every listener (`[server]`).
-    pub conn_limits: crate::serve::ConnLimits,
+    pub conn_limits: tinybird_contract::serve::ConnLimits,
     /// Apps on other origins (`[cors]`).
     pub cors: cors::CorsSettings,
     /// The workspaces tokens are minted for, and which one is each user's.

@@ -1,5 +1,5 @@
 //! The top-level keys (`listen`, `public_url`, `trusted_proxies`) and `[server]`: how long
-//! clients may take and how many may be connected (see `crate::serve`).
+//! clients may take and how many may be connected (see `tinybird_contract::serve`).
 
 use std::net::SocketAddr;
 
@@ -7,7 +7,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::problem::{Problem, parse_addr, parse_duration, problem};
-use crate::serve::ConnLimits;
+use tinybird_contract::serve::ConnLimits;
 
 /// `[server]` as written: every key optional, defaults from [`ConnLimits::default`].
 #[derive(Debug, Default, Deserialize)]

@@ -368,9 +368,9 @@ pub fn known_pipes(raw: &TinybirdConfig) -> Vec<(String, Option<Vec<String>>)> {
 }
 
 fn known_pipes_of(raw: &WorkspaceConfig) -> Option<Vec<String>> {
-    raw.pipes
-        .clone()
-        .or_else(|| (raw.host.as_deref() == Some("local")).then(crate::local::embedded_pipe_names))
+    raw.pipes.clone().or_else(|| {
+        (raw.host.as_deref() == Some("local")).then(tinybird_local::embedded_pipe_names)
+    })
 }
 
 /// The signing key from `$VAR`, or from the file named by `$VAR_FILE`.

@@ -50,6 +50,9 @@ pub struct MeResponse {
     /// The workspace (region) their tokens are for, when the rule names one.
     #[schema(required = true)]
     workspace: Option<WorkspaceRef>,
+    /// Whether they manage API keys (a tenant admin or platform admin, with `[keys]` on): the
+    /// page shows its "API keys" section then (docs/api-keys.md).
+    manages_keys: bool,
 }
 
 /// A workspace as the page shows it: its name in the config and the host the browser calls.
@@ -220,11 +223,15 @@ pub async fn me(
             name: w.name.clone(),
             host: w.url.clone(),
         });
+    let manages_keys = state.keys.as_ref().is_some_and(|keys| {
+        crate::keys::rules::authority(&current.user, &keys.settings().admin_role).is_ok()
+    });
     Ok(Json(MeResponse {
         user: current,
         pipes,
         datasources,
         grant_error,
         workspace,
+        manages_keys,
     }))
 }

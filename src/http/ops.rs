@@ -110,12 +110,12 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`admin_router`] until `shutdown` resolves, within `limits` (see `crate::serve`).
+/// Serves [`admin_router`] until `shutdown` resolves, within `limits` (see `tinybird_contract::serve`).
 pub async fn serve_admin(
     state: AppState,
     listener: TcpListener,
-    limits: crate::serve::ConnLimits,
+    limits: tinybird_contract::serve::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::serve::serve(listener, admin_router(state), limits, shutdown).await
+    tinybird_contract::serve::serve(listener, admin_router(state), limits, shutdown).await
 }

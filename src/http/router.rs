@@ -27,7 +27,7 @@ use super::state::AppState;
 use super::{admin, keys, login, oidc, openapi, ops, pipes, sql, token, web};
 use crate::error::AppError;
 use crate::ratelimit::Scope;
-use crate::serve::ConnLimits;
+use tinybird_contract::serve::ConnLimits;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -143,12 +143,12 @@ fn origin_of(url: &str) -> String {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests; slow and idle clients
-/// are cut and connections capped as `limits` says (see `crate::serve`).
+/// are cut and connections capped as `limits` says (see `tinybird_contract::serve`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::serve::serve(listener, router(state), limits, shutdown).await
+    tinybird_contract::serve::serve(listener, router(state), limits, shutdown).await
 }

@@ -1,11 +1,14 @@
 //! The import rule of docs/architecture.md, checked on the source so it survives the next
 //! change: the HTTP layer alone knows the server, imports point down (process → `http` →
-//! `config` → domain services → infrastructure → rules → leaves), domain services do not
-//! import each other (what two share moves down), and the local endpoint stands on the
-//! Tinybird contract alone.
+//! `config` → domain services → infrastructure → rules → leaves), and domain services do not
+//! import each other (what two share moves down).
 //!
 //! Every `crate::<module>` path in code (comments are skipped: a doc may point anywhere) is
-//! checked against the layer of the file it is in.
+//! checked against the layer of the file it is in. Below all of it are the workspace crates
+//! (crates/): that the local endpoint never imports the server is Cargo's to enforce, since
+//! `tinybird-local` cannot name the BFF it is a dependency of; the last test here keeps the
+//! crates' own dependencies pointing down (the local endpoint on the contract, the contract on
+//! no crate of ours).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,8 +26,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["auth", "proxy", "ratelimit", "health", "usage", "keys"],
     ),
     ("infrastructure", &["metrics", "redis", "audit"]),
-    ("rules", &["grants", "tinybird", "local"]),
-    ("leaves", &["user", "error", "client_ip", "redact", "serve"]),
+    ("rules", &["grants", "tinybird"]),
+    ("leaves", &["user", "error", "client_ip", "redact"]),
 ];
 
 /// Exceptions, each with its reason: `(file prefix, module it may use)`.
@@ -148,16 +151,9 @@ fn imports_point_down_and_only_the_http_layer_knows_the_server() {
                         LAYERS[layer].0, LAYERS[used_layer].0
                     ));
                 }
-                // The offline Tinybird stands on the contract, and on the accept loop every
-                // listener shares (a leaf that knows nothing of the BFF).
                 if LAYERS[layer].0 == "services" && used_layer == layer {
                     broken.push(format!(
                         "{name}:{line}: domain services import each other: crate::{path} (move what they share down)"
-                    ));
-                }
-                if module == "local" && used != "tinybird" && used != "serve" {
-                    broken.push(format!(
-                        "{name}:{line}: the local endpoint imports the BFF: crate::{path}"
                     ));
                 }
                 let leaf = LAYERS.len() - 1;
@@ -184,10 +180,10 @@ fn imports_point_down_and_only_the_http_layer_knows_the_server() {
 #[test]
 fn the_checker_sees_what_it_must() {
     assert_eq!(
-        crate_paths("use crate::http::state::AppState; crate::local::x"),
+        crate_paths("use crate::http::state::AppState; crate::grants::x"),
         [
             ("http".to_owned(), "http::state".to_owned()),
-            ("local".to_owned(), "local::x".to_owned())
+            ("grants".to_owned(), "grants::x".to_owned())
         ]
     );
     let code: Vec<_> = code_lines("//! crate::http\nlet u = \"http://x\"; // crate::app\nfoo()")
@@ -196,4 +192,37 @@ fn the_checker_sees_what_it_must() {
     assert_eq!(code, ["let u = \"http://x\"; ", "foo()"]);
     assert_eq!(module_of(Path::new("src/auth/oidc/flow.rs")), "auth");
     assert_eq!(layer_of_module("http"), Some(1));
+}
+
+/// The workspace crates a manifest depends on (its `path` dependencies), by package name.
+fn path_dependencies(manifest: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest))
+        .unwrap_or_else(|e| panic!("{manifest}: {e}"));
+    let doc: toml::Table = text.parse().unwrap();
+    ["dependencies", "dev-dependencies", "build-dependencies"]
+        .iter()
+        .filter_map(|section| doc.get(*section).and_then(toml::Value::as_table))
+        .flat_map(|deps| deps.iter())
+        .filter(|(_, spec)| spec.get("path").is_some())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[test]
+fn the_workspace_crates_point_down() {
+    // The BFF stands on both; neither crate can name the BFF (Cargo refuses the cycle).
+    assert_eq!(
+        path_dependencies("Cargo.toml"),
+        BTreeSet::from(["tinybird-contract".to_owned(), "tinybird-local".to_owned()])
+    );
+    // The offline Tinybird knows the contract and nothing else of ours.
+    assert_eq!(
+        path_dependencies("crates/tinybird-local/Cargo.toml"),
+        BTreeSet::from(["tinybird-contract".to_owned()])
+    );
+    // The contract is the bottom: the BFF's and the local endpoint's shared facts.
+    assert_eq!(
+        path_dependencies("crates/tinybird-contract/Cargo.toml"),
+        BTreeSet::new()
+    );
 }

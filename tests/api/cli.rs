@@ -512,8 +512,8 @@ fn with_two_regions_mint_explains_the_workspace_and_check_flags_pipes_missing_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_flags_a_usage_token_that_reads_more_than_pipe_stats() {
-    use tinybird_bff::local::auth::{StaticScope, StaticToken};
-    let mut config = tinybird_bff::local::LocalConfig::new(crate::helpers::admin_key());
+    use tinybird_local::auth::{StaticScope, StaticToken};
+    let mut config = tinybird_local::LocalConfig::new(crate::helpers::admin_key());
     let scoped = |pipes: &[&str]| {
         let mut scopes = vec![StaticScope::DatasourcesRead(
             "tinybird.pipe_stats_rt".into(),

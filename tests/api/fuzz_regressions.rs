@@ -2,9 +2,9 @@
 //! the public API so a plain `cargo test` keeps them fixed. Each test names its target and
 //! the saved input in `fuzz/regressions/<target>/`.
 
-use tinybird_bff::local::pipes::PipeSet;
-use tinybird_bff::local::template::ParamError;
 use tinybird_bff::tinybird::params::Params;
+use tinybird_local::pipes::PipeSet;
+use tinybird_local::template::ParamError;
 
 /// `pipe_set`, `fuzz/regressions/pipe_set/nbsp-indent-drops-sql-line`: a `SQL >` block
 /// whose lines mix a plain indent with a multi-byte whitespace (U+00A0, as pasted from a web

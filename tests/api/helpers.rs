@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tinybird_bff::local::{LocalConfig, LocalEndpoint};
 use tinybird_bff::tinybird::AdminToken;
 use tinybird_bff::tinybird::claims::{Claims, Limits, Scope, sign};
+use tinybird_local::{LocalConfig, LocalEndpoint};
 use tokio::sync::oneshot;
 
 /// The signing key every test server uses (shaped like a real admin token).

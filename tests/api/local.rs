@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use tinybird_bff::local::LocalEndpoint;
+use tinybird_local::LocalEndpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 

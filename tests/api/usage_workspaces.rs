@@ -6,8 +6,8 @@
 use secrecy::SecretString;
 use serde_json::Value;
 use tinybird_bff::config::{Settings, TinybirdHost};
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::auth::{StaticScope, StaticToken};
+use tinybird_local::LocalConfig;
+use tinybird_local::auth::{StaticScope, StaticToken};
 
 use crate::helpers::{LocalServer, cookie_client, spawn_local_with};
 use crate::scale::support::{Instance, RedisServer, base_settings, with_redis};

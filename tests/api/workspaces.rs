@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tinybird_bff::config::Settings;
-use tinybird_bff::local::LocalConfig;
 use tinybird_bff::tinybird::AdminToken;
 use tinybird_bff::tinybird::claims::verify;
 use tinybird_bff::tinybird::mint::NameTemplate;
+use tinybird_local::LocalConfig;
 
 use crate::attacks::binary::{Bin, config};
 use crate::helpers::{client, now, spawn_local_at, spawn_local_with, spawn_regions};

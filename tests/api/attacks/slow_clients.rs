@@ -70,7 +70,7 @@ async fn half_heads(addr: &str, n: usize) -> Vec<TcpStream> {
 async fn a_flood_of_held_sockets_never_keeps_the_health_check_out() {
     // Room for 1,100 sockets here; the server gets 1,024 descriptors (a common default) and
     // its default limits.
-    tinybird_bff::serve::raise_fd_limit();
+    tinybird_contract::serve::raise_fd_limit();
     let key = key_env();
     let env = [("TINYBIRD_SIGNING_KEY", key.as_str())];
     let bff = Bin::serve_with_fd_limit(&config(&[]), &env, Some(1024)).await;
@@ -191,8 +191,8 @@ async fn slow_heads_trickled_bodies_and_idle_sockets_are_cut_after_their_timeout
 
 #[tokio::test]
 async fn the_local_endpoint_cuts_slow_clients_and_makes_room_at_its_cap() {
-    let mut config = tinybird_bff::local::LocalConfig::new(admin_key());
-    config.conn_limits = tinybird_bff::serve::ConnLimits {
+    let mut config = tinybird_local::LocalConfig::new(admin_key());
+    config.conn_limits = tinybird_contract::serve::ConnLimits {
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
         keep_alive_timeout: Duration::from_secs(1),

@@ -316,3 +316,27 @@ async fn keys_are_managed_only_from_a_signed_in_session_with_the_csrf_header() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_page_is_told_who_manages_keys() {
+    // `/api/me`'s `manages_keys` shows or hides the page's "API keys" section: tenant admins
+    // and platform admins, and nobody while `[keys]` is off.
+    let (app, _audit) = app_with_audit(|_| {}).await;
+    for (user, manages) in [
+        ("alice", true),
+        ("admin", true),
+        ("bob", false),
+        ("carol", false),
+    ] {
+        let c = app.session_for(user).await;
+        let (status, me) = get(&app, &c, "api/me").await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["manages_keys"], manages, "{user}: {me}");
+    }
+    app.stop().await;
+    let off = spawn_app_with(|s| s.keys = None).await;
+    let alice = off.session_for("alice").await;
+    let (_, me) = get(&off, &alice, "api/me").await;
+    assert_eq!(me["manages_keys"], false, "keys off: {me}");
+    off.stop().await;
+}

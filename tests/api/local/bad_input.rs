@@ -182,7 +182,7 @@ async fn a_non_utf8_pipe_name_gets_the_json_error_envelope() {
     let server = spawn_local().await;
     let (status, body) = raw_get(server.addr, b"/v0/pipes/%FF.json", &admin_key_text()).await;
     assert!((400..500).contains(&status), "{status} {body}");
-    // BUG: src/local/routes.rs `pipe` extracts `Path<String>`, so axum's own rejection answers
+    // BUG: crates/tinybird-local/src/routes.rs `pipe` extracts `Path<String>`, so axum's own rejection answers
     // here: 400 text/plain "Invalid URL: Invalid UTF-8 in `file`" instead of the
     // `{"error": ...}` envelope every client parses (take `RawPathParams`, or map the
     // `PathRejection` into an ApiError).

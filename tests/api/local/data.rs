@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
-use tinybird_bff::local::data::DemoData;
-use tinybird_bff::local::{LocalConfig, LocalEndpoint};
+use tinybird_local::data::DemoData;
+use tinybird_local::{LocalConfig, LocalEndpoint};
 
 use super::{get, serve, without_statistics};
 use crate::helpers::{admin_key, admin_key_text, jwt_for, spawn_local, spawn_local_with};

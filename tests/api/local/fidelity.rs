@@ -4,9 +4,9 @@
 //! `tinybird.pipe_stats_rt` recording every pipe and SQL request whose token verified.
 
 use serde_json::{Value, json};
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::auth::{StaticScope, StaticToken};
 use tinybird_bff::tinybird::claims::{Claims, Scope, ScopeType};
+use tinybird_local::LocalConfig;
+use tinybird_local::auth::{StaticScope, StaticToken};
 
 use super::{Reply, get, send};
 use crate::helpers::{

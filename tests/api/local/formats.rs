@@ -274,7 +274,7 @@ async fn other_methods_are_405s() {
     )
     .await;
     let message = tokens.assert_error(405, &["GET", "POST"]);
-    // BUG: src/local/routes.rs `method_not_allowed` says "use GET or POST" on /v0/tokens/ too,
+    // BUG: crates/tinybird-local/src/routes.rs `method_not_allowed` says "use GET or POST" on /v0/tokens/ too,
     // where GET is exactly what was refused; the hint must name only POST there.
     assert!(
         !message.contains("use GET"),

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::query::QueryLimits;
 use tinybird_bff::tinybird::claims::{Claims, Scope};
+use tinybird_local::LocalConfig;
+use tinybird_local::query::QueryLimits;
 
 use super::{Reply, get};
 use crate::helpers::{

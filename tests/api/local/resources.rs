@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::auth::{StaticScope, StaticToken};
-use tinybird_bff::local::clickhouse::TranslateLimits;
-use tinybird_bff::local::query::QueryLimits;
-use tinybird_bff::local::stats::StatsSettings;
+use tinybird_local::LocalConfig;
+use tinybird_local::auth::{StaticScope, StaticToken};
+use tinybird_local::clickhouse::TranslateLimits;
+use tinybird_local::query::QueryLimits;
+use tinybird_local::stats::StatsSettings;
 
 use super::process::alice;
 use super::{Reply, send};

@@ -2,8 +2,8 @@
 //! days" counts back from: `sales_by_day` and `top_products` counted back from the latest
 //! order of every tenant, so any tenant could learn when the others last sold (issue #25).
 
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::project::DEMO_FILES;
+use tinybird_local::LocalConfig;
+use tinybird_local::project::DEMO_FILES;
 
 use super::get;
 use crate::helpers::{admin_key, jwt_for, spawn_local_with};

@@ -338,7 +338,7 @@ pub async fn spawn_oidc_app_with(
     tokio::spawn(tinybird_bff::http::serve(
         std::sync::Arc::clone(&state),
         listener,
-        tinybird_bff::serve::ConnLimits::default(),
+        tinybird_contract::serve::ConnLimits::default(),
         async move {
             let _ = rx.await;
         },

@@ -2,9 +2,9 @@
 //! and the time, row and rate budgets.
 
 use serde_json::{Value, json};
-use tinybird_bff::local::LocalConfig;
-use tinybird_bff::local::query::QueryLimits;
 use tinybird_bff::tinybird::claims::{Claims, Limits, Scope, ScopeType};
+use tinybird_local::LocalConfig;
+use tinybird_local::query::QueryLimits;
 
 use super::{acme, count, ds_token, rows, sql};
 use crate::helpers::{
