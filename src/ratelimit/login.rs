@@ -103,10 +103,12 @@ impl SharedThrottle {
         }
     }
 
+    /// The counter and the lock, read together by one script: one hash tag (Cluster slot).
     fn keys(&self, redis: &Redis, key: &str) -> (String, String) {
+        let tag = crate::redis::tag(&format!("{}:{key}", self.kind));
         (
-            redis.key(&format!("login:{}:{key}:failures", self.kind)),
-            redis.key(&format!("login:{}:{key}:lock", self.kind)),
+            redis.key(&format!("login:{tag}:failures")),
+            redis.key(&format!("login:{tag}:lock")),
         )
     }
 

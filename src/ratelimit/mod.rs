@@ -217,6 +217,9 @@ impl Limiter {
         }
         let mut buckets = Vec::with_capacity(2);
         let mut pers = Vec::with_capacity(2);
+        // One script updates the user's and the tenant's bucket: one hash tag (Cluster slot),
+        // the tenant's, or the user's when there is no tenant.
+        let tag = crate::redis::tag(user.tenant.as_ref().unwrap_or(&user.id));
         for (per, id) in [
             (Per::User, Some(&user.id)),
             (Per::Tenant, user.tenant.as_ref()),
@@ -225,7 +228,7 @@ impl Limiter {
             else {
                 continue;
             };
-            let key = format!("rl:{}:{}:{id}", scope.as_str(), per.as_str());
+            let key = format!("rl:{tag}:{}:{}:{id}", scope.as_str(), per.as_str());
             buckets.push((key, rate.interval_us(), rate.burst));
             pers.push((per, rate.burst));
         }

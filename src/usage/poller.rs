@@ -181,7 +181,11 @@ pub async fn share_name(redis: &Redis, name: &str, owner: &Owner) {
     };
     let mut conn = redis.conn();
     let r: ::redis::RedisResult<()> = conn
-        .set_ex(redis.key(&format!("usage:name:{name}")), json, SHARED_TTL)
+        .set_ex(
+            redis.key(&format!("usage:{{names}}:{name}")),
+            json,
+            SHARED_TTL,
+        )
         .await;
     redis.observe("usage_name", r).ok();
 }
@@ -207,8 +211,11 @@ pub async fn share_proxied(redis: &Redis, id: &str, owner: &Owner) {
     redis.observe("usage_proxied", r).ok();
 }
 
+/// A tenant's counters for one period; a day's and a month's are read and counted together
+/// in one pipeline, so they share the tenant's hash tag (Cluster slot).
 fn spent_key(redis: &Redis, tenant: &str, period: &str) -> String {
-    redis.key(&format!("usage:spent:{tenant}:{period}"))
+    let tag = crate::redis::tag(tenant);
+    redis.key(&format!("usage:spent:{tag}:{tenant}:{period}"))
 }
 
 /// A tenant's counters for `day` and `month`.
@@ -344,7 +351,7 @@ impl Usage {
             let unknown: Vec<String> = unknown.into_iter().collect();
             let keys: Vec<String> = unknown
                 .iter()
-                .map(|n| redis.key(&format!("usage:name:{n}")))
+                .map(|n| redis.key(&format!("usage:{{names}}:{n}")))
                 .collect();
             let r: ::redis::RedisResult<Vec<Option<String>>> =
                 ::redis::cmd("MGET").arg(&keys).query_async(&mut conn).await;

@@ -1,10 +1,13 @@
 //! Scale-out and visibility: two instances sharing one real Redis (sessions, limits, login
 //! throttling) here; Redis outages in `outage`; metrics, usage, the audit log, readiness and
-//! graceful shutdown in `visibility`; Redis over TLS with an ACL user in `tls`.
+//! graceful shutdown in `visibility`; Redis over TLS with an ACL user in `tls`; Redis Sentinel
+//! (and a failover under load) in `sentinel`.
 //!
 //! Tests that need Redis start their own `redis-server` on a free port (see `support`).
 
 mod outage;
+mod sentinel;
+mod sentinel_support;
 pub(crate) mod support;
 mod tls;
 mod visibility;

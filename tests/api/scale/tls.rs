@@ -171,6 +171,7 @@ impl TlsRedis {
             key_prefix: "tbff:".into(),
             timeout: "500ms".into(),
             ca_file: ca.then(|| "ca.pem".into()),
+            ..RedisConfig::with_url("")
         };
         let env = |k: &str| (k == "REDIS_PASSWORD").then(|| PASSWORD.to_owned());
         validate(&raw, &self.dir, &env).unwrap()
