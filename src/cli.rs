@@ -365,6 +365,9 @@ pub struct LocalLimitArgs {
     /// Bytes of each text (url, parameters) a tinybird.pipe_stats_rt row keeps.
     #[arg(long, default_value = "2KiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
     pub stats_max_text_bytes: usize,
+    /// Largest Events API request body (NDJSON rows of one POST /v0/events); a 413 past it.
+    #[arg(long, default_value = "10MiB", value_parser = local_settings::parse_bytes, help_heading = "Limits")]
+    pub max_events_body: usize,
 }
 
 impl LocalLimitArgs {
@@ -394,7 +397,10 @@ impl LocalLimitArgs {
                 ..StatsSettings::default()
             },
         };
-        let problems = limits.problems();
+        let mut problems = limits.problems();
+        problems.extend(tinybird_local::events::max_body_problem(
+            self.max_events_body,
+        ));
         if !problems.is_empty() {
             bail!("{}", problems.join("\n"));
         }
@@ -440,6 +446,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<()> {
     config.query_limits = limits.query;
     config.translate_limits = limits.translate;
     config.stats = limits.stats;
+    config.max_events_body = args.limits.max_events_body;
     config.project = args.project;
     config.pipes_dir = args.pipes;
     config.data = args.data;

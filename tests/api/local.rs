@@ -22,6 +22,7 @@
 mod auth;
 mod bad_input;
 mod data;
+mod events;
 mod fidelity;
 mod formats;
 mod limits;

@@ -148,6 +148,10 @@ SELECT argMax(order_id, ts) AS a, argMin(order_id, ts) AS b FROM orders WHERE or
 SELECT org_id, argMax(order_id, amount * 1000000 + order_id) AS best FROM orders GROUP BY org_id ORDER BY org_id;
 SELECT arraySort(groupArray(product_id)) AS ids FROM products WHERE org_id = 'acme';
 SELECT arraySort(groupUniqArray(category)) AS c FROM products;
+SELECT org_id, toUInt64(sumSimpleState(quantity)) AS q, toString(minSimpleState(customer)) AS a, toString(maxSimpleState(customer)) AS b FROM orders GROUP BY org_id ORDER BY org_id;
+SELECT org_id, toString(anySimpleState(org_id)) AS a, toString(anyLastSimpleState(org_id)) AS b FROM orders GROUP BY org_id ORDER BY org_id;
+SELECT org_id, uniqMerge(s) AS u, countMerge(c) AS n, sumMerge(q) AS q, minMerge(lo) AS lo, maxMerge(hi) AS hi FROM (SELECT org_id, day, uniqState(customer) AS s, countState() AS c, sumState(quantity) AS q, minState(amount) AS lo, maxState(ts) AS hi FROM orders GROUP BY org_id, day) GROUP BY org_id ORDER BY org_id;
+SELECT uniqExactMerge(m) AS u, countMerge(n) AS c FROM (SELECT org_id, uniqExactMergeState(s) AS m, countMergeState(c) AS n FROM (SELECT org_id, day, uniqExactState(customer, product_id) AS s, countState(customer) AS c FROM orders GROUP BY org_id, day) GROUP BY org_id);
 SELECT groupArray(org_id) AS g FROM (SELECT org_id FROM orgs ORDER BY org_id);
 SELECT topK(3)(product_id) AS t FROM orders;
 SELECT org_id, topK(2)(product_id) AS t FROM orders GROUP BY org_id ORDER BY org_id;
@@ -244,8 +248,8 @@ SELECT org_id FROM orgs ORDER BY org_id SETTINGS max_execution_time = 10, max_th
 SELECT * FROM numbers(10);
 -- refused: arrayMap
 SELECT arrayMap(x -> x * 2, [1, 2]) AS a;
--- refused: sumState
-SELECT sumState(amount) FROM orders;
+-- refused: quantileState
+SELECT quantileState(amount) FROM orders;
 -- refused: ASOF
 SELECT count() FROM orders AS o ASOF JOIN orders AS p ON o.org_id = p.org_id AND o.ts >= p.ts;
 -- refused: time zones

@@ -48,25 +48,30 @@ pub enum StaticScope {
     /// `DATASOURCES:READ:<datasource>`: read one data source (or service data source such as
     /// `tinybird.pipe_stats_rt`) with SQL, unfiltered.
     DatasourcesRead(String),
+    /// `DATASOURCES:APPEND:<datasource>`: append rows to one data source (the Events API).
+    DatasourcesAppend(String),
 }
 
 impl StaticScope {
-    /// Parses Tinybird's scope notation, `PIPES:READ:<name>` or `DATASOURCES:READ:<name>`.
+    /// Parses Tinybird's scope notation: `PIPES:READ:<name>`, `DATASOURCES:READ:<name>` or
+    /// `DATASOURCES:APPEND:<name>`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (kind, name) = text
-            .strip_prefix("PIPES:READ:")
-            .map(|n| ("pipe", n))
-            .or_else(|| text.strip_prefix("DATASOURCES:READ:").map(|n| ("ds", n)))
+        type Make = fn(String) -> StaticScope;
+        let kinds: [(&str, Make); 3] = [
+            ("PIPES:READ:", StaticScope::PipesRead),
+            ("DATASOURCES:READ:", StaticScope::DatasourcesRead),
+            ("DATASOURCES:APPEND:", StaticScope::DatasourcesAppend),
+        ];
+        let (name, make) = kinds
+            .iter()
+            .find_map(|(prefix, make)| text.strip_prefix(prefix).map(|n| (n, make)))
             .ok_or_else(|| {
-                format!("scope {text:?}: write PIPES:READ:<pipe> or DATASOURCES:READ:<data source>")
+                format!("scope {text:?}: write PIPES:READ:<pipe>, DATASOURCES:READ:<data source> or DATASOURCES:APPEND:<data source>")
             })?;
         if name.is_empty() {
             return Err(format!("scope {text:?} names no resource"));
         }
-        Ok(match kind {
-            "pipe" => StaticScope::PipesRead(name.to_owned()),
-            _ => StaticScope::DatasourcesRead(name.to_owned()),
-        })
+        Ok(make(name.to_owned()))
     }
 }
 
@@ -322,6 +327,25 @@ impl Caller {
                 .map(|s| s.fixed_params.clone().unwrap_or_default())
                 .ok_or_else(|| no_pipe_scope(name)),
         }
+    }
+
+    /// Whether this caller may append to the data source `name` (the Events API): the admin
+    /// token, or a static token scoped `DATASOURCES:APPEND:<name>`; never a JWT, which
+    /// Tinybird only takes on reads. Else a 403.
+    pub fn append_access(&self, name: &str) -> Result<(), ApiError> {
+        let allowed = match self {
+            Caller::Admin => true,
+            Caller::Static(token) => token
+                .scopes
+                .iter()
+                .any(|s| matches!(s, StaticScope::DatasourcesAppend(d) if d == name)),
+            Caller::Jwt(_) => false,
+        };
+        allowed.then_some(()).ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "token has no DATASOURCES:APPEND scope for data source {name}: use the admin token or a token scoped DATASOURCES:APPEND:{name}"
+            ))
+        })
     }
 
     /// `pipe_stats_rt`'s `token` (a static token's name; empty for a JWT, which Tinybird does

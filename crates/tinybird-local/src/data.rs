@@ -15,17 +15,34 @@ use super::clickhouse::catalog::Catalog;
 use super::clickhouse::translate::ident;
 use super::clickhouse::{Translator, sqlite};
 use super::pipes::PipeLoadError;
+use super::project::datasource::Datasource;
 pub use super::project::demo::{DEMO_ORGS, DemoData};
+use super::project::ingest::{self, Appended};
+use super::project::materialize::{self, Materialization};
 use super::project::{Project, fixtures};
+use super::query::QueryLimits;
 
-/// A fixed pool of read-only connections to one database.
+/// A fixed pool of read-only connections to one database, and its one writer.
 pub struct Database {
-    /// Kept open so an in-memory database lives as long as the endpoint.
-    _owner: Mutex<Connection>,
+    /// Kept open so an in-memory database lives as long as the endpoint; the only connection
+    /// that writes (appends, see [`Database::write`]).
+    owner: Mutex<Connection>,
+    /// The project's data sources (empty for `--data`): what appends may write to.
+    pub datasources: Vec<Datasource>,
+    /// The project's materialized views, run on every append to their source.
+    pub views: Vec<Materialization>,
     pool: Mutex<Vec<Connection>>,
     available: tokio::sync::Semaphore,
     /// ClickHouse SQL to SQLite, against this database's schema, cached per query text.
     pub translator: Translator,
+}
+
+/// What a database serves besides its rows: the translator over its schema, and the
+/// project's data sources and materializations.
+struct Data {
+    translator: Translator,
+    datasources: Vec<Datasource>,
+    views: Vec<Materialization>,
 }
 
 /// A connection borrowed from the pool; returned on drop.
@@ -99,8 +116,21 @@ impl Database {
                 ))?;
             }
             catalog.insert(&ds.name, ds.columns.clone());
+            if ds.engine != super::project::engines::Engine::MergeTree {
+                catalog.set_merging(&ds.name);
+            }
         }
+        let translator = Translator::new(Arc::new(catalog));
+        // The writer runs materializations and merges, which call the `ch_*` functions.
+        sqlite::register(&owner)?;
         let mut problems = Vec::new();
+        let mut views = Vec::new();
+        for (path, contents) in materialize::split(&project.pipes).0 {
+            match materialize::load(path, contents, &project.datasources, &translator) {
+                Ok(view) => views.push(view),
+                Err(problem) => problems.push(problem),
+            }
+        }
         if project.wants_demo_rows() {
             super::project::demo::generate(&mut owner, demo)?;
         }
@@ -114,8 +144,14 @@ impl Database {
                 continue;
             };
             let tx = owner.transaction()?;
-            match fixtures::load(&tx, ds, fixture) {
-                Ok(_) => tx.commit()?,
+            let since = materialize::last_rowid(&tx, name)?;
+            let loaded = fixtures::load(&tx, ds, fixture).and_then(|_| {
+                let limits = QueryLimits::default();
+                materialize::after_append(&tx, &project.datasources, &views, name, since, limits)
+                    .map_err(|m| (0, m))
+            });
+            match loaded {
+                Ok(()) => tx.commit()?,
                 Err((line, message)) => problems.push(PipeLoadError {
                     file: path.clone(),
                     line,
@@ -124,7 +160,12 @@ impl Database {
             }
         }
         owner.execute_batch("ANALYZE")?;
-        let db = Self::with_readers(owner, &uri, flags, catalog)?;
+        let data = Data {
+            translator,
+            datasources: project.datasources.clone(),
+            views,
+        };
+        let db = Self::with_readers(owner, &uri, flags, data)?;
         Ok((db, problems))
     }
 
@@ -138,14 +179,19 @@ impl Database {
         // Fail now, not at the first request, if the file is not a database.
         owner.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         let catalog = Catalog::from_sqlite(&owner)?;
-        Self::with_readers(owner, &path.to_string_lossy(), flags, catalog)
+        let data = Data {
+            translator: Translator::new(Arc::new(catalog)),
+            datasources: Vec::new(),
+            views: Vec::new(),
+        };
+        Self::with_readers(owner, &path.to_string_lossy(), flags, data)
     }
 
     fn with_readers(
         owner: Connection,
         path: &str,
         flags: OpenFlags,
-        catalog: Catalog,
+        data: Data,
     ) -> rusqlite::Result<Arc<Self>> {
         let read_flags =
             (flags - OpenFlags::SQLITE_OPEN_READ_WRITE - OpenFlags::SQLITE_OPEN_CREATE)
@@ -155,15 +201,42 @@ impl Database {
             let conn = Connection::open_with_flags(path, read_flags)?;
             // Pipes only read; this also stops a template from ever writing.
             conn.pragma_update(None, "query_only", true)?;
+            // Readers take no table locks, so an append never makes a query fail with
+            // "table is locked" (shared-cache locking); a query running during an append
+            // may see part of it, as a ClickHouse read during an insert may.
+            conn.pragma_update(None, "read_uncommitted", true)?;
             sqlite::register(&conn)?;
             pool.push(conn);
         }
         Ok(Arc::new(Self {
-            _owner: Mutex::new(owner),
+            owner: Mutex::new(owner),
+            datasources: data.datasources,
+            views: data.views,
             pool: Mutex::new(pool),
             available: tokio::sync::Semaphore::new(POOL_SIZE),
-            translator: Translator::new(Arc::new(catalog)),
+            translator: data.translator,
         }))
+    }
+
+    /// Appends NDJSON rows to the data source `name` (the Events API), then runs the
+    /// materializations reading it and merges what they wrote, all in one transaction on the
+    /// one writing connection (blocking: call it from `spawn_blocking`).
+    pub fn append(&self, name: &str, text: &str, limits: QueryLimits) -> Result<Appended, String> {
+        let ds = self
+            .datasource(name)
+            .ok_or_else(|| format!("no data source {name}"))?;
+        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = owner.transaction().map_err(|e| e.to_string())?;
+        let since = materialize::last_rowid(&tx, name).map_err(|e| e.to_string())?;
+        let done = ingest::append(&tx, ds, text, chrono::Utc::now()).map_err(|e| e.to_string())?;
+        materialize::after_append(&tx, &self.datasources, &self.views, name, since, limits)?;
+        tx.commit().map_err(|e| e.to_string())?;
+        Ok(done)
+    }
+
+    /// The data source `name` of the project, if it declares one.
+    pub fn datasource(&self, name: &str) -> Option<&Datasource> {
+        self.datasources.iter().find(|d| d.name == name)
     }
 
     /// A free connection without waiting, if there is one (benchmarks and fuzzing, which

@@ -3,7 +3,7 @@
 //!
 //! Tinybird picks the documentation link by status: 403 the authentication page; 408, 413 and
 //! 429 the limits page; 405 the API reference; 400 and 404 the page of the API that answered
-//! (pipes, query, tokens). The handlers name their API with [`ApiError::for_api`].
+//! (pipes, query, tokens, events). The handlers name their API with [`ApiError::for_api`].
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,8 @@ pub enum Api {
     Query,
     /// `/v0/tokens`.
     Tokens,
+    /// `/v0/events`.
+    Events,
 }
 
 impl Api {
@@ -25,6 +27,7 @@ impl Api {
             Api::Pipes => "https://docs.tinybird.co/api-reference/pipe-api.html",
             Api::Query => "https://docs.tinybird.co/api-reference/query-api.html",
             Api::Tokens => "https://docs.tinybird.co/api-reference/token-api.html",
+            Api::Events => "https://docs.tinybird.co/api-reference/events-api.html",
         }
     }
 }

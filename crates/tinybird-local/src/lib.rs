@@ -12,6 +12,7 @@ pub mod budget;
 pub mod clickhouse;
 pub mod data;
 pub mod error;
+pub mod events;
 pub mod execute;
 pub mod format;
 pub mod headers;
@@ -80,6 +81,8 @@ pub struct LocalConfig {
     pub translate_limits: TranslateLimits,
     /// Largest accepted request body (form POSTs, token requests).
     pub max_body: usize,
+    /// Largest Events API body (`--max-events-body`).
+    pub max_events_body: usize,
     /// Static tokens accepted besides the admin token (e.g. one scoped to
     /// `DATASOURCES:READ:tinybird.pipe_stats_rt`).
     pub static_tokens: Vec<StaticToken>,
@@ -102,6 +105,7 @@ impl LocalConfig {
             query_limits: QueryLimits::default(),
             translate_limits: TranslateLimits::default(),
             max_body: 1024 * 1024,
+            max_events_body: events::DEFAULT_MAX_EVENTS_BODY,
             static_tokens: Vec::new(),
             stats: StatsSettings::default(),
             conn_limits: ConnLimits::default(),
@@ -133,6 +137,8 @@ pub struct LocalState {
     pub offload: offload::Offload,
     /// Body size cap.
     pub max_body: usize,
+    /// Events API body size cap.
+    pub max_events_body: usize,
 }
 
 impl LocalState {
@@ -181,9 +187,10 @@ fn open(config: &LocalConfig) -> Result<(PipeSet, Arc<Database>, Vec<PipeLoadErr
         (None, None) => project::Project::embedded_demo(),
     };
     let mut problems = project.problems.clone();
-    let sources: Vec<(String, &str)> = project
-        .pipes
-        .iter()
+    // Materializations are run by the database on appends (see `project::materialize`).
+    let sources: Vec<(String, &str)> = project::materialize::split(&project.pipes)
+        .1
+        .into_iter()
         .map(|(path, contents)| (path.display().to_string(), contents.as_str()))
         .collect();
     let sources: Vec<(&str, &str)> = sources.iter().map(|(p, c)| (p.as_str(), *c)).collect();
@@ -227,6 +234,7 @@ impl LocalEndpoint {
             translate_limits: config.translate_limits,
             offload: offload::Offload::new(TRANSLATION_THREADS, &config.translate_limits),
             max_body: config.max_body,
+            max_events_body: config.max_events_body,
         };
         Ok((
             Self {
@@ -264,6 +272,10 @@ impl LocalEndpoint {
             .route(
                 "/v0/tokens/",
                 post(routes::create_token).fallback(routes::post_only),
+            )
+            .route(
+                "/v0/events",
+                post(events::events).fallback(events::post_only),
             )
             .route(
                 "/v0/sql",

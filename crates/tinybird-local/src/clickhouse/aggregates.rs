@@ -4,7 +4,9 @@
 //! results (`sum` of no rows is 0, not NULL); the rest are `ch_*` aggregates registered per
 //! connection (`super::sqlite::aggregates`). `uniq` and the other approximate counters are
 //! exact here: ClickHouse's are exact for small sets too, and larger answers only differ
-//! within its documented error. `-State`/`-Merge` and the other combinators are refused.
+//! within its documented error. `-SimpleState` of `any`, `anyLast`, `min`, `max` and `sum` is the
+//! plain aggregate; `-State`/`-Merge`/`-MergeState` of `uniq`, `count`, `sum`, `min`, `max` are
+//! in `super::states`; other combinators are refused.
 
 use sqlparser::ast::WindowType;
 
@@ -52,6 +54,15 @@ fn parse_name(name: &str) -> Result<Option<(&'static str, bool, bool)>, Translat
     if let Some(base) = plain.iter().find(|b| **b == lowered) {
         return Ok(Some((base, false, false)));
     }
+    // `fSimpleState(x)` is `f(x)`, typed `SimpleAggregateFunction(f, T)` by ClickHouse: what a
+    // materialized view writes to such a column (`project::engines` merges it with `f`).
+    if let Some(base) = name.strip_suffix("SimpleState")
+        && let Some(base) = ["any", "anyLast", "min", "max", "sum"]
+            .iter()
+            .find(|b| **b == base)
+    {
+        return Ok(Some((base, false, false)));
+    }
     for suffix in [
         "State",
         "Merge",
@@ -97,6 +108,15 @@ fn float() -> Option<ChType> {
 impl Ctx<'_> {
     /// Emits an aggregate call; `None` when `name` is not an aggregate.
     pub fn aggregate(&mut self, name: &str, call: &CallArgs) -> Result<Option<E>, TranslateError> {
+        if let Some((base, comb)) = super::states::combinator(name) {
+            let e = self.state_aggregate(base, comb, name, call)?;
+            return Ok(Some(E {
+                free: Vec::new(),
+                agg: true,
+                literal: None,
+                ..e
+            }));
+        }
         let Some((base, is_if, distinct_suffix)) = parse_name(name)? else {
             return Ok(None);
         };
@@ -262,7 +282,7 @@ fn param(name: &str, params: &[E], default: &str) -> Result<String, TranslateErr
 }
 
 /// The SQL of aggregate `base` over emitted arguments.
-fn aggregate_sql(
+pub(super) fn aggregate_sql(
     base: &str,
     name: &str,
     args: &[E],
@@ -430,5 +450,5 @@ fn aggregate_sql(
 
 /// Whether an expression calls an aggregate (used by the fuzz target's invariants).
 pub fn is_aggregate_name(name: &str) -> bool {
-    matches!(parse_name(name), Ok(Some(_)))
+    matches!(parse_name(name), Ok(Some(_))) || super::states::combinator(name).is_some()
 }

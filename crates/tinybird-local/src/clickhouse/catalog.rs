@@ -23,12 +23,24 @@ pub struct CatalogColumn {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     tables: HashMap<String, Vec<CatalogColumn>>,
+    /// Tables whose engine merges rows (`ReplacingMergeTree`, ...): those `FINAL` may read.
+    merging: std::collections::HashSet<String>,
 }
 
 impl Catalog {
     /// Adds (or replaces) a data source.
     pub fn insert(&mut self, table: &str, columns: Vec<CatalogColumn>) {
         self.tables.insert(table.to_ascii_lowercase(), columns);
+    }
+
+    /// Marks a data source's engine as one that merges rows, so `FINAL` may read it.
+    pub fn set_merging(&mut self, table: &str) {
+        self.merging.insert(table.to_ascii_lowercase());
+    }
+
+    /// Whether `FINAL` may read the table (ClickHouse refuses it on a plain `MergeTree`).
+    pub fn is_merging(&self, table: &str) -> bool {
+        self.merging.contains(&table.to_ascii_lowercase())
     }
 
     /// The columns of a data source, if it is known.

@@ -60,7 +60,20 @@ impl Ctx<'_> {
                     return Err(unsupported("SAMPLE"));
                 }
                 let (sql, table, columns) = self.table(name)?;
-                let alias_name = alias.as_ref().map(|a| a.name.value.clone());
+                // `t FINAL` parses as an alias `FINAL`. Tables are kept merged at rest (see
+                // `project::engines`), so FINAL reads what a plain read does; ClickHouse
+                // refuses it on an engine that does not merge.
+                let is_final = alias.as_ref().is_some_and(|a| {
+                    a.name.quote_style.is_none() && a.name.value.eq_ignore_ascii_case("final")
+                });
+                if is_final && !self.catalog.is_merging(&table) {
+                    return Err(TranslateError::Invalid(format!(
+                        "Storage MergeTree doesn't support FINAL (reading {table}): FINAL needs a \
+                         ReplacingMergeTree, SummingMergeTree or AggregatingMergeTree"
+                    )));
+                }
+                let alias = alias.as_ref().filter(|_| !is_final);
+                let alias_name = alias.map(|a| a.name.value.clone());
                 let text = match &alias_name {
                     Some(a) => format!("{sql} AS {}", ident(a)),
                     None => sql,

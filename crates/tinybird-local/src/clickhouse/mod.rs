@@ -31,6 +31,7 @@ mod operators;
 mod parse;
 mod projection;
 pub mod sqlite;
+pub mod states;
 pub mod translate;
 pub mod types;
 

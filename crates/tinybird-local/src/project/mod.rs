@@ -8,7 +8,10 @@
 
 pub mod datasource;
 pub mod demo;
+pub mod engines;
 pub mod fixtures;
+pub mod ingest;
+pub mod materialize;
 
 use std::path::{Path, PathBuf};
 

@@ -88,7 +88,7 @@ impl SqlAccess {
                     .iter()
                     .filter_map(|s| match s {
                         StaticScope::DatasourcesRead(name) => Some((name.clone(), None)),
-                        StaticScope::PipesRead(_) => None,
+                        StaticScope::PipesRead(_) | StaticScope::DatasourcesAppend(_) => None,
                     })
                     .collect();
                 if granted.is_empty() {
