@@ -23,10 +23,11 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
+use super::middleware::sessions;
 use super::state::{App, AppState, Snapshot};
 use crate::auth::session::{self, Lifetime};
 use crate::auth::{bearer, csrf};
@@ -59,6 +60,8 @@ pub struct Ctx {
     rate: Option<RateInfo>,
     /// The API key the request came with, and the service counting its answers.
     pub key: Option<(Arc<Keys>, KeyCaller)>,
+    /// The refreshed session cookie, when resolving the caller re-saved their session.
+    cookie: Option<HeaderValue>,
 }
 
 impl Ctx {
@@ -100,6 +103,11 @@ impl Ctx {
         {
             info.write_headers(response.headers_mut());
         }
+        if let Some(cookie) = &self.cookie {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie.clone());
+        }
         response
     }
 }
@@ -131,17 +139,12 @@ impl FromRequestParts<AppState> for Ctx {
         let key = key_caller(app, &snapshot, parts)
             .await
             .map_err(IntoResponse::into_response)?;
-        let (user, access) = match &key {
-            Some((_, caller)) => (caller.user.clone(), caller.access.clone()),
+        let (user, access, cookie) = match &key {
+            Some((_, caller)) => (caller.user.clone(), caller.access.clone(), None),
             None => {
-                let session = session_of(parts, app)
-                    .await
-                    .map_err(IntoResponse::into_response)?;
-                let user = who(app, &snapshot, &session, &parts.headers)
-                    .await
-                    .map_err(IntoResponse::into_response)?;
+                let (user, cookie) = cookie_user(app, &snapshot, &parts.headers).await?;
                 let access = settings.grants.evaluate_cached(&user);
-                (user, access.map_err(|e| e.to_string()))
+                (user, access.map_err(|e| e.to_string()), cookie)
             }
         };
         let grant_names = access.as_ref().map_or(&[][..], |a| a.grant_names());
@@ -173,6 +176,7 @@ impl FromRequestParts<AppState> for Ctx {
             user,
             snapshot,
             key,
+            cookie,
         })
     }
 }
@@ -227,6 +231,45 @@ async fn key_caller(
     let now = chrono::Utc::now().timestamp();
     let caller = keys.caller(&settings.grants, presented, peer, now).await?;
     Ok(Some((keys, caller)))
+}
+
+/// Who is calling, for a data route, which runs outside the session layer: the session is
+/// read from the request's cookie here, and the answer says what the layer would have said
+/// back: the refreshed cookie when resolving the user re-saved the session (returned, for
+/// [`Ctx::finish`]), the cookie's removal when the session ended or is unknown.
+async fn cookie_user(
+    app: &App,
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+) -> Result<(User, Option<HeaderValue>), Response> {
+    let settings = &snapshot.settings;
+    let id = sessions::cookie_id(settings, headers);
+    let session = Session::new(
+        id,
+        Arc::clone(&app.sessions),
+        Some(sessions::expiry(settings)),
+    );
+    match who(app, snapshot, &session, headers).await {
+        Ok(user) if session.is_modified() => {
+            session
+                .save()
+                .await
+                .map_err(|e| AppError::from(e).into_response())?;
+            let cookie = session.id().map(|id| sessions::set_cookie(settings, id));
+            Ok((user, cookie))
+        }
+        Ok(user) => Ok((user, None)),
+        Err(refused) => {
+            let mut response = refused.into_response();
+            // Flushed (ended) or never found in the store: the browser should forget it.
+            if id.is_some() && session.id().is_none() {
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, sessions::clear_cookie(settings));
+            }
+            Err(response)
+        }
+    }
 }
 
 /// The request's session handle (the session layer puts it there).

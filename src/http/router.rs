@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use super::middleware::{cors, csrf, envelope, sessions};
 use super::state::AppState;
 use super::{admin, keys, login, oidc, openapi, ops, pipes, sql, token, web};
+use crate::auth::store::DynStore;
 use crate::error::AppError;
 use crate::ratelimit::Scope;
 use tinybird_contract::serve::ConnLimits;
@@ -84,14 +85,19 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(keys::MAX_BODY_BYTES));
     let with_session = Router::new()
         .merge(session_routes)
-        .merge(data_routes)
         .merge(oidc_routes)
         .merge(admin_routes)
         .merge(key_routes)
-        .layer(sessions::layer(state.sessions.clone(), &snapshot.settings))
+        .layer(sessions::layer(
+            DynStore::clone(&state.sessions),
+            &snapshot.settings,
+        ))
         // Outside the session layer: its bare 500 on a failed save becomes a 503 JSON.
         .layer(from_fn(sessions::unavailable))
         .with_state(Arc::clone(&state));
+    // The data routes read the session cookie themselves (`super::context`): no session
+    // layer, cookie jar or boxed future of their own on the hot path.
+    let data_routes = data_routes.with_state(Arc::clone(&state));
     let operators = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/api/openapi.json", get(openapi::document))
@@ -103,10 +109,11 @@ pub fn router(state: AppState) -> Router {
             "/api/{*rest}",
             any(|| async { AppError::NotFound("no such API route".into()) }),
         )
+        .merge(data_routes)
         .merge(with_session)
         .merge(web::router(&tinybird_origins(&state)))
         // API answers: framework rejections as JSON errors too; nosniff and a sandbox CSP.
-        .layer(from_fn(envelope::api_responses))
+        .layer(envelope::api_responses())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Path only: query strings may carry tokens.

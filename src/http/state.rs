@@ -35,8 +35,8 @@ pub struct App {
     pub account_throttle: SharedThrottle,
     /// Failed-login counters per client address (higher limit: catches guessing across accounts).
     pub client_throttle: SharedThrottle,
-    /// Where sessions live.
-    pub sessions: DynStore,
+    /// Where sessions live (the session layer's store, and the data routes' own reads).
+    pub sessions: Arc<DynStore>,
     /// Decoded logins by session id, with the stores this process alone writes (memory,
     /// file); `None` with Redis (see `crate::auth::session`).
     pub logins: Option<Arc<LoginCache>>,
@@ -98,11 +98,11 @@ impl App {
         // Only this process writes the embedded stores, so it may keep what it decoded.
         let logins = (!matches!(settings.session_store, SessionStoreKind::Redis))
             .then(|| Arc::new(LoginCache::new(CACHED_LOGINS)));
-        let sessions = DynStore(Arc::new(ObservedStore::new(
+        let sessions = Arc::new(DynStore(Arc::new(ObservedStore::new(
             store,
             metrics.clone(),
             logins.clone(),
-        )));
+        ))));
         let hosts: Vec<(String, String)> = workspaces
             .iter()
             .map(|w| (w.name.clone(), w.url.clone()))

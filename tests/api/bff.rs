@@ -602,6 +602,78 @@ async fn an_active_session_is_kept_alive_without_a_write_per_request() {
     app.stop().await;
 }
 
+/// The data routes read the session cookie themselves (no session layer on the hot path):
+/// they must answer it exactly as the cookie routes do.
+#[tokio::test]
+async fn the_data_routes_keep_and_end_sessions_as_the_cookie_routes_do() {
+    let app = spawn_app_with(|s| s.session_ttl = std::time::Duration::from_secs(20)).await;
+    app.login_as("alice").await;
+    let token = |c: &reqwest::Client, url: String| {
+        c.post(format!("{url}api/token"))
+            .header("x-bff-csrf", "1")
+            .send()
+    };
+    let soon = token(&app.client, app.url.clone()).await.unwrap();
+    assert_eq!(soon.status(), 200);
+    assert!(
+        soon.headers().get("set-cookie").is_none(),
+        "no save right after login"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let later = token(&app.client, app.url.clone()).await.unwrap();
+    assert_eq!(later.status(), 200);
+    let kept = later
+        .headers()
+        .get("set-cookie")
+        .expect("a tenth of the ttl later the session is re-saved and its cookie renewed")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for flag in [
+        "tbff_session=",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=20",
+    ] {
+        assert!(kept.contains(flag), "{flag} missing: {kept}");
+    }
+    // The renewed cookie is the same session: the next call needs no new one.
+    let after = app.get("api/pipes/top_products.json").await;
+    assert_eq!(after.status(), 200);
+    assert!(after.headers().get("set-cookie").is_none());
+
+    // A well-formed id the store does not know: a 401 that tells the browser to forget it,
+    // on a data route as on `/api/me`.
+    let unknown = tower_sessions::session::Id::default();
+    let stranger = client();
+    for path in ["api/pipes/top_products.json", "api/me"] {
+        let r = stranger
+            .get(format!("{}{path}", app.url))
+            .header("cookie", format!("tbff_session={unknown}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let cleared = r
+            .headers()
+            .get("set-cookie")
+            .unwrap_or_else(|| panic!("{path}: no removal cookie"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            cleared.starts_with("tbff_session=;") && cleared.contains("Path=/"),
+            "{path}: {cleared}"
+        );
+        assert!(
+            cleared.contains("Max-Age=0") || cleared.contains("Expires=Thu, 01 Jan 1970"),
+            "{path}: {cleared}"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn behind_a_trusted_balancer_each_client_is_throttled_on_its_own_address() {
     let app = spawn_app_with(|s| {

@@ -276,6 +276,10 @@ async fn serve_connection(
         conn.served.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + limits.body_timeout;
         let mut request = request.map(|body| {
+            // A request without a body (most GETs) has nothing to time: no timer for it.
+            if hyper::body::Body::is_end_stream(&body) {
+                return axum::body::Body::new(body);
+            }
             axum::body::Body::new(Deadline {
                 inner: body,
                 sleep: Box::pin(tokio::time::sleep_until(deadline)),
