@@ -1,10 +1,11 @@
 //! Scale-out and visibility: two instances sharing one real Redis (sessions, limits, login
 //! throttling) here; Redis outages in `outage`; metrics, usage, the audit log, readiness and
 //! graceful shutdown in `visibility`; Redis over TLS with an ACL user in `tls`; Redis Sentinel
-//! (and a failover under load) in `sentinel`.
+//! (and a failover under load) in `sentinel`; Redis Cluster in `cluster`.
 //!
 //! Tests that need Redis start their own `redis-server` on a free port (see `support`).
 
+mod cluster;
 mod outage;
 mod sentinel;
 mod sentinel_support;
