@@ -37,6 +37,18 @@ async function waitUp(url, alive, why) {
   }
 }
 
+/**
+ * A login provider's route (`/auth/<name>/login`, docs/identity.md) asked of the app's origin
+ * gets the BFF's own answer (for an unknown provider: not the app's page).
+ */
+async function assertAuthReachesBff(origin, bff) {
+  const via = await fetch(`${origin}/auth/nosuch/login`, { redirect: 'manual', headers: { Accept: 'text/html' } });
+  const direct = await fetch(`${bff.listen}/auth/nosuch/login`, { redirect: 'manual', headers: { Accept: 'text/html' } });
+  assert.notEqual(direct.status, 200);
+  assert.equal(via.status, direct.status, `${origin}/auth/ is forwarded to the BFF`);
+  assert.equal(await via.text(), await direct.text());
+}
+
 test('the NGINX recipe of docs/cross-origin.md puts the app and the BFF on one origin', { timeout: 60_000 }, async () => {
   const site = recipe('nginx-recipe', 'nginx');
   const port = await freePort();
@@ -48,7 +60,7 @@ test('the NGINX recipe of docs/cross-origin.md puts the app and the BFF on one o
   writeFileSync(path.join(dir, 'www/index.html'), CLIENT_PAGE);
   writeFileSync(path.join(dir, 'www/tinybird-bff.js'), readFileSync(path.join(REPO, 'web/tinybird-bff.js')));
   const ours = site
-    .replace('proxy_pass http://127.0.0.1:3000;', `proxy_pass ${bff.listen};`)
+    .replaceAll('proxy_pass http://127.0.0.1:3000;', `proxy_pass ${bff.listen};`)
     .replace('root /srv/app/dist;', `root ${dir}/www;`);
   assert.notEqual(ours, site);
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${dir}/${t};`).join(' ');
@@ -66,6 +78,7 @@ http { access_log off; ${temp} include /etc/nginx/mime.types;
     assert.deepEqual(result.proxy, { path: 'proxy', orgs: ['acme'] });
     assert.equal(result.afterLogout, 401);
     assert.match(cookies[0], /SameSite=Lax/i);
+    await assertAuthReachesBff(`http://127.0.0.1:${port}`, bff);
   } catch (err) {
     err.message += `\n--- serve output ---\n${bff.output().slice(-3000)}`;
     throw err;
@@ -129,13 +142,9 @@ test('the Vite recipe of docs/cross-origin.md serves the app and proxies the BFF
     }
     assert.ok(!requests.some((r) => r.url.startsWith(bff.listen)), 'the page called the BFF directly');
 
-    // The login providers' routes reach the BFF through Vite too (its 404 for an unknown
-    // provider is JSON), and an app path that only starts like one stays Vite's.
-    const auth = await fetch(`${origin}/auth/nosuch/login`, { redirect: 'manual' });
-    const direct = await fetch(`${bff.listen}/auth/nosuch/login`, { redirect: 'manual' });
-    assert.equal(auth.status, direct.status);
-    assert.equal(await auth.text(), await direct.text());
-    assert.notEqual(auth.status, 200);
+    // The login providers' routes reach the BFF through Vite too, and an app path that only
+    // starts like the BFF's stays Vite's.
+    await assertAuthReachesBff(origin, bff);
     const app = await fetch(`${origin}/apis`, { headers: { Accept: 'text/html' } });
     assert.match(await app.text(), /<title>an app<\/title>/, 'Vite answers its own paths (SPA fallback)');
   } catch (err) {
