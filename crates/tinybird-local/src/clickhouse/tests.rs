@@ -126,7 +126,7 @@ fn ungrouped_columns_are_refused_as_clickhouse_does() {
 #[test]
 fn refusals_name_the_construct_and_point_to_tinybird_local() {
     for (sql, word) in [
-        ("SELECT sumState(x) FROM t", "sumState"),
+        ("SELECT quantileState(0.5)(x) FROM t", "quantileState"),
         ("SELECT arrayMap(x -> x, [1])", "arrayMap"),
         ("SELECT * FROM numbers(3)", "numbers"),
         ("SELECT julianday('now')", "julianday"),
