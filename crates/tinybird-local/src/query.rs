@@ -163,21 +163,13 @@ pub fn run_until(
     if started > deadline {
         return Err(QueryError::Timeout(limits.timeout));
     }
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let length = i32::try_from(limits.max_value_bytes).unwrap_or(i32::MAX);
-    let previous_length = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length).ok();
-    let result = {
-        let _budget = budget::enter(limits.functions(deadline));
+    let result = guarded(conn, limits, deadline, || {
         run_inner(conn, sql, columns, limits, started).map_err(|e| match (e, budget::take_trip()) {
             (QueryError::Sql(_), Some(Trip::Deadline)) => QueryError::Timeout(limits.timeout),
             (QueryError::Sql(_), Some(trip)) => QueryError::TooLarge(trip.to_string()),
             (e, _) => e,
         })
-    };
-    if let Some(previous) = previous_length {
-        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, previous);
-    }
-    conn.progress_handler(0, None::<fn() -> bool>);
+    });
     result.map_err(|e| match e {
         QueryError::Sql(rusqlite::Error::SqliteFailure(f, _))
             if f.code == rusqlite::ErrorCode::OperationInterrupted =>
@@ -194,6 +186,30 @@ pub fn run_until(
         }
         other => other,
     })
+}
+
+/// Runs `work` on `conn` under `limits` until `deadline`: SQLite interrupts it past the
+/// deadline (a progress handler), refuses any value over `max_value_bytes`, and every ch_*
+/// function asks the per-query budget before it allocates. Every statement that runs SQL a
+/// project or a caller wrote goes through here (queries, materializations).
+pub fn guarded<T>(
+    conn: &Connection,
+    limits: QueryLimits,
+    deadline: Instant,
+    work: impl FnOnce() -> T,
+) -> T {
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+    let length = i32::try_from(limits.max_value_bytes).unwrap_or(i32::MAX);
+    let previous_length = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length).ok();
+    let result = {
+        let _budget = budget::enter(limits.functions(deadline));
+        work()
+    };
+    if let Some(previous) = previous_length {
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, previous);
+    }
+    conn.progress_handler(0, None::<fn() -> bool>);
+    result
 }
 
 fn run_inner(

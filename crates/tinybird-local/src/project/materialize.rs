@@ -16,11 +16,10 @@ use rusqlite::Connection;
 
 use super::datasource::Datasource;
 use super::engines;
-use crate::budget;
 use crate::clickhouse::translate::ident;
 use crate::clickhouse::{TranslateLimits, Translator};
 use crate::pipes::{PipeLoadError, PipeSet, Prepared};
-use crate::query::QueryLimits;
+use crate::query::{self, QueryLimits};
 use tinybird_contract::params::Params;
 
 /// One materialized view, translated once at load.
@@ -224,10 +223,12 @@ fn insert(
         values.join(", "),
         view.query.sql
     );
+    // As bounded as a query: the deadline interrupts it, values and functions stay in budget.
     let deadline = std::time::Instant::now() + limits.timeout;
-    let _budget = budget::enter(limits.functions(deadline));
-    conn.execute(&sql, rusqlite::params_from_iter(view.query.binds.iter()))
-        .map(drop)
+    query::guarded(conn, limits, deadline, || {
+        conn.execute(&sql, rusqlite::params_from_iter(view.query.binds.iter()))
+            .map(drop)
+    })
 }
 
 /// The largest rowid of a table (0 when empty): rows appended later have larger ones.
